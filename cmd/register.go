@@ -1,0 +1,61 @@
+package cmd
+
+import (
+	"fmt"
+
+	"github.com/gracectl/gracectl/registry"
+	"github.com/spf13/cobra"
+)
+
+type registerOptions struct {
+	g    *globals
+	port int
+	pid  int
+	json bool
+}
+
+func newRegisterCmd(g *globals) *cobra.Command {
+	o := &registerOptions{g: g}
+	c := &cobra.Command{
+		Use:   "register PORT --pid N",
+		Short: "Bind an allocation to the process that owns it",
+		Long: `Bind an allocation (typically a reservation made by 'allocate' without --pid)
+to its owner. The owner is recorded by PID and start time, so a later process
+that reuses the PID is never taken for it.` + exitStatusHelp,
+		Example: `  PORT=$(gracectl allocate --service api)
+  python serve.py --port "$PORT" & gracectl register "$PORT" --pid $!`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usageErrorf("register takes one port, got %d arguments", len(args))
+			}
+			p, err := registry.ParsePort(args[0])
+			if err != nil {
+				return &usageError{msg: err.Error()}
+			}
+			o.port = p
+			if !cmd.Flags().Changed("pid") {
+				return usageErrorf("--pid is required")
+			}
+			return runRegister(cmd, o)
+		},
+	}
+	c.Flags().IntVar(&o.pid, "pid", 0, "PID of the owner (required)")
+	c.Flags().BoolVar(&o.json, "json", false, "print the allocation as JSON")
+	return c
+}
+
+func runRegister(cmd *cobra.Command, o *registerOptions) error {
+	id, err := identify(o.pid)
+	if err != nil {
+		return err
+	}
+	a, err := o.g.store().Register(cmd.Context(), o.port, id, "registered by user")
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return printJSON(o.g.stdout, a)
+	}
+	fmt.Fprintf(o.g.stderr, "[PORT-MANAGER] Port %d (%s) registered to pid %d\n", a.Port, escape(a.ServiceName), a.PID)
+	return nil
+}

@@ -1,0 +1,15 @@
+module github.com/gracectl/gracectl
+
+go 1.26.8
+
+require (
+	github.com/gofrs/flock v0.13.2
+	github.com/mitchellh/go-ps v1.0.0
+	github.com/spf13/cobra v1.10.2
+	golang.org/x/sys v0.49.0
+)
+
+require (
+	github.com/inconshreveable/mousetrap v1.1.0 // indirect
+	github.com/spf13/pflag v1.0.9 // indirect
+)

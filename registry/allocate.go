@@ -1,0 +1,299 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/gracectl/gracectl/probe"
+)
+
+// Request describes a port wanted by a service.
+type Request struct {
+	Service    string
+	Purpose    string
+	StartedBy  string
+	Owner      probe.Identity // PID 0: a reservation, claimed later by Register
+	Preferred  int            // 0: the range start
+	Range      Range
+	HealthPath string
+	Command    []string
+	// SkipPort, when set, is consulted before the bind test; tests use it
+	// to keep away from ports they know are busy. Nil in normal use.
+	SkipPort func(port int) bool
+}
+
+// ValidationError is a request that is wrong in itself (bad name, range,
+// preferred port): a usage mistake, not a failure of the system.
+type ValidationError struct{ Err error }
+
+func (e *ValidationError) Error() string { return e.Err.Error() }
+func (e *ValidationError) Unwrap() error { return e.Err }
+
+// Validate checks a request before any lock is taken and fills defaults.
+func (req *Request) Validate() error {
+	if err := req.validate(); err != nil {
+		return &ValidationError{Err: err}
+	}
+	return nil
+}
+
+func (req *Request) validate() error {
+	if strings.TrimSpace(req.Service) == "" {
+		return errors.New("--service is required and must not be empty")
+	}
+	if err := CheckText("service name", req.Service, MaxServiceName); err != nil {
+		return err
+	}
+	if err := CheckText("purpose", req.Purpose, MaxPurpose); err != nil {
+		return err
+	}
+	if err := CheckText("started-by", req.StartedBy, MaxStartedBy); err != nil {
+		return err
+	}
+	if req.HealthPath != "" {
+		if err := CheckText("health path", req.HealthPath, MaxHealthPath); err != nil {
+			return err
+		}
+		if !strings.HasPrefix(req.HealthPath, "/") {
+			return fmt.Errorf("health path %q must start with /", req.HealthPath)
+		}
+	}
+	if req.Range.Start == 0 {
+		req.Range = DefaultRange
+	}
+	if req.Preferred == 0 {
+		req.Preferred = req.Range.Start
+	}
+	if !req.Range.Contains(req.Preferred) {
+		return fmt.Errorf("preferred port %d is outside the range %s", req.Preferred, req.Range)
+	}
+	return CheckRange(req.Range)
+}
+
+// CheckRange refuses a managed range that overlaps the kernel's ephemeral
+// range: the kernel hands those ports to outgoing connections at any moment,
+// so a port gracectl found free could be taken before the service binds it.
+func CheckRange(r Range) error {
+	lo, hi, err := probe.EphemeralRange()
+	if err != nil {
+		return nil // cannot tell; the bind test still guards each port
+	}
+	if r.Overlaps(Range{Start: lo, End: hi}) {
+		return fmt.Errorf("port range %s overlaps the kernel's ephemeral range %d-%d, whose ports are handed out to outgoing connections; choose a range below %d", r, lo, hi, lo)
+	}
+	return nil
+}
+
+// ExhaustedError means no port in the range is free.
+type ExhaustedError struct {
+	Range     Range
+	Managed   int // held by gracectl allocations
+	Unmanaged int // in use by processes gracectl does not manage
+}
+
+func (e *ExhaustedError) Error() string {
+	return fmt.Sprintf("no free port in range %s: %d held by gracectl, %d in use by unmanaged processes", e.Range, e.Managed, e.Unmanaged)
+}
+
+// Allocate hands out the preferred port if it is free, else the next free
+// one upward, wrapping to the range start. A port is free when no allocation
+// holds it and it can be bound right now (see probe.Bindable). The bind test
+// runs under the exclusive lock, so two gracectl processes never pick the
+// same port.
+func (s *Store) Allocate(ctx context.Context, req Request) (*Allocation, error) {
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	var got *Allocation
+	err := s.Update(ctx, func(r *Registry, tx *Tx) error {
+		port, err := pickPort(r, req)
+		if err != nil {
+			return err
+		}
+		a := &Allocation{
+			Port:         port,
+			ServiceName:  req.Service,
+			StartedBy:    req.StartedBy,
+			Purpose:      req.Purpose,
+			AllocatedAt:  tx.Now(),
+			HealthStatus: StatusReserved,
+			HealthPath:   req.HealthPath,
+			Command:      req.Command,
+		}
+		if req.Owner.PID > 0 {
+			a.PID, a.PIDStart, a.BootID = req.Owner.PID, req.Owner.Start, req.Owner.Boot
+			a.RegisteredAt = tx.Now()
+			a.HealthStatus = StatusStarting
+		}
+		r.Put(a)
+		tx.Log(AllocateEvent{
+			Timestamp: tx.Now(), Action: "allocate", Port: port, ServiceName: a.ServiceName,
+			StartedBy: a.StartedBy, Purpose: a.Purpose, PID: a.PID, HealthPath: a.HealthPath, Command: a.Command,
+		})
+		got = a
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return got, nil
+}
+
+func pickPort(r *Registry, req Request) (int, error) {
+	rg := req.Range
+	managed, unmanaged := 0, 0
+	for i := 0; i < rg.Size(); i++ {
+		port := rg.Start + (req.Preferred-rg.Start+i)%rg.Size()
+		if r.Get(port) != nil {
+			managed++
+			continue
+		}
+		if req.SkipPort != nil && req.SkipPort(port) {
+			unmanaged++
+			continue
+		}
+		if err := probe.Bindable(port); err != nil {
+			if errors.Is(err, probe.ErrInUse) {
+				unmanaged++
+				continue
+			}
+			// EACCES for privileged ports and the like: not free, and
+			// worth saying if nothing else is found.
+			unmanaged++
+			continue
+		}
+		return port, nil
+	}
+	return 0, &ExhaustedError{Range: rg, Managed: managed, Unmanaged: unmanaged}
+}
+
+// NotAllocatedError means a port has no allocation.
+type NotAllocatedError struct{ Port int }
+
+func (e *NotAllocatedError) Error() string {
+	return fmt.Sprintf("port %d is not allocated", e.Port)
+}
+
+// Register binds an owner process to an allocation (claiming a
+// reservation, or replacing the owner of any allocation).
+func (s *Store) Register(ctx context.Context, port int, owner probe.Identity, reason string) (*Allocation, error) {
+	if owner.PID <= 0 {
+		return nil, fmt.Errorf("pid %d is not a process", owner.PID)
+	}
+	var got *Allocation
+	err := s.Update(ctx, func(r *Registry, tx *Tx) error {
+		a := r.Get(port)
+		if a == nil {
+			return &NotAllocatedError{Port: port}
+		}
+		prev := a.PID
+		a.PID, a.PIDStart, a.BootID = owner.PID, owner.Start, owner.Boot
+		a.RegisteredAt = tx.Now()
+		a.HealthFailures = 0
+		a.ListenerPID, a.ListenerName = 0, ""
+		if a.HealthStatus == StatusReserved || a.HealthStatus == StatusDead || a.HealthStatus == StatusOrphaned || a.HealthStatus == "" {
+			a.HealthStatus = StatusStarting
+		}
+		tx.Log(RegisterEvent{Timestamp: tx.Now(), Action: "register", Port: port, ServiceName: a.ServiceName,
+			PID: owner.PID, PreviousPID: prev, Reason: reason})
+		got = a.Clone()
+		return nil
+	})
+	return got, err
+}
+
+// OwnerAliveError refuses to release a port whose owner still runs.
+type OwnerAliveError struct {
+	Port    int
+	PID     int
+	Service string
+}
+
+func (e *OwnerAliveError) Error() string {
+	return fmt.Sprintf("port %d is held by pid %d (%s), which is still running; use --force to release it anyway", e.Port, e.PID, e.Service)
+}
+
+// ReleaseRequest selects what to release and says who asks and why.
+type ReleaseRequest struct {
+	Port    int    // release this port, or
+	Service string // every port of this service
+	Force   bool   // release even if the owner is alive and not the caller
+	// Callers are PIDs allowed to release their own ports without Force:
+	// the caller and its ancestors.
+	Callers []int
+	By      string // "cli", "run", "watchdog"
+	ByUser  string
+	Reason  string
+	// Only, when set, must approve each allocation under the lock; the
+	// watchdog uses it to act only on allocations it probed unchanged.
+	Only func(*Allocation) bool
+}
+
+// Release gives back ports and logs each with its duration and counts.
+func (s *Store) Release(ctx context.Context, req ReleaseRequest) ([]*Allocation, error) {
+	var released []*Allocation
+	err := s.Update(ctx, func(r *Registry, tx *Tx) error {
+		var targets []*Allocation
+		if req.Service != "" {
+			for _, a := range r.Sorted() {
+				if a.ServiceName == req.Service {
+					targets = append(targets, a)
+				}
+			}
+			if len(targets) == 0 {
+				return fmt.Errorf("service %q holds no port", req.Service)
+			}
+		} else {
+			a := r.Get(req.Port)
+			if a == nil {
+				return &NotAllocatedError{Port: req.Port}
+			}
+			targets = append(targets, a)
+		}
+		for _, a := range targets {
+			if req.Only != nil && !req.Only(a) {
+				continue
+			}
+			if !req.Force && a.PID > 0 && !containsPID(req.Callers, a.PID) &&
+				probe.Alive(probe.Identity{PID: a.PID, Start: a.PIDStart, Boot: a.BootID}) {
+				return &OwnerAliveError{Port: a.Port, PID: a.PID, Service: a.ServiceName}
+			}
+		}
+		for _, a := range targets {
+			if req.Only != nil && !req.Only(a) {
+				continue
+			}
+			r.Delete(a.Port)
+			dur := int64(tx.Now().Sub(a.AllocatedAt.Time).Seconds())
+			if dur < 0 || a.AllocatedAt.IsZero() {
+				dur = 0
+			}
+			tx.Log(ReleaseEvent{
+				Timestamp: tx.Now(), Action: "release", Port: a.Port, ServiceName: a.ServiceName,
+				DurationSeconds: dur, RequestCount: a.RequestCount, ErrorCount: a.ErrorCount, PID: a.PID,
+				By: req.By, ByPID: ownPID(), ByUser: req.ByUser, Reason: req.Reason,
+			})
+			released = append(released, a)
+		}
+		if len(released) == 0 {
+			return ErrNoChange
+		}
+		return nil
+	})
+	return released, err
+}
+
+func containsPID(pids []int, pid int) bool {
+	for _, p := range pids {
+		if p == pid {
+			return true
+		}
+	}
+	return false
+}
+
+// PortKey is the registry's key for port.
+func PortKey(port int) string { return strconv.Itoa(port) }

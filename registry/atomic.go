@@ -1,0 +1,79 @@
+package registry
+
+import (
+	"bytes"
+	"encoding/json"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+func indent(data []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, data, "", "  "); err != nil {
+		return nil, err
+	}
+	buf.WriteByte('\n')
+	return buf.Bytes(), nil
+}
+
+// writeFileAtomic replaces path with data so that a reader or a crash sees
+// either the old file or the new one, whole. The temp file is created with
+// O_EXCL in the same folder (a rename across file systems is not atomic),
+// given the old file's permissions and owner, synced, closed and renamed
+// over path; then the folder is synced so the rename itself is durable. On
+// any error the temp file is removed and path is untouched.
+func writeFileAtomic(path string, data []byte, perm fs.FileMode, old fs.FileInfo) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		return err
+	}
+	// CreateTemp makes 0600 files; a registry that turned 0600 would lock
+	// other users out.
+	if err = f.Chmod(perm); err != nil {
+		return err
+	}
+	if old != nil {
+		if st, ok := old.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 {
+			_ = f.Chown(int(st.Uid), int(st.Gid))
+		}
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !isUnsupportedSync(err) {
+		return err
+	}
+	return nil
+}
+
+func isUnsupportedSync(err error) bool {
+	return errorsIs(err, syscall.EINVAL) || errorsIs(err, syscall.ENOTSUP)
+}

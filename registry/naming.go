@@ -1,0 +1,83 @@
+package registry
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+var interpreterRE = regexp.MustCompile(`^(python[0-9.]*|pypy[0-9.]*|node|nodejs|deno|bun|ruby|perl|php|bash|sh|dash|zsh|lua[0-9.]*|Rscript|java|uv|uvx)$`)
+
+// StartedBy names what a command line runs, for the started_by field: the
+// script for an interpreter (`python serve.py` → serve.py), the module for
+// `python -m http.server` (→ http.server), the program's name otherwise.
+func StartedBy(argv []string) string {
+	if len(argv) == 0 {
+		return ""
+	}
+	prog := filepath.Base(argv[0])
+	if !interpreterRE.MatchString(prog) {
+		return prog
+	}
+	for i := 1; i < len(argv); i++ {
+		a := argv[i]
+		switch {
+		case a == "-m" && i+1 < len(argv):
+			return argv[i+1]
+		case strings.HasPrefix(a, "-m") && len(a) > 2 && prog != "node":
+			return a[2:]
+		case a == "-c" || a == "-e":
+			return prog
+		case a == "--":
+			if i+1 < len(argv) {
+				return filepath.Base(argv[i+1])
+			}
+			return prog
+		case strings.HasPrefix(a, "-"):
+			continue
+		default:
+			return filepath.Base(a)
+		}
+	}
+	return prog
+}
+
+// ServiceFromCommand derives a service name from a command line: what
+// StartedBy names, without its extension (`python serve.py` → serve).
+func ServiceFromCommand(argv []string) string {
+	s := StartedBy(argv)
+	if ext := filepath.Ext(s); ext != "" && ext != s && !strings.Contains(s, string(os.PathSeparator)) {
+		if isScriptExt(ext) {
+			s = strings.TrimSuffix(s, ext)
+		}
+	}
+	return SafeText(s, MaxServiceName)
+}
+
+func isScriptExt(ext string) bool {
+	switch ext {
+	case ".py", ".js", ".mjs", ".cjs", ".ts", ".rb", ".pl", ".php", ".sh", ".lua", ".R", ".jar":
+		return true
+	}
+	return false
+}
+
+// FindRoot returns the nearest directory at or above dir that already holds
+// databases/port_registry/, or dir itself when none does.
+func FindRoot(dir string) string {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return dir
+	}
+	for d := abs; ; {
+		if info, err := os.Stat(filepath.Join(d, RegistryDir)); err == nil && info.IsDir() {
+			return d
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			return abs
+		}
+		d = parent
+	}
+}

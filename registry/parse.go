@@ -1,0 +1,95 @@
+package registry
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Limits on stored strings. They keep the registry and each log line small
+// and every report readable.
+const (
+	MaxServiceName = 128
+	MaxPurpose     = 1024
+	MaxStartedBy   = 256
+	MaxHealthPath  = 512
+)
+
+// Parse decodes and validates a registry file's contents. A file that is
+// not a registry is an error, never an empty registry.
+func Parse(data []byte) (*Registry, error) {
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 {
+		return nil, errors.New("file is empty, not a registry (expected a JSON object)")
+	}
+	if trimmed[0] != '{' {
+		return nil, errors.New("not a JSON object")
+	}
+	r := new(Registry)
+	if err := json.Unmarshal(trimmed, r); err != nil {
+		return nil, err
+	}
+	for key, a := range r.Allocations {
+		if err := a.validateStored(key); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+func (a *Allocation) validateStored(key string) error {
+	port, err := strconv.Atoi(key)
+	if err != nil || port < 1 || port > 65535 || strconv.Itoa(port) != key {
+		return fmt.Errorf("allocation key %q is not a port number", key)
+	}
+	if a.Port != port {
+		return fmt.Errorf("allocation %q: field \"port\" is %d, not %d", key, a.Port, port)
+	}
+	if a.ServiceName == "" {
+		return fmt.Errorf("allocation %q: field \"service_name\" is empty", key)
+	}
+	if a.PID < 0 {
+		return fmt.Errorf("allocation %q: field \"pid\" is negative", key)
+	}
+	return nil
+}
+
+// CheckText validates a user-supplied string that will be stored: valid
+// UTF-8, no control characters, at most max bytes.
+func CheckText(what, s string, max int) error {
+	if len(s) > max {
+		return fmt.Errorf("%s is %d bytes long; the limit is %d", what, len(s), max)
+	}
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%s is not valid UTF-8", what)
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return fmt.Errorf("%s contains a control character (%U)", what, r)
+		}
+	}
+	return nil
+}
+
+// SafeText makes a string from outside (a process name, a command line)
+// storable: control characters become '?', and it is cut to max bytes on a
+// rune boundary.
+func SafeText(s string, max int) string {
+	s = strings.ToValidUTF8(s, "?")
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			r = '?'
+		}
+		if b.Len()+utf8.RuneLen(r) > max {
+			break
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
