@@ -78,7 +78,8 @@ func ProcessName(pid int) string {
 	return p.Executable()
 }
 
-// Ancestors lists pid's ancestors, nearest first (parent, grandparent, …).
+// Ancestors lists pid's ancestors, nearest first (parent, grandparent, …),
+// stopping before init (PID 1), which is everyone's ancestor.
 func Ancestors(pid int) []int {
 	var out []int
 	seen := map[int]bool{pid: true}
@@ -88,7 +89,7 @@ func Ancestors(pid int) []int {
 			return out
 		}
 		pid = p.PPid()
-		if pid <= 0 || seen[pid] {
+		if pid <= 1 || seen[pid] {
 			return out
 		}
 		seen[pid] = true

@@ -1,0 +1,44 @@
+# gracectl. `make test` is what CI runs (through .ci/run).
+GO      ?= go
+BIN     ?= bin/gracectl
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+LDFLAGS := -X github.com/gracectl/gracectl/cmd.version=$(VERSION)
+FUZZTIME ?= 3s
+# Every process built with -race sleeps 1 s at exit unless told not to.
+export GORACE = atexit_sleep_ms=0
+
+.PHONY: build test lint unit fuzz cross bench clean
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) .
+
+test: lint unit fuzz cross
+
+lint:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed on: $$out"; exit 1; fi
+	$(GO) mod tidy -diff
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+# A few seconds of coverage-guided fuzzing per target, on top of the seed
+# corpora that `unit` already runs.
+fuzz:
+	@set -e; for spec in $$($(GO) test -list '^Fuzz' ./... | awk '/^Fuzz/{f[n++]=$$1} /^ok/{for(i=0;i<n;i++)print $$2"@"f[i]; n=0}'); do \
+	  pkg=$${spec%@*}; fn=$${spec#*@}; \
+	  echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+	  $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || { $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg; exit 1; }; \
+	done
+
+cross:
+	GOOS=darwin $(GO) build ./...
+	GOOS=darwin $(GO) vet ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./...
+	bash docs/benchmarks/whole-process.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,108 @@
+package cmd_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gracectl/gracectl/registry"
+)
+
+// gracectlCmd runs the gracectl that testscript.Main put on PATH (this
+// test binary, re-executed as a real process) against root.
+func gracectlCmd(t *testing.T, root string, args ...string) *exec.Cmd {
+	t.Helper()
+	c := exec.Command("gracectl", args...)
+	c.Env = append(os.Environ(), "GRACECTL_ROOT="+root, "GRACECTL_LOCK_TIMEOUT=60s")
+	return c
+}
+
+// 50 real processes started together get 50 distinct ports, all in the
+// registry and all in the log. flock is per open file, so only separate
+// processes prove this.
+func TestConcurrentAllocateProcesses(t *testing.T) {
+	const n = 50
+	root := t.TempDir()
+	cmds := make([]*exec.Cmd, n)
+	outs := make([]*bytes.Buffer, n)
+	for i := range cmds {
+		cmds[i] = gracectlCmd(t, root, "allocate", "--service", "svc"+strconv.Itoa(i), "--range", "24000-24099")
+		outs[i] = new(bytes.Buffer)
+		cmds[i].Stdout = outs[i]
+		cmds[i].Stderr = outs[i]
+	}
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	errs := make([]error, n)
+	for i, c := range cmds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			errs[i] = c.Run()
+		}()
+	}
+	close(start)
+	wg.Wait()
+	seen := map[int]int{}
+	for i := range cmds {
+		if errs[i] != nil {
+			t.Fatalf("process %d: %v: %s", i, errs[i], outs[i])
+		}
+		port, err := strconv.Atoi(strings.TrimSpace(outs[i].String()))
+		if err != nil {
+			t.Fatalf("process %d printed %q", i, outs[i])
+		}
+		if j, dup := seen[port]; dup {
+			t.Fatalf("port %d handed to process %d and %d", port, j, i)
+		}
+		seen[port] = i
+	}
+	data, err := os.ReadFile(filepath.Join(root, registry.RegistryDir, registry.RegistryFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := registry.Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Allocations) != n {
+		t.Fatalf("registry has %d allocations, want %d", len(r.Allocations), n)
+	}
+	for port, i := range seen {
+		a := r.Get(port)
+		if a == nil || a.ServiceName != "svc"+strconv.Itoa(i) {
+			t.Fatalf("port %d: registry has %+v, want svc%d", port, a, i)
+		}
+	}
+	f, err := os.Open(registry.LogPath(filepath.Join(root, registry.LogDir), time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	logged := map[int]bool{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var ev registry.AllocateEvent
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			t.Fatalf("log line not whole JSON: %q", sc.Text())
+		}
+		if ev.Action == "allocate" {
+			if logged[ev.Port] {
+				t.Fatalf("port %d logged twice", ev.Port)
+			}
+			logged[ev.Port] = true
+		}
+	}
+	if len(logged) != n {
+		t.Fatalf("log has %d allocate lines, want %d", len(logged), n)
+	}
+}

@@ -1,0 +1,463 @@
+package registry
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gofrs/flock"
+	"github.com/gracectl/gracectl/probe"
+)
+
+// Ports: this package's tests use 21000-21999, one block of ten per test.
+
+func newStore(t *testing.T) *Store {
+	t.Helper()
+	return Open(t.TempDir(), 2*time.Second)
+}
+
+func rng(start int) Range { return Range{Start: start, End: start + 9} }
+
+func writeRegistry(t *testing.T, s *Store, content string) {
+	t.Helper()
+	if err := os.MkdirAll(s.Dir(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(s.Path(), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+const seedRegistry = `{
+  "allocations": {
+    "8000": {
+      "port": 8000,
+      "service_name": "grace_backend",
+      "started_by": "serve.py",
+      "purpose": "Main Grace API server",
+      "pid": 12345,
+      "allocated_at": "2025-11-15T14:30:00Z",
+      "health_status": "active",
+      "x_team": {"owner": "ops", "tags": [1, 2]}
+    }
+  },
+  "last_updated": "2025-11-15T14:35:00Z",
+  "x_host": "alpha"
+}`
+
+func TestParseSeedAndRoundTrip(t *testing.T) {
+	r, err := Parse([]byte(seedRegistry))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := r.Get(8000)
+	if a == nil || a.ServiceName != "grace_backend" || a.PID != 12345 || a.AllocatedAt.String() != "2025-11-15T14:30:00Z" {
+		t.Fatalf("parsed %+v", a)
+	}
+	out, err := r.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := Parse(out)
+	if err != nil {
+		t.Fatalf("re-parse: %v\n%s", err, out)
+	}
+	out2, _ := r2.MarshalJSON()
+	if string(out) != string(out2) {
+		t.Fatalf("round trip not stable:\n%s\n%s", out, out2)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(out, &m); err != nil {
+		t.Fatal(err)
+	}
+	if m["x_host"] != "alpha" {
+		t.Errorf("unknown top-level field lost: %s", out)
+	}
+	alloc := m["allocations"].(map[string]any)["8000"].(map[string]any)
+	if alloc["x_team"].(map[string]any)["owner"] != "ops" {
+		t.Errorf("unknown allocation field lost: %s", out)
+	}
+}
+
+func TestUnknownFieldsSurviveUpdate(t *testing.T) {
+	s := newStore(t)
+	writeRegistry(t, s, seedRegistry)
+	if _, err := s.Allocate(context.Background(), Request{Service: "x", Range: rng(21000)}); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(s.Path())
+	for _, want := range []string{`"x_host": "alpha"`, `"x_team"`, `"owner": "ops"`, `"21000"`, `"grace_backend"`} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("registry lost %s:\n%s", want, data)
+		}
+	}
+}
+
+func TestBadRegistryIsRefusedAndUntouched(t *testing.T) {
+	cases := map[string]string{
+		"not json":        `{"allocations": {`,
+		"empty":           ``,
+		"array":           `[]`,
+		"null":            `null`,
+		"port string":     `{"allocations": {"8000": {"port": "8000", "service_name": "a"}}}`,
+		"pid string":      `{"allocations": {"8000": {"port": 8000, "service_name": "a", "pid": "12"}}}`,
+		"key mismatch":    `{"allocations": {"8001": {"port": 8000, "service_name": "a"}}}`,
+		"bad key":         `{"allocations": {"http": {"port": 8000, "service_name": "a"}}}`,
+		"no service":      `{"allocations": {"8000": {"port": 8000}}}`,
+		"allocations arr": `{"allocations": []}`,
+		"bad time":        `{"allocations": {"8000": {"port": 8000, "service_name": "a", "allocated_at": "yesterday"}}}`,
+		"null allocation": `{"allocations": {"8000": null}}`,
+		"trailing":        `{"allocations": {}} {}`,
+	}
+	for name, content := range cases {
+		t.Run(name, func(t *testing.T) {
+			s := newStore(t)
+			writeRegistry(t, s, content)
+			before, _ := os.ReadFile(s.Path())
+			_, err := s.Allocate(context.Background(), Request{Service: "x", Range: rng(21010)})
+			var ce *CorruptError
+			if !errors.As(err, &ce) {
+				t.Fatalf("want CorruptError, got %v", err)
+			}
+			if !strings.Contains(err.Error(), s.Path()) {
+				t.Errorf("error does not name the file: %v", err)
+			}
+			after, _ := os.ReadFile(s.Path())
+			if string(before) != string(after) {
+				t.Errorf("file changed:\n%q\n%q", before, after)
+			}
+			if _, err := s.Read(context.Background()); err == nil {
+				t.Errorf("Read accepted a bad registry")
+			}
+			if _, err := os.Stat(LogPath(s.LogDir(), time.Now())); err == nil {
+				t.Errorf("a log line was written for a failed change")
+			}
+		})
+	}
+}
+
+func TestPermissionsKept(t *testing.T) {
+	s := newStore(t)
+	if _, err := s.Allocate(context.Background(), Request{Service: "a", Range: rng(21020)}); err != nil {
+		t.Fatal(err)
+	}
+	info, _ := os.Stat(s.Path())
+	if info.Mode().Perm() != 0o644 {
+		t.Fatalf("new registry is %v, want 0644", info.Mode().Perm())
+	}
+	if err := os.Chmod(s.Path(), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Allocate(context.Background(), Request{Service: "b", Range: rng(21020)}); err != nil {
+		t.Fatal(err)
+	}
+	info, _ = os.Stat(s.Path())
+	if info.Mode().Perm() != 0o640 {
+		t.Fatalf("rewritten registry is %v, want 0640", info.Mode().Perm())
+	}
+	// No temp files are left behind.
+	entries, _ := os.ReadDir(s.Dir())
+	for _, e := range entries {
+		if strings.Contains(e.Name(), ".tmp-") {
+			t.Errorf("temp file left: %s", e.Name())
+		}
+	}
+}
+
+func TestAllocatePreferredNextAndWrap(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	r := rng(21030)
+	got := func(pref int) int {
+		a, err := s.Allocate(ctx, Request{Service: "s", Range: r, Preferred: pref})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.Port
+	}
+	if p := got(0); p != 21030 {
+		t.Fatalf("first = %d", p)
+	}
+	if p := got(21030); p != 21031 {
+		t.Fatalf("next = %d", p)
+	}
+	if p := got(21038); p != 21038 {
+		t.Fatalf("preferred = %d", p)
+	}
+	if p := got(21039); p != 21039 {
+		t.Fatalf("preferred = %d", p)
+	}
+	if p := got(21039); p != 21032 {
+		t.Fatalf("wrap = %d, want 21032", p)
+	}
+}
+
+func TestAllocateSkipsUnmanagedListeners(t *testing.T) {
+	for _, host := range []string{"127.0.0.1", "::1", "0.0.0.0"} {
+		t.Run(host, func(t *testing.T) {
+			if host == "::1" && !probe.HasIPv6() {
+				t.Skip("no IPv6 on this host")
+			}
+			s := newStore(t)
+			r := rng(21040)
+			l, err := net.Listen("tcp", net.JoinHostPort(host, "21040"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			a, err := s.Allocate(context.Background(), Request{Service: "s", Range: r})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.Port != 21041 {
+				t.Fatalf("got %d, want 21041 (21040 is served by %s)", a.Port, host)
+			}
+		})
+	}
+}
+
+func TestExhausted(t *testing.T) {
+	s := newStore(t)
+	r := Range{Start: 21050, End: 21052}
+	l, err := net.Listen("tcp", "127.0.0.1:21052")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for i := 0; i < 2; i++ {
+		if _, err := s.Allocate(context.Background(), Request{Service: "s", Range: r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, _ := os.ReadFile(s.Path())
+	_, err = s.Allocate(context.Background(), Request{Service: "s", Range: r})
+	var xe *ExhaustedError
+	if !errors.As(err, &xe) || xe.Managed != 2 || xe.Unmanaged != 1 {
+		t.Fatalf("got %v (%+v)", err, xe)
+	}
+	if !strings.Contains(err.Error(), "21050-21052") {
+		t.Errorf("error does not name the range: %v", err)
+	}
+	after, _ := os.ReadFile(s.Path())
+	if string(before) != string(after) {
+		t.Errorf("registry changed on a failed allocation")
+	}
+}
+
+func TestValidation(t *testing.T) {
+	s := newStore(t)
+	bad := []Request{
+		{Service: "", Range: rng(21060)},
+		{Service: "  ", Range: rng(21060)},
+		{Service: "a\x1b[31m", Range: rng(21060)},
+		{Service: "a\nb", Range: rng(21060)},
+		{Service: strings.Repeat("a", MaxServiceName+1), Range: rng(21060)},
+		{Service: "a", Purpose: "p\x00", Range: rng(21060)},
+		{Service: "a", Purpose: strings.Repeat("p", MaxPurpose+1), Range: rng(21060)},
+		{Service: "a", Range: rng(21060), Preferred: 21070},
+		{Service: "a", Range: rng(21060), HealthPath: "health"},
+		{Service: "a", Range: Range{Start: 40000, End: 40010}},
+	}
+	for _, req := range bad {
+		_, err := s.Allocate(context.Background(), req)
+		var ve *ValidationError
+		if !errors.As(err, &ve) {
+			t.Errorf("%+v: want ValidationError, got %v", req, err)
+		}
+	}
+	if _, err := os.Stat(s.Path()); err == nil {
+		t.Errorf("a refused request wrote the registry")
+	}
+}
+
+func TestReleaseRefusesLiveOwner(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	self := probe.Self()
+	a, err := s.Allocate(ctx, Request{Service: "live", Range: rng(21070), Owner: self})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Release(ctx, ReleaseRequest{Port: a.Port, By: "cli", Reason: "t"})
+	var oe *OwnerAliveError
+	if !errors.As(err, &oe) || oe.PID != self.PID || !strings.Contains(err.Error(), "live") {
+		t.Fatalf("want OwnerAliveError naming pid and service, got %v", err)
+	}
+	// The owner itself may release.
+	if _, err := s.Release(ctx, ReleaseRequest{Port: a.Port, Callers: []int{self.PID}, By: "cli", Reason: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	// A recorded start time that does not match is a dead owner: releasable.
+	stale := self
+	stale.Start++
+	b, _ := s.Allocate(ctx, Request{Service: "reused", Range: rng(21070), Owner: stale})
+	if _, err := s.Release(ctx, ReleaseRequest{Port: b.Port, By: "cli", Reason: "t"}); err != nil {
+		t.Fatalf("release of a reused PID's port: %v", err)
+	}
+	// --force releases a live owner's port.
+	c, _ := s.Allocate(ctx, Request{Service: "live", Range: rng(21070), Owner: self})
+	if _, err := s.Release(ctx, ReleaseRequest{Port: c.Port, Force: true, By: "cli", Reason: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	// Not allocated.
+	_, err = s.Release(ctx, ReleaseRequest{Port: 21079, By: "cli"})
+	var ne *NotAllocatedError
+	if !errors.As(err, &ne) {
+		t.Fatalf("want NotAllocatedError, got %v", err)
+	}
+}
+
+func TestAuditLog(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	a, err := s.Allocate(ctx, Request{Service: "svc", Purpose: "why", StartedBy: "serve.py", Range: rng(21080)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Register(ctx, a.Port, probe.Self(), "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Release(ctx, ReleaseRequest{Port: a.Port, Force: true, By: "cli", ByUser: "tester", Reason: "done"}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(LogPath(s.LogDir(), time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var actions []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("log line is not JSON: %q", sc.Text())
+		}
+		actions = append(actions, m["action"].(string))
+		switch m["action"] {
+		case "allocate":
+			for _, k := range []string{"timestamp", "port", "service_name", "started_by", "purpose"} {
+				if _, ok := m[k]; !ok {
+					t.Errorf("allocate line lacks %s: %s", k, sc.Text())
+				}
+			}
+		case "release":
+			for _, k := range []string{"timestamp", "port", "service_name", "duration_seconds", "request_count", "error_count", "by", "reason"} {
+				if _, ok := m[k]; !ok {
+					t.Errorf("release line lacks %s: %s", k, sc.Text())
+				}
+			}
+		}
+	}
+	if strings.Join(actions, ",") != "allocate,register,release" {
+		t.Fatalf("actions = %v", actions)
+	}
+}
+
+func TestTornLogLineIsNotExtended(t *testing.T) {
+	s := newStore(t)
+	if err := os.MkdirAll(s.LogDir(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := LogPath(s.LogDir(), time.Now())
+	if err := os.WriteFile(path, []byte(`{"timestamp":"2025-`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Allocate(context.Background(), Request{Service: "a", Range: rng(21090)}); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) != 2 || !json.Valid([]byte(lines[1])) {
+		t.Fatalf("new line not whole after a torn one: %q", data)
+	}
+}
+
+func TestLockTimeoutNamesLockFile(t *testing.T) {
+	s := Open(t.TempDir(), 200*time.Millisecond)
+	if err := os.MkdirAll(s.Dir(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	holder := flock.New(s.LockPath())
+	if err := holder.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Allocate(context.Background(), Request{Service: "a", Range: rng(21100)})
+	var le *LockError
+	if !errors.As(err, &le) || !strings.Contains(err.Error(), s.LockPath()) {
+		t.Fatalf("want LockError naming %s, got %v", s.LockPath(), err)
+	}
+	holder.Unlock()
+	// The abandoned waiter must not keep the lock once it gets it.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := s.Allocate(context.Background(), Request{Service: "a", Range: rng(21100)}); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("lock never came back: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestUnwritableRoot(t *testing.T) {
+	if os.Geteuid() == 0 {
+		// root ignores permission bits; use a path under a regular file.
+		f := filepath.Join(t.TempDir(), "file")
+		os.WriteFile(f, nil, 0o644)
+		s := Open(filepath.Join(f, "root"), time.Second)
+		_, err := s.Allocate(context.Background(), Request{Service: "a", Range: rng(21110)})
+		if err == nil || !strings.Contains(err.Error(), "cannot create registry folder") {
+			t.Fatalf("got %v", err)
+		}
+		return
+	}
+	dir := t.TempDir()
+	os.Chmod(dir, 0o555)
+	defer os.Chmod(dir, 0o755)
+	s := Open(filepath.Join(dir, "root"), time.Second)
+	if _, err := s.Allocate(context.Background(), Request{Service: "a", Range: rng(21110)}); err == nil {
+		t.Fatal("allocate succeeded in an unwritable root")
+	}
+}
+
+func TestParseRange(t *testing.T) {
+	good := map[string]Range{"8000-8100": {8000, 8100}, " 1-65535 ": {1, 65535}, "9000": {9000, 9000}}
+	for in, want := range good {
+		got, err := ParseRange(in)
+		if err != nil || got != want {
+			t.Errorf("ParseRange(%q) = %v, %v", in, got, err)
+		}
+	}
+	for _, in := range []string{"", "-", "a-b", "8100-8000", "0-10", "1-65536", "8000-", "-8000", "80 00-8100", "8000-8100-8200"} {
+		if _, err := ParseRange(in); err == nil {
+			t.Errorf("ParseRange(%q) accepted", in)
+		}
+	}
+}
+
+func TestStatusCounts(t *testing.T) {
+	s := newStore(t)
+	for i := 0; i < 3; i++ {
+		if _, err := s.Allocate(context.Background(), Request{Service: "s" + strconv.Itoa(i), Range: rng(21120)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := s.Status(context.Background(), rng(21120))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.TotalPorts != 10 || st.Allocated != 3 || st.Available != 7 || len(st.Allocations) != 3 || st.Allocations[0].Port != 21120 {
+		t.Fatalf("status = %+v", st)
+	}
+	if st.Watchdog == nil || st.Watchdog.Running {
+		t.Fatalf("watchdog = %+v", st.Watchdog)
+	}
+}
