@@ -115,15 +115,6 @@ func SocketOwners(inodes map[uint64]bool) map[uint64][]int {
 	return out
 }
 
-func containsInt(s []int, v int) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
 // EphemeralRange is the kernel's range for outgoing connections' local
 // ports (/proc/sys/net/ipv4/ip_local_port_range).
 func EphemeralRange() (lo, hi int, err error) {

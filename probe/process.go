@@ -97,30 +97,42 @@ func Ancestors(pid int) []int {
 	}
 }
 
-// Descendants returns the set of processes whose ancestry passes through
-// pid, pid excluded, from one snapshot of the process table.
-func Descendants(pid int) map[int]bool {
+// ProcessTable is one snapshot of the process table: names and parents.
+type ProcessTable struct {
+	parent map[int]int
+	name   map[int]string
+}
+
+// TakeProcessTable reads the process table once (go-ps).
+func TakeProcessTable() *ProcessTable {
+	t := &ProcessTable{parent: map[int]int{}, name: map[int]string{}}
 	procs, err := ps.Processes()
 	if err != nil {
-		return nil
+		return t
 	}
-	children := map[int][]int{}
 	for _, p := range procs {
-		children[p.PPid()] = append(children[p.PPid()], p.Pid())
+		t.parent[p.Pid()] = p.PPid()
+		t.name[p.Pid()] = p.Executable()
 	}
-	out := map[int]bool{}
-	queue := []int{pid}
-	for len(queue) > 0 {
-		cur := queue[0]
-		queue = queue[1:]
-		for _, c := range children[cur] {
-			if !out[c] && c != pid {
-				out[c] = true
-				queue = append(queue, c)
-			}
+	return t
+}
+
+// Name is pid's executable name, "" if unknown.
+func (t *ProcessTable) Name(pid int) string { return t.name[pid] }
+
+// IsDescendant reports whether pid is ancestor or one of its descendants.
+func (t *ProcessTable) IsDescendant(pid, ancestor int) bool {
+	for i := 0; pid > 0 && i < 4096; i++ {
+		if pid == ancestor {
+			return true
 		}
+		next, ok := t.parent[pid]
+		if !ok || next == pid {
+			return false
+		}
+		pid = next
 	}
-	return out
+	return false
 }
 
 // Self is this process's identity.

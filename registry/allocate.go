@@ -266,16 +266,7 @@ func (s *Store) Release(ctx context.Context, req ReleaseRequest) ([]*Allocation,
 			if req.Only != nil && !req.Only(a) {
 				continue
 			}
-			r.Delete(a.Port)
-			dur := int64(tx.Now().Sub(a.AllocatedAt.Time).Seconds())
-			if dur < 0 || a.AllocatedAt.IsZero() {
-				dur = 0
-			}
-			tx.Log(ReleaseEvent{
-				Timestamp: tx.Now(), Action: "release", Port: a.Port, ServiceName: a.ServiceName,
-				DurationSeconds: dur, RequestCount: a.RequestCount, ErrorCount: a.ErrorCount, PID: a.PID,
-				By: req.By, ByPID: ownPID(), ByUser: req.ByUser, Reason: req.Reason,
-			})
+			tx.Release(r, a, req.By, req.ByUser, req.Reason)
 			released = append(released, a)
 		}
 		if len(released) == 0 {
@@ -297,3 +288,18 @@ func containsPID(pids []int, pid int) bool {
 
 // PortKey is the registry's key for port.
 func PortKey(port int) string { return strconv.Itoa(port) }
+
+// Release removes a from r and logs it with its duration and counts. It is
+// the one place a release is recorded, for the CLI, run and the watchdog.
+func (tx *Tx) Release(r *Registry, a *Allocation, by, byUser, reason string) {
+	r.Delete(a.Port)
+	dur := int64(tx.Now().Sub(a.AllocatedAt.Time).Seconds())
+	if dur < 0 || a.AllocatedAt.IsZero() {
+		dur = 0 // a clock that went backwards never gives a negative duration
+	}
+	tx.Log(ReleaseEvent{
+		Timestamp: tx.Now(), Action: "release", Port: a.Port, ServiceName: a.ServiceName,
+		DurationSeconds: dur, RequestCount: a.RequestCount, ErrorCount: a.ErrorCount, PID: a.PID,
+		By: by, ByPID: ownPID(), ByUser: byUser, Reason: reason,
+	})
+}

@@ -1,0 +1,136 @@
+package cmd
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gracectl/gracectl/probe/watchdog"
+	"github.com/olekukonko/tablewriter"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+type checkOptions struct {
+	g      *globals
+	probe  watchdog.Options
+	json   bool
+	dryRun bool
+}
+
+// addProbeFlags declares the flags that tune a watchdog cycle, shared by
+// check and watch.
+func addProbeFlags(f *pflag.FlagSet, o *watchdog.Options) {
+	f.DurationVar(&o.HealthTimeout, "health-timeout", 2*time.Second, "timeout of one health check")
+	f.DurationVar(&o.StartupGrace, "startup-grace", watchdog.DefaultStartupGrace, "how long a live owner may take to start listening")
+	f.IntVar(&o.UnhealthyAfter, "unhealthy-after", watchdog.DefaultUnhealthyAfter, "consecutive failed health checks before a port is unhealthy")
+	f.DurationVar(&o.ReservationLease, "lease", watchdog.DefaultReservationLease, "how long a reservation may stay unclaimed")
+	f.IntVar(&o.Concurrency, "concurrency", watchdog.DefaultConcurrency, "probes run at once")
+}
+
+func checkProbeFlags(o *watchdog.Options) error {
+	if o.HealthTimeout <= 0 || o.StartupGrace < 0 || o.ReservationLease <= 0 || o.UnhealthyAfter < 1 || o.Concurrency < 1 {
+		return usageErrorf("--health-timeout, --lease, --unhealthy-after and --concurrency must be positive")
+	}
+	return nil
+}
+
+func newCheckCmd(g *globals) *cobra.Command {
+	o := &checkOptions{g: g}
+	c := &cobra.Command{
+		Use:   "check",
+		Short: "Run one watchdog cycle now and report every port",
+		Long: `Probe every allocation once, as the watchdog does: is the owner alive (PID and
+start time), is the port listening, does the health endpoint answer. Print a
+table, apply the new health statuses, and release the ports of dead services
+and stale reservations. --dry-run reports without changing anything.
+
+EXIT STATUS
+  0  every port is fine
+  1  an issue was found (crashed process, non-responsive port, failed health
+     check, stale allocation, orphaned or foreign listener), or check failed
+  2  usage error
+  3  the registry lock could not be taken in time`,
+		Example: `  gracectl check
+  gracectl check --dry-run --json`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkProbeFlags(&o.probe); err != nil {
+				return err
+			}
+			return runCheck(cmd, o)
+		},
+	}
+	f := c.Flags()
+	f.BoolVar(&o.json, "json", false, "print the results as JSON")
+	f.BoolVar(&o.dryRun, "dry-run", false, "report only; change nothing")
+	addProbeFlags(f, &o.probe)
+	return c
+}
+
+func runCheck(cmd *cobra.Command, o *checkOptions) error {
+	o.probe.DryRun = o.dryRun
+	rep, err := watchdog.Cycle(cmd.Context(), o.g.store(), o.probe)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		if err := printJSON(o.g.stdout, rep); err != nil {
+			return err
+		}
+	} else if err := writeCheckTable(o.g.stdout, rep); err != nil {
+		return err
+	}
+	if rep.Issues > 0 {
+		return &exitError{code: exitFailure}
+	}
+	return nil
+}
+
+func writeCheckTable(w io.Writer, rep *watchdog.Report) error {
+	t := tablewriter.NewWriter(w)
+	t.Header("Port", "Service", "PID", "Process", "Listening", "Health", "Status", "Last check", "Requests", "Errors")
+	for _, r := range rep.Results {
+		pid := "-"
+		if r.PID > 0 {
+			pid = strconv.Itoa(r.PID)
+		}
+		listening := "no"
+		if r.Listening {
+			listening = "yes"
+		}
+		if err := t.Append([]string{
+			strconv.Itoa(r.Port), escape(r.Service), pid, orDash(escape(r.Process)), listening,
+			escape(r.Health), r.Status, r.LastCheck.Format("15:04:05"),
+			strconv.FormatInt(r.RequestCount, 10), strconv.FormatInt(r.ErrorCount, 10),
+		}); err != nil {
+			return err
+		}
+	}
+	if err := t.Render(); err != nil {
+		return err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s (%.1f ms)\n", rep.Summary(), rep.DurationMS)
+	for _, r := range rep.Results {
+		if r.Issue != "" {
+			fmt.Fprintf(&b, "issue: port %d (%s): %s\n", r.Port, escape(r.Service), escape(r.Issue))
+		}
+	}
+	for _, r := range rep.Results {
+		if r.Action != "" {
+			fmt.Fprintf(&b, "action: port %d (%s): %s\n", r.Port, escape(r.Service), escape(r.Action))
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,207 @@
+package cmd
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/gracectl/gracectl/probe/runner"
+	"github.com/gracectl/gracectl/registry"
+	"github.com/mattn/go-isatty"
+	"github.com/spf13/cobra"
+)
+
+type runOptions struct {
+	g          *globals
+	service    string
+	purpose    string
+	startedBy  string
+	preferred  int
+	healthPath string
+	envName    string
+	listenFD   bool
+	quiet      bool
+	argv       []string
+}
+
+const trampolineName = "__exec-listen"
+
+func newRunCmd(g *globals) *cobra.Command {
+	o := &runOptions{g: g}
+	c := &cobra.Command{
+		Use:   "run [flags] -- COMMAND [ARGS...]",
+		Short: "Run a service on a managed port and release the port when it ends",
+		Long: `Allocate a port, start COMMAND with it, register the command's PID as the
+port's owner, and release the port when the command exits.
+
+The port reaches the command as $PORT (or the variable --env names) and
+$GRACECTL_PORT, and every {port} in its arguments is replaced by it. With
+--listen-fd gracectl binds the port itself and passes the listening socket as
+fd 3 (systemd socket activation: LISTEN_FDS=1, LISTEN_PID), so nothing can take
+the port between allocation and bind.
+
+SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are forwarded to the
+command; the stopping ones reach its whole process group. If gracectl is
+killed outright, the command gets SIGTERM (Linux). If the port still listens
+after the command exits, it is not released: its listener is tracked instead.
+
+EXIT STATUS
+  the command's exit status, or 128+N if it died of signal N
+  126  the command is not executable
+  127  the command was not found
+  1, 2, 3, 4 as for every command, when no command was started`,
+		Example: `  gracectl run --service grace_backend --purpose "Main Grace API server" -- python serve.py
+  gracectl run -- python3 -m http.server {port}
+  gracectl run --listen-fd --health-path /health -- python3 docs/examples/serve.py`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			// Flags end at the command (SetInterspersed(false)), so both
+			// `run -- python serve.py` and `run python serve.py` work.
+			if len(args) == 0 {
+				return usageErrorf("no command given: gracectl run [flags] -- COMMAND [ARGS...]")
+			}
+			o.argv = args
+			if o.service == "" {
+				o.service = registry.ServiceFromCommand(args)
+			}
+			if !cmd.Flags().Changed("started-by") {
+				o.startedBy = registry.SafeText(registry.StartedBy(args), registry.MaxStartedBy)
+			}
+			return runRun(cmd, o)
+		},
+	}
+	f := c.Flags()
+	f.SetInterspersed(false)
+	f.StringVar(&o.service, "service", "", "service name (default: derived from the command, `python serve.py` → serve)")
+	f.StringVar(&o.purpose, "purpose", "", "why the service needs the port")
+	f.StringVar(&o.startedBy, "started-by", "", "what started the service (default: the script or program run)")
+	f.IntVar(&o.preferred, "preferred", 0, "port to try first (default: the range start)")
+	f.StringVar(&o.healthPath, "health-path", "", "HTTP path the watchdog checks, e.g. /health")
+	f.StringVar(&o.envName, "env", "PORT", "environment variable that receives the port")
+	f.BoolVar(&o.listenFD, "listen-fd", false, "bind the port in gracectl and pass the socket as fd 3 (LISTEN_FDS)")
+	f.BoolVarP(&o.quiet, "quiet", "q", false, "print nothing")
+	return c
+}
+
+func runRun(cmd *cobra.Command, o *runOptions) error {
+	rg, err := o.g.portRange()
+	if err != nil {
+		return err
+	}
+	if !validEnvName(o.envName) {
+		return usageErrorf("--env %q is not a valid environment variable name", o.envName)
+	}
+	cfg := runner.Config{
+		Store: o.g.store(),
+		Request: registry.Request{
+			Service: o.service, Purpose: o.purpose, StartedBy: o.startedBy,
+			Preferred: o.preferred, Range: rg, HealthPath: o.healthPath,
+		},
+		Argv: o.argv, EnvName: o.envName, ListenFD: o.listenFD,
+		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+	}
+	if err := cfg.Request.Validate(); err != nil {
+		return &usageError{msg: err.Error()}
+	}
+	if o.listenFD {
+		self, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("--listen-fd: cannot find gracectl's own executable: %w", err)
+		}
+		cfg.Trampoline = []string{self, trampolineName, "--"}
+	}
+	if !o.quiet {
+		b := &banner{w: o.g.stderr, emoji: isTerminal(o.g.stderr), store: cfg.Store, rg: rg}
+		cfg.Notify = b.event
+	}
+	code, err := runner.Run(cmd.Context(), cfg)
+	if err != nil {
+		var se *runner.StartError
+		if asErr(err, &se) {
+			return &exitError{code: se.Code, err: err}
+		}
+		return err
+	}
+	if code != 0 {
+		return &exitError{code: code}
+	}
+	return nil
+}
+
+// banner says what run does, in the seed's words.
+type banner struct {
+	w     interface{ Write([]byte) (int, error) }
+	emoji bool
+	store *registry.Store
+	rg    registry.Range
+}
+
+func (b *banner) mark(emoji string) string {
+	if b.emoji {
+		return emoji + " "
+	}
+	return ""
+}
+
+func (b *banner) event(ev runner.Event) {
+	switch ev.Kind {
+	case runner.EventAllocated:
+		fmt.Fprintf(b.w, "Allocating port from managed range (%s)...\n", b.rg)
+		fmt.Fprintf(b.w, "%sAllocated port %d\n", b.mark("✅"), ev.Alloc.Port)
+		fmt.Fprintf(b.w, "   Service: %s\n", escape(ev.Alloc.ServiceName))
+		wd, err := b.store.LoadWatchdog()
+		if err == nil && wd.Running {
+			fmt.Fprintf(b.w, "   Watchdog: Active (monitors health every %s)\n", seconds(wd.IntervalSeconds))
+		} else {
+			fmt.Fprintf(b.w, "   Watchdog: Not running (start one with: gracectl watch)\n")
+		}
+	case runner.EventUp:
+		fmt.Fprintf(b.w, "\n%s is up\n%sAPI: %s\n\n", escape(ev.Alloc.ServiceName), b.mark("📡"), ev.URL)
+	case runner.EventStillInUse:
+		if ev.PID > 0 {
+			fmt.Fprintf(b.w, "gracectl: port %d is still in use by pid %d after the service exited; not released, now tracking pid %d\n", ev.Alloc.Port, ev.PID, ev.PID)
+		} else {
+			fmt.Fprintf(b.w, "gracectl: port %d is still in use by an unknown process after the service exited; not released (the watchdog reports it as orphaned)\n", ev.Alloc.Port)
+		}
+	case runner.EventReleased:
+		fmt.Fprintf(b.w, "[PORT-MANAGER] Released port %d\n", ev.Alloc.Port)
+	case runner.EventWarning:
+		fmt.Fprintf(b.w, "gracectl: warning: %s\n", oneLine(ev.Msg))
+	}
+}
+
+func isTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
+}
+
+func validEnvName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, r := range s {
+		if !(r == '_' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || i > 0 && r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// newExecTrampolineCmd is run's hidden exec step for --listen-fd: systemd's
+// LISTEN_PID must be the service's own PID, which is only known after the
+// fork, so gracectl re-executes itself, sets LISTEN_PID to its PID, and
+// execs the command in place (the PID stays the same).
+func newExecTrampolineCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    trampolineName + " -- PROGRAM [ARGS...]",
+		Hidden: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usageErrorf("no program")
+			}
+			os.Setenv("LISTEN_PID", fmt.Sprint(os.Getpid()))
+			err := syscall.Exec(args[0], append([]string{filepath.Base(args[0])}, args[1:]...), os.Environ())
+			return &exitError{code: runner.ExitNotExecutable, err: fmt.Errorf("cannot run %s: %v", args[0], err)}
+		},
+	}
+}

@@ -1,0 +1,190 @@
+package cmd_test
+
+import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gracectl/gracectl/probe"
+	"github.com/gracectl/gracectl/registry"
+)
+
+// The registered PID is the child's, with its start time; SIGTERM to
+// gracectl reaches the child; the port is released; exit code 143.
+func TestRunRegistersChildAndForwardsSIGTERM(t *testing.T) {
+	root := t.TempDir()
+	pidFile := filepath.Join(root, "child.pid")
+	g := startGracectl(t, root, "run", "--range", "24100-24109", "--service", "sleeper", "--",
+		"sh", "-c", `echo $$ > "$0"; exec sleep 600`, pidFile)
+	child := readPID(t, pidFile)
+	var a *registry.Allocation
+	waitFor(t, "the child's registration", 10*time.Second, func() bool {
+		a = readRegistry(t, root).Get(24100)
+		return a != nil && a.PID == child
+	})
+	id, err := probe.Identify(child)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.PIDStart == 0 || a.PIDStart != id.Start || a.BootID != id.Boot {
+		t.Fatalf("registered start %d/%q, child has %d/%q", a.PIDStart, a.BootID, id.Start, id.Boot)
+	}
+	if a.PID == g.cmd.Process.Pid {
+		t.Fatal("registry names gracectl, not the child")
+	}
+	if err := g.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := g.wait(t, 10*time.Second); code != 143 {
+		t.Fatalf("exit code %d, want 143; output:\n%s", code, g.out)
+	}
+	if !processGone(child) {
+		t.Fatal("child still running after SIGTERM")
+	}
+	if readRegistry(t, root).Get(24100) != nil {
+		t.Fatal("port not released")
+	}
+}
+
+// SIGKILL of gracectl: the child is stopped (parent-death signal) and the
+// registry still names the child's PID for the watchdog.
+func TestRunKilledGracectlStopsChild(t *testing.T) {
+	root := t.TempDir()
+	pidFile := filepath.Join(root, "child.pid")
+	g := startGracectl(t, root, "run", "--range", "24110-24119", "--",
+		"sh", "-c", `echo $$ > "$0"; exec sleep 600`, pidFile)
+	child := readPID(t, pidFile)
+	waitFor(t, "registration", 10*time.Second, func() bool {
+		a := readRegistry(t, root).Get(24110)
+		return a != nil && a.PID == child
+	})
+	g.cmd.Process.Kill()
+	g.wait(t, 10*time.Second)
+	waitFor(t, "the child to stop", 10*time.Second, func() bool { return processGone(child) })
+	a := readRegistry(t, root).Get(24110)
+	if a == nil || a.PID != child {
+		t.Fatalf("registry after SIGKILL: %+v, want pid %d", a, child)
+	}
+}
+
+// A service whose worker keeps the port after the service exits: the port
+// is not released, and the worker becomes its tracked owner.
+func TestRunGrandchildKeepsPort(t *testing.T) {
+	root := t.TempDir()
+	pidFile := filepath.Join(root, "worker.pid")
+	script := `
+import os, socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(os.environ["PORT"])))
+s.listen()
+if os.fork() == 0:
+    os.setsid()  # a daemon: its own session
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    open(sys.argv[1], "w").write(str(os.getpid()))
+    time.sleep(600)
+else:
+    while not os.path.exists(sys.argv[1]):
+        time.sleep(0.01)
+    os._exit(0)
+`
+	g := startGracectl(t, root, "run", "--range", "24120-24129", "--", "python3", "-c", script, pidFile)
+	if code := g.wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("exit %d: %s", code, g.out)
+	}
+	worker := readPID(t, pidFile)
+	defer syscall.Kill(worker, syscall.SIGKILL)
+	if !strings.Contains(g.out.String(), fmt.Sprintf("still in use by pid %d", worker)) {
+		t.Fatalf("output does not report the worker:\n%s", g.out)
+	}
+	a := readRegistry(t, root).Get(24120)
+	if a == nil || a.PID != worker {
+		t.Fatalf("registry: %+v, want the port kept and owned by pid %d", a, worker)
+	}
+}
+
+// Three runs at once get three distinct ports, all shown by status.
+func TestRunThreeServices(t *testing.T) {
+	root := t.TempDir()
+	var gs []*started
+	for i := 0; i < 3; i++ {
+		g := startGracectl(t, root, "run", "--range", "24130-24139", "--health-path", "/health", "--", "python3", serveScript(t))
+		g.cmd.Env = append(g.cmd.Env, "SERVE_QUIET=1")
+		gs = append(gs, g)
+	}
+	waitFor(t, "three active services", 20*time.Second, func() bool {
+		r := readRegistry(t, root)
+		n := 0
+		for _, a := range r.Allocations {
+			if a.HealthStatus == registry.StatusActive && a.PID > 0 {
+				n++
+			}
+		}
+		return n == 3
+	})
+	out, err := gracectlCmd(t, root, "status", "--range", "24130-24139").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"24130", "24131", "24132"} {
+		if !strings.Contains(string(out), "Port "+p+": serve") {
+			t.Fatalf("status lacks port %s:\n%s", p, out)
+		}
+		if body := httpGet(t, "http://127.0.0.1:"+p+"/health"); !strings.Contains(body, `"status": "ok"`) {
+			t.Fatalf("port %s answers %q", p, body)
+		}
+	}
+	if strings.Count(string(out), "  PID: ") != 3 {
+		t.Fatalf("status:\n%s", out)
+	}
+	for _, g := range gs {
+		g.cmd.Process.Signal(syscall.SIGINT)
+	}
+	for _, g := range gs {
+		g.wait(t, 10*time.Second)
+	}
+	if n := len(readRegistry(t, root).Allocations); n != 0 {
+		t.Fatalf("%d allocations left", n)
+	}
+}
+
+// --listen-fd hands the bound socket to the Python example and to a Go
+// server using go-systemd's activation package.
+func TestRunListenFD(t *testing.T) {
+	sdchild := filepath.Join(t.TempDir(), "sdchild")
+	if out, err := exec.Command("go", "build", "-o", sdchild, "./testdata/sdchild").CombinedOutput(); err != nil {
+		t.Fatalf("building sdchild: %v\n%s", err, out)
+	}
+	for i, argv := range [][]string{{"python3", serveScript(t)}, {sdchild}} {
+		t.Run(filepath.Base(argv[len(argv)-1]), func(t *testing.T) {
+			root := t.TempDir()
+			port := 24140 + i
+			rg := fmt.Sprintf("%d-%d", port, port)
+			g := startGracectl(t, root, append([]string{"run", "--listen-fd", "--range", rg, "--"}, argv...)...)
+			var a *registry.Allocation
+			waitFor(t, "the service to be up", 20*time.Second, func() bool {
+				a = readRegistry(t, root).Get(port)
+				return a != nil && a.HealthStatus == registry.StatusActive
+			})
+			body := httpGet(t, "http://127.0.0.1:"+strconv.Itoa(port)+"/health")
+			if !strings.Contains(body, fmt.Sprintf(`"pid": %d`, a.PID)) && !strings.Contains(body, fmt.Sprintf(`"pid":%d`, a.PID)) {
+				t.Fatalf("health %q does not come from the registered pid %d", body, a.PID)
+			}
+			g.cmd.Process.Signal(syscall.SIGTERM)
+			g.wait(t, 10*time.Second)
+			if !strings.Contains(g.out.String(), "inherited socket") && !strings.Contains(g.out.String(), "sdchild: serving") {
+				t.Fatalf("child did not use the passed socket:\n%s", g.out)
+			}
+			if readRegistry(t, root).Get(port) != nil {
+				t.Fatalf("port not released:\n%s", g.out)
+			}
+		})
+	}
+}

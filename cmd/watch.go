@@ -1,0 +1,89 @@
+package cmd
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gracectl/gracectl/probe/watchdog"
+	"github.com/gracectl/gracectl/registry"
+	"github.com/spf13/cobra"
+)
+
+type watchOptions struct {
+	g        *globals
+	probe    watchdog.Options
+	interval time.Duration
+	journal  bool
+}
+
+func newWatchCmd(g *globals) *cobra.Command {
+	o := &watchOptions{g: g, journal: readEnv().journal}
+	c := &cobra.Command{
+		Use:   "watch",
+		Short: "Run the watchdog in the foreground (every 30s)",
+		Long: `Run the watchdog in the foreground: one cycle at once, then one every
+--interval. Each cycle probes every allocation (see 'gracectl check'), records
+health statuses and request/error counts, and releases the ports of dead
+services and stale reservations. Log lines go to stderr, timestamped unless
+stderr is journald ($JOURNAL_STREAM).
+
+There is at most one watchdog per registry: a second exits at once naming the
+first. SIGTERM and SIGINT stop it; SIGHUP runs a cycle now. Under systemd
+(Type=notify) it sends READY=1 after the first cycle, STATUS= after each,
+WATCHDOG=1 when WatchdogSec= is set, and STOPPING=1 on shutdown. See
+docs/systemd/gracectl-watch.service.` + exitStatusHelp,
+		Example: `  gracectl watch
+  gracectl watch --interval 10s --health-timeout 1s`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.interval < 100*time.Millisecond {
+				return usageErrorf("--interval must be at least 100ms, got %s", o.interval)
+			}
+			if err := checkProbeFlags(&o.probe); err != nil {
+				return err
+			}
+			return runWatch(cmd, o)
+		},
+	}
+	f := c.Flags()
+	f.DurationVar(&o.interval, "interval", registry.DefaultInterval, "time between cycles")
+	addProbeFlags(f, &o.probe)
+	return c
+}
+
+func runWatch(cmd *cobra.Command, o *watchOptions) error {
+	rg, err := o.g.portRange()
+	if err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	w := &watchdog.Watcher{
+		Store: o.g.store(), Options: o.probe, Interval: o.interval, Range: rg,
+		Log: func(line string) {
+			mu.Lock()
+			defer mu.Unlock()
+			if o.journal {
+				fmt.Fprintln(o.g.stderr, escape(line))
+			} else {
+				fmt.Fprintf(o.g.stderr, "%s %s\n", time.Now().Format("2006-01-02T15:04:05.000Z07:00"), escape(line))
+			}
+		},
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	now := make(chan struct{})
+	go func() {
+		for range hup {
+			select {
+			case now <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return w.Run(cmd.Context(), now)
+}

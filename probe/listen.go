@@ -1,0 +1,101 @@
+package probe
+
+import (
+	"context"
+	"sort"
+	"time"
+)
+
+// DialTimeout bounds the connect used to see whether a port listens where
+// /proc cannot be read.
+const DialTimeout = 300 * time.Millisecond
+
+// Snapshot is one look at the host's listening TCP sockets. On Linux it
+// comes from /proc/net/tcp{,6}, so nothing connects to the services; the
+// PIDs behind each port are looked up lazily, since that means reading
+// every /proc/*/fd.
+type Snapshot struct {
+	ports map[int][]uint64 // nil: no /proc; fall back to connecting
+}
+
+// TakeSnapshot reads the socket tables once.
+func TakeSnapshot() *Snapshot {
+	if !ProcNetAvailable() {
+		return &Snapshot{}
+	}
+	ports, err := Listeners()
+	if err != nil {
+		return &Snapshot{}
+	}
+	return &Snapshot{ports: ports}
+}
+
+// Listening reports whether anything listens on port, on any address.
+func (s *Snapshot) Listening(ctx context.Context, port int) bool {
+	if s.ports == nil {
+		return DialListening(ctx, port, DialTimeout)
+	}
+	return len(s.ports[port]) > 0
+}
+
+// Owners returns the PIDs holding port's listening sockets, sorted, or nil
+// where they cannot be found (no /proc, or another user's process when not
+// running as root).
+func (s *Snapshot) Owners(port int) []int {
+	if s.ports == nil || len(s.ports[port]) == 0 {
+		return nil
+	}
+	want := map[uint64]bool{}
+	for _, ino := range s.ports[port] {
+		want[ino] = true
+	}
+	seen := map[int]bool{}
+	var pids []int
+	for _, ps := range SocketOwners(want) {
+		for _, p := range ps {
+			if !seen[p] {
+				seen[p] = true
+				pids = append(pids, p)
+			}
+		}
+	}
+	sort.Ints(pids)
+	return pids
+}
+
+// OwnersOf is Owners for many ports with one pass over /proc/*/fd.
+func (s *Snapshot) OwnersOf(ports []int) map[int][]int {
+	out := map[int][]int{}
+	if s.ports == nil {
+		return out
+	}
+	want := map[uint64]bool{}
+	portOf := map[uint64]int{}
+	for _, p := range ports {
+		for _, ino := range s.ports[p] {
+			want[ino] = true
+			portOf[ino] = p
+		}
+	}
+	for ino, pids := range SocketOwners(want) {
+		p := portOf[ino]
+		for _, pid := range pids {
+			if !containsInt(out[p], pid) {
+				out[p] = append(out[p], pid)
+			}
+		}
+	}
+	for p := range out {
+		sort.Ints(out[p])
+	}
+	return out
+}
+
+func containsInt(s []int, v int) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

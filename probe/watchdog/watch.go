@@ -1,0 +1,241 @@
+package watchdog
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/gofrs/flock"
+	"github.com/gracectl/gracectl/probe"
+	"github.com/gracectl/gracectl/registry"
+)
+
+// Watcher is the long-running watchdog of one registry: `gracectl watch`.
+type Watcher struct {
+	Store    *registry.Store
+	Options  Options
+	Interval time.Duration
+	Range    registry.Range
+	API      string // where the HTTP API listens, for the state file
+	// Log receives the watchdog's log lines ("[PORT-WATCHDOG] …").
+	Log func(line string)
+	// OnCycle, if set, sees every finished cycle (metrics).
+	OnCycle func(*Report)
+
+	mu     sync.Mutex
+	flight *flight
+	state  registry.WatchdogState
+	last   *Report
+}
+
+type flight struct {
+	done chan struct{}
+	rep  *Report
+	err  error
+}
+
+// AlreadyRunningError refuses a second watchdog for one registry.
+type AlreadyRunningError struct {
+	PID  int
+	Lock string
+}
+
+func (e *AlreadyRunningError) Error() string {
+	if e.PID > 0 {
+		return fmt.Sprintf("another gracectl watch (pid %d) is already watching this registry (it holds %s)", e.PID, e.Lock)
+	}
+	return fmt.Sprintf("another gracectl watch is already watching this registry (it holds %s)", e.Lock)
+}
+
+func (w *Watcher) log(format string, args ...any) {
+	if w.Log != nil {
+		w.Log(fmt.Sprintf(format, args...))
+	}
+}
+
+// Trigger runs a cycle now and returns its report. A trigger that arrives
+// while a cycle runs joins that cycle instead of starting another.
+func (w *Watcher) Trigger(ctx context.Context) (*Report, error) {
+	w.mu.Lock()
+	if f := w.flight; f != nil {
+		w.mu.Unlock()
+		select {
+		case <-f.done:
+			return f.rep, f.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	f := &flight{done: make(chan struct{})}
+	w.flight = f
+	w.mu.Unlock()
+
+	// The cycle is not tied to the caller's context: joiners may still wait.
+	f.rep, f.err = Cycle(context.WithoutCancel(ctx), w.Store, w.Options)
+	w.mu.Lock()
+	w.flight = nil
+	if f.err == nil {
+		w.record(f.rep)
+	}
+	w.mu.Unlock()
+	close(f.done)
+	if f.err != nil {
+		w.log("[PORT-WATCHDOG] Cycle failed: %v", f.err)
+	} else {
+		w.report(f.rep)
+		if w.OnCycle != nil {
+			w.OnCycle(f.rep)
+		}
+	}
+	return f.rep, f.err
+}
+
+// record updates the persisted state after a cycle; w.mu is held.
+func (w *Watcher) record(rep *Report) {
+	w.last = rep
+	w.state.ChecksPerformed++
+	w.state.IssuesDetected += int64(rep.Issues)
+	w.state.StaleCleaned += int64(len(rep.Released))
+	w.state.MonitoredPorts = len(rep.Results)
+	w.state.LastCycleAt = rep.StartedAt
+	w.state.LastCycleDurationMS = rep.DurationMS
+	w.state.LastSummary = rep.Summary()
+	if err := w.Store.SaveWatchdog(&w.state); err != nil {
+		w.log("[PORT-WATCHDOG] Cannot save state: %v", err)
+	}
+}
+
+// report writes the seed's log lines for a cycle.
+func (w *Watcher) report(rep *Report) {
+	w.log("[PORT-WATCHDOG] %s", rep.Summary())
+	for _, r := range rep.Results {
+		if r.Issue == "" {
+			continue
+		}
+		w.log("[PORT-WATCHDOG] %s", r.IssueLine())
+		if r.Action == "released" {
+			w.log("[PORT-WATCHDOG] Cleaning up stale port %d", r.Port)
+			w.log("[PORT-MANAGER] Released port %d", r.Port)
+		}
+	}
+}
+
+// State is the watchdog's current state, as persisted.
+func (w *Watcher) State() registry.WatchdogState {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.state
+}
+
+// LastReport is the newest cycle's report, nil before the first.
+func (w *Watcher) LastReport() *Report {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.last
+}
+
+// Lock takes the one-watchdog-per-registry lock, held until release is
+// called. It fails at once if another watchdog holds it.
+func (w *Watcher) Lock() (release func(), err error) {
+	if err := mkdirAll(w.Store.Dir()); err != nil {
+		return nil, err
+	}
+	fl := flock.New(w.Store.WatchdogLockPath(), flock.SetPermissions(0o644))
+	ok, err := fl.TryLock()
+	if err != nil {
+		return nil, fmt.Errorf("cannot lock %s: %w", w.Store.WatchdogLockPath(), err)
+	}
+	if !ok {
+		e := &AlreadyRunningError{Lock: w.Store.WatchdogLockPath()}
+		if st, err := w.Store.LoadWatchdog(); err == nil {
+			e.PID = st.PID
+		}
+		return nil, e
+	}
+	return func() { fl.Close() }, nil
+}
+
+// Run is `gracectl watch`: a cycle at once, then one every Interval, until
+// ctx ends. A value on now runs a cycle at once (SIGHUP). Under systemd it
+// sends READY=1 after the first cycle, STATUS= after each, WATCHDOG=1 from
+// the loop when WatchdogSec is set, and STOPPING=1 on the way out. The
+// interval uses the monotonic clock, so wall-clock jumps do not change it.
+func (w *Watcher) Run(ctx context.Context, now <-chan struct{}) error {
+	if w.Interval <= 0 {
+		w.Interval = registry.DefaultInterval
+	}
+	unlock, err := w.Lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	self := probe.Self()
+	w.mu.Lock()
+	w.state = registry.WatchdogState{
+		Running: true, PID: self.PID, PIDStart: self.Start, BootID: self.Boot,
+		StartedAt: registry.Now(), IntervalSeconds: w.Interval.Seconds(), API: w.API,
+	}
+	if err := w.Store.SaveWatchdog(&w.state); err != nil {
+		w.mu.Unlock()
+		return fmt.Errorf("cannot save watchdog state: %w", err)
+	}
+	w.mu.Unlock()
+	defer w.stopped()
+
+	w.log("[PORT-WATCHDOG] Started (checking every %s)", fmtInterval(w.Interval))
+	w.log("[PORT-WATCHDOG] Monitoring ports %s", w.Range)
+
+	var wdC <-chan time.Time
+	if d, err := daemon.SdWatchdogEnabled(false); err == nil && d > 0 {
+		t := time.NewTicker(d / 2)
+		defer t.Stop()
+		wdC = t.C
+	}
+	cycle := func() {
+		rep, err := w.Trigger(ctx)
+		status := "cycle failed"
+		if err == nil {
+			status = rep.Summary()
+		}
+		_, _ = daemon.SdNotify(false, "STATUS="+status)
+		_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+	}
+	cycle()
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
+	ticker := time.NewTicker(w.Interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
+			return nil
+		case <-ticker.C:
+			cycle()
+		case <-now:
+			cycle()
+			ticker.Reset(w.Interval)
+		case <-wdC:
+			_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+		}
+	}
+}
+
+func (w *Watcher) stopped() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.state.Running = false
+	w.state.StoppedAt = registry.Now()
+	if err := w.Store.SaveWatchdog(&w.state); err != nil {
+		w.log("[PORT-WATCHDOG] Cannot save state: %v", err)
+	}
+	w.log("[PORT-WATCHDOG] Stopped")
+}
+
+func fmtInterval(d time.Duration) string {
+	if d%time.Second == 0 {
+		return fmt.Sprintf("%ds", int64(d/time.Second))
+	}
+	return d.String()
+}
