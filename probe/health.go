@@ -132,8 +132,9 @@ func ParseHealthCounts(body []byte) (requests, errs *int64) {
 }
 
 func countField(raw json.RawMessage) *int64 {
-	if raw == nil {
-		return nil
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || !(raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9') {
+		return nil // absent, a string, null, …: numbers only
 	}
 	var n json.Number
 	if err := json.Unmarshal(raw, &n); err != nil {

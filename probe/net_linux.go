@@ -1,10 +1,8 @@
 package probe
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -39,41 +37,6 @@ func Listeners() (map[int][]uint64, error) {
 		return nil, fmt.Errorf("cannot read /proc/net/tcp")
 	}
 	return out, nil
-}
-
-// ParseProcNetTCP calls fn for each LISTEN socket (state 0A) in the text of
-// /proc/net/tcp or /proc/net/tcp6.
-func ParseProcNetTCP(r io.Reader, fn func(port int, inode uint64)) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	first := true
-	for sc.Scan() {
-		if first {
-			first = false
-			continue // header
-		}
-		f := strings.Fields(sc.Text())
-		if len(f) < 10 {
-			continue
-		}
-		if f[3] != "0A" {
-			continue
-		}
-		_, portHex, ok := strings.Cut(f[1], ":")
-		if !ok {
-			return fmt.Errorf("malformed local address %q", f[1])
-		}
-		port, err := strconv.ParseUint(portHex, 16, 16)
-		if err != nil {
-			return fmt.Errorf("malformed port %q", portHex)
-		}
-		inode, err := strconv.ParseUint(f[9], 10, 64)
-		if err != nil {
-			return fmt.Errorf("malformed inode %q", f[9])
-		}
-		fn(int(port), inode)
-	}
-	return sc.Err()
 }
 
 // SocketOwners maps socket inodes to the PIDs holding them open, by reading

@@ -1,9 +1,7 @@
 package probe
 
 import (
-	"bytes"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"strconv"
@@ -22,24 +20,6 @@ func processStart(pid int) (uint64, error) {
 		return 0, err
 	}
 	return ParseStatStart(data)
-}
-
-// ParseStatStart extracts the start time from the contents of /proc/PID/stat.
-func ParseStatStart(data []byte) (uint64, error) {
-	i := bytes.LastIndexByte(data, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("malformed /proc stat: no ')'")
-	}
-	fields := strings.Fields(string(data[i+1:]))
-	// fields[0] is field 3 (state); field 22 is fields[19].
-	if len(fields) < 20 {
-		return 0, fmt.Errorf("malformed /proc stat: %d fields after the name", len(fields))
-	}
-	if fields[0] == "Z" || fields[0] == "X" {
-		// A zombie has exited; only its parent's wait keeps it in the table.
-		return 0, ErrNoProcess
-	}
-	return strconv.ParseUint(fields[19], 10, 64)
 }
 
 func readBootID() string {

@@ -2,6 +2,8 @@ package registry
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -20,9 +22,6 @@ type Request struct {
 	Range      Range
 	HealthPath string
 	Command    []string
-	// SkipPort, when set, is consulted before the bind test; tests use it
-	// to keep away from ports they know are busy. Nil in normal use.
-	SkipPort func(port int) bool
 }
 
 // ValidationError is a request that is wrong in itself (bad name, range,
@@ -114,6 +113,7 @@ func (s *Store) Allocate(ctx context.Context, req Request) (*Allocation, error) 
 			return err
 		}
 		a := &Allocation{
+			ID:           newID(),
 			Port:         port,
 			ServiceName:  req.Service,
 			StartedBy:    req.StartedBy,
@@ -149,10 +149,6 @@ func pickPort(r *Registry, req Request) (int, error) {
 		port := rg.Start + (req.Preferred-rg.Start+i)%rg.Size()
 		if r.Get(port) != nil {
 			managed++
-			continue
-		}
-		if req.SkipPort != nil && req.SkipPort(port) {
-			unmanaged++
 			continue
 		}
 		if err := probe.Bindable(port); err != nil {
@@ -302,4 +298,10 @@ func (tx *Tx) Release(r *Registry, a *Allocation, by, byUser, reason string) {
 		DurationSeconds: dur, RequestCount: a.RequestCount, ErrorCount: a.ErrorCount, PID: a.PID,
 		By: by, ByPID: ownPID(), ByUser: byUser, Reason: reason,
 	})
+}
+
+func newID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

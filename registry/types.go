@@ -102,6 +102,9 @@ type Allocation struct {
 	RequestCount    int64  `json:"request_count"`
 	ErrorCount      int64  `json:"error_count"`
 
+	// ID tells this allocation from an earlier or later one of the same
+	// port, even within one second.
+	ID string `json:"allocation_id,omitempty"`
 	// PIDStart identifies the owner together with PID, so that a reused PID
 	// is never taken for the owner: on Linux the start time in clock ticks
 	// since boot (/proc/PID/stat field 22), on macOS microseconds since the
@@ -177,7 +180,7 @@ func (a *Allocation) Clone() *Allocation {
 // same port, owner and allocation time. The watchdog applies its findings
 // only to allocations that pass this test.
 func (a *Allocation) SameAs(b *Allocation) bool {
-	return a.Port == b.Port && a.PID == b.PID && a.PIDStart == b.PIDStart && a.AllocatedAt.Equal(b.AllocatedAt.Time)
+	return a.Port == b.Port && a.ID == b.ID && a.PID == b.PID && a.PIDStart == b.PIDStart && a.AllocatedAt.Equal(b.AllocatedAt.Time)
 }
 
 type allocationJSON Allocation

@@ -133,7 +133,7 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 	release := func(reason string) {
 		rel, err := cfg.Store.Release(context.WithoutCancel(ctx), registry.ReleaseRequest{
 			Port: a.Port, Force: true, By: "run", Reason: reason,
-			Only: func(cur *registry.Allocation) bool { return cur.AllocatedAt.Equal(a.AllocatedAt.Time) },
+			Only: func(cur *registry.Allocation) bool { return cur.ID == a.ID },
 		})
 		if err != nil {
 			notify(Event{Kind: EventWarning, Msg: fmt.Sprintf("could not release port %d: %v", a.Port, err)})

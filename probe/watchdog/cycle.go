@@ -26,7 +26,7 @@ const (
 	DefaultStartupGrace     = 60 * time.Second
 	DefaultUnhealthyAfter   = 3
 	DefaultReservationLease = 5 * time.Minute
-	DefaultConcurrency      = 32
+	DefaultConcurrency      = 128
 )
 
 // Options tune a cycle.

@@ -1,0 +1,183 @@
+package cmd_test
+
+import (
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gracectl/gracectl/registry"
+)
+
+// A service killed with SIGKILL is released by `watch` within one
+// interval; status shows Running: True while watch runs, and its counts;
+// a second watch is refused; SIGTERM stops it and status says False.
+func TestWatchReleasesDeadServiceAndReportsState(t *testing.T) {
+	root := t.TempDir()
+	const rg = "24200-24209"
+	w := startGracectl(t, root, "watch", "--interval", "300ms", "--range", rg)
+	waitFor(t, "the watchdog's first cycle", 10*time.Second, func() bool {
+		return strings.Contains(w.out.String(), "Health check:")
+	})
+	out := w.out.String()
+	for _, want := range []string{"[PORT-WATCHDOG] Started (checking every 300ms)", "[PORT-WATCHDOG] Monitoring ports 24200-24209"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("log lacks %q:\n%s", want, out)
+		}
+	}
+
+	st, err := gracectlCmd(t, root, "status", "--range", rg).Output()
+	if err != nil || !strings.Contains(string(st), "Running: True") || !strings.Contains(string(st), "Check Interval: 300ms") {
+		t.Fatalf("status while watching (%v):\n%s", err, st)
+	}
+
+	// A second watchdog is refused at once, naming the first.
+	second, err := gracectlCmd(t, root, "watch", "--range", rg).CombinedOutput()
+	if err == nil || !strings.Contains(string(second), "already watching") || !strings.Contains(string(second), "pid ") {
+		t.Fatalf("second watch: %v\n%s", err, second)
+	}
+
+	// A service with a health endpoint: counts come through to status.
+	svc := startGracectl(t, root, "run", "--range", rg, "--health-path", "/health", "--", "python3", serveScript(t))
+	waitFor(t, "the service to be active", 20*time.Second, func() bool {
+		a := readRegistry(t, root).Get(24200)
+		return a != nil && a.HealthStatus == registry.StatusActive && !a.LastHealthCheck.IsZero()
+	})
+	httpGet(t, "http://127.0.0.1:24200/")
+	httpGet(t, "http://127.0.0.1:24200/error")
+	waitFor(t, "counts from /health", 10*time.Second, func() bool {
+		a := readRegistry(t, root).Get(24200)
+		return a != nil && a.RequestCount == 2 && a.ErrorCount == 1
+	})
+	st, _ = gracectlCmd(t, root, "status", "--range", rg).Output()
+	if !strings.Contains(string(st), "  Requests: 2\n  Errors: 1\n") {
+		t.Fatalf("status lacks the counts:\n%s", st)
+	}
+
+	// Kill the service (and gracectl run, so only the watchdog can clean up).
+	a := readRegistry(t, root).Get(24200)
+	svc.cmd.Process.Kill()
+	syscall.Kill(a.PID, syscall.SIGKILL)
+	waitFor(t, "the watchdog to release the dead service's port", 10*time.Second, func() bool {
+		return readRegistry(t, root).Get(24200) == nil
+	})
+	waitFor(t, "the cleanup log lines", 5*time.Second, func() bool {
+		o := w.out.String()
+		return strings.Contains(o, "[PORT-WATCHDOG] Port 24200 (serve): dead") &&
+			strings.Contains(o, "[PORT-WATCHDOG] Cleaning up stale port 24200") &&
+			strings.Contains(o, "[PORT-MANAGER] Released port 24200")
+	})
+
+	w.cmd.Process.Signal(syscall.SIGTERM)
+	if code := w.wait(t, 10*time.Second); code != 0 {
+		t.Fatalf("watch exited %d:\n%s", code, w.out)
+	}
+	st, _ = gracectlCmd(t, root, "status", "--range", rg).Output()
+	if !strings.Contains(string(st), "Running: False") || !strings.Contains(string(st), "Stale Cleaned: 1") {
+		t.Fatalf("status after watch stopped:\n%s", st)
+	}
+}
+
+// sd_notify: READY=1, STATUS=, WATCHDOG=1 and STOPPING=1 arrive on
+// NOTIFY_SOCKET; SIGHUP runs a cycle at once.
+func TestWatchSdNotify(t *testing.T) {
+	root := t.TempDir()
+	sock := filepath.Join(root, "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	msgs := make(chan string, 100)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, _, err := conn.ReadFromUnix(buf)
+			if err != nil {
+				close(msgs)
+				return
+			}
+			msgs <- string(buf[:n])
+		}
+	}()
+	c := gracectlCmd(t, root, "watch", "--interval", "1h", "--range", "24210-24219")
+	c.Env = append(c.Env, "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=200000")
+	w := &started{cmd: c, out: &syncBuffer{}, done: make(chan struct{})}
+	c.Stdout, c.Stderr = w.out, w.out
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { w.err = c.Wait(); close(w.done) }()
+	got := map[string]int{}
+	expect := func(prefix string, n int) {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for got[prefix] < n {
+			select {
+			case m := <-msgs:
+				for _, line := range strings.Split(m, "\n") {
+					for _, p := range []string{"READY=1", "STATUS=", "WATCHDOG=1", "STOPPING=1"} {
+						if strings.HasPrefix(line, p) {
+							got[p]++
+						}
+					}
+				}
+			case <-deadline:
+				t.Fatalf("no %s within 10s; got %v; output:\n%s", prefix, got, w.out)
+			}
+		}
+	}
+	expect("READY=1", 1)
+	expect("STATUS=", 1)
+	// With a 1 h interval, WATCHDOG=1 keeps coming only from the
+	// WatchdogSec ticker in the loop.
+	expect("WATCHDOG=1", 3)
+	statuses := got["STATUS="]
+	c.Process.Signal(syscall.SIGHUP)
+	expect("STATUS=", statuses+1)
+	c.Process.Signal(syscall.SIGTERM)
+	expect("STOPPING=1", 1)
+	w.wait(t, 10*time.Second)
+}
+
+// check: a table with the issue's columns, exit 1 on issues, 0 when fine.
+func TestCheckExitStatus(t *testing.T) {
+	root := t.TempDir()
+	out, err := gracectlCmd(t, root, "check").CombinedOutput()
+	if err != nil {
+		t.Fatalf("check on an empty registry: %v\n%s", err, out)
+	}
+	sl := exec.Command("sleep", "600")
+	sl.Start()
+	pid := sl.Process.Pid
+	if out, err := gracectlCmd(t, root, "allocate", "--service", "gone", "--range", "24220-24229", "--pid", itoa(pid)).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	sl.Process.Kill()
+	sl.Wait()
+	out, err = gracectlCmd(t, root, "check", "--dry-run").CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("check with a dead service: %v\n%s", err, out)
+	}
+	for _, col := range []string{"PORT", "SERVICE", "PID", "PROCESS", "LISTENING", "HEALTH", "STATUS", "LAST CHECK", "REQUESTS", "ERRORS", "dead", "would release"} {
+		if !strings.Contains(string(out), col) {
+			t.Fatalf("check output lacks %q:\n%s", col, out)
+		}
+	}
+	if readRegistry(t, root).Get(24220) == nil {
+		t.Fatal("--dry-run released the port")
+	}
+	out, _ = gracectlCmd(t, root, "check", "--json").Output()
+	if !strings.Contains(string(out), `"action": "released"`) {
+		t.Fatalf("check --json:\n%s", out)
+	}
+	if readRegistry(t, root).Get(24220) != nil {
+		t.Fatal("check did not release the dead service's port")
+	}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

@@ -1,0 +1,133 @@
+package probe
+
+import (
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// Ports: this package's tests use 22000-22999.
+
+func TestParseStatStart(t *testing.T) {
+	// A command name with spaces and parentheses: fields are counted from
+	// after the last ')'.
+	line := "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 100 18446744073709551615\n"
+	got, err := ParseStatStart([]byte(line))
+	if err != nil || got != 987654 {
+		t.Fatalf("got %d, %v", got, err)
+	}
+	if _, err := ParseStatStart([]byte("4242 (x) Z 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20")); err != ErrNoProcess {
+		t.Fatalf("zombie: %v", err)
+	}
+	for _, bad := range []string{"", "4242 (x", "4242 (x) S 1 2"} {
+		if _, err := ParseStatStart([]byte(bad)); err == nil {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+}
+
+func TestIdentifyAndAlive(t *testing.T) {
+	c := exec.Command("sleep", "600")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	id, err := Identify(c.Process.Pid)
+	if err != nil || id.Start == 0 {
+		t.Fatalf("identify: %+v %v", id, err)
+	}
+	if !Alive(id) {
+		t.Fatal("live child not alive")
+	}
+	reused := id
+	reused.Start++
+	if Alive(reused) {
+		t.Fatal("a different start time was taken for the same process")
+	}
+	c.Process.Kill()
+	c.Wait()
+	if Alive(id) {
+		t.Fatal("killed child still alive")
+	}
+	if _, err := Identify(c.Process.Pid); err == nil {
+		t.Fatal("identified a dead pid")
+	}
+}
+
+func TestBindableAndListeners(t *testing.T) {
+	if err := Bindable(22000); err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:22000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := Bindable(22000); err == nil {
+		t.Fatal("a port served on 127.0.0.1 counted as free")
+	}
+	snap := TakeSnapshot()
+	if !snap.Listening(context.Background(), 22000) || snap.Listening(context.Background(), 22001) {
+		t.Fatal("listening snapshot wrong")
+	}
+	if ProcNetAvailable() {
+		owners := snap.Owners(22000)
+		if len(owners) != 1 || owners[0] != os.Getpid() {
+			t.Fatalf("owners of 22000 = %v, want [%d]", owners, os.Getpid())
+		}
+	}
+}
+
+func TestParseHealthCounts(t *testing.T) {
+	cases := map[string][2]int64{
+		`{"status":"ok","request_count":1247,"error_count":3}`: {1247, 3},
+		`{"request_count":12.0}`:                               {12, -1},
+		`{"request_count":"12","error_count":-1}`:              {-1, -1},
+		`not json`: {-1, -1},
+		`[1,2]`:    {-1, -1},
+	}
+	for in, want := range cases {
+		r, e := ParseHealthCounts([]byte(in))
+		got := [2]int64{-1, -1}
+		if r != nil {
+			got[0] = *r
+		}
+		if e != nil {
+			got[1] = *e
+		}
+		if got != want {
+			t.Errorf("%s: got %v, want %v", in, got, want)
+		}
+	}
+}
+
+func FuzzParseHealthCounts(f *testing.F) {
+	f.Add([]byte(`{"status":"ok","request_count":1247,"error_count":3}`))
+	f.Add([]byte(`{"request_count":1e30}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r, e := ParseHealthCounts(body)
+		if (r != nil && *r < 0) || (e != nil && *e < 0) {
+			t.Fatalf("negative count from %q", body)
+		}
+	})
+}
+
+func FuzzParseStatStart(f *testing.F) {
+	f.Add([]byte("1 (init) S 0 1 1 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 5 1000 100 1"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, _ = ParseStatStart(data)
+	})
+}
+
+func FuzzParseProcNetTCP(f *testing.F) {
+	f.Add("  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 00000000:1F40 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 100 0 0 10 0\n")
+	f.Fuzz(func(t *testing.T, data string) {
+		_ = ParseProcNetTCP(strings.NewReader(data), func(port int, inode uint64) {
+			if port < 0 || port > 65535 {
+				t.Fatalf("port %d", port)
+			}
+		})
+	})
+}
