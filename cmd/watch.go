@@ -18,6 +18,8 @@ type watchOptions struct {
 	probe    watchdog.Options
 	interval time.Duration
 	journal  bool
+	api      string
+	remote   bool
 }
 
 func newWatchCmd(g *globals) *cobra.Command {
@@ -51,6 +53,8 @@ docs/systemd/gracectl-watch.service.` + exitStatusHelp,
 	}
 	f := c.Flags()
 	f.DurationVar(&o.interval, "interval", registry.DefaultInterval, "time between cycles")
+	f.StringVar(&o.api, "api", "", "serve the HTTP API on HOST:PORT (default host 127.0.0.1) or unix:/path")
+	f.BoolVar(&o.remote, "api-allow-remote", false, "allow --api to listen beyond loopback (no authentication!)")
 	addProbeFlags(f, &o.probe)
 	return c
 }
@@ -61,17 +65,32 @@ func runWatch(cmd *cobra.Command, o *watchOptions) error {
 		return err
 	}
 	var mu sync.Mutex
-	w := &watchdog.Watcher{
-		Store: o.g.store(), Options: o.probe, Interval: o.interval, Range: rg,
-		Log: func(line string) {
-			mu.Lock()
-			defer mu.Unlock()
-			if o.journal {
-				fmt.Fprintln(o.g.stderr, escape(line))
-			} else {
-				fmt.Fprintf(o.g.stderr, "%s %s\n", time.Now().Format("2006-01-02T15:04:05.000Z07:00"), escape(line))
-			}
-		},
+	logf := func(line string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if o.journal {
+			fmt.Fprintln(o.g.stderr, escape(line))
+		} else {
+			fmt.Fprintf(o.g.stderr, "%s %s\n", time.Now().Format("2006-01-02T15:04:05.000Z07:00"), escape(line))
+		}
+	}
+	store := o.g.store()
+	w := &watchdog.Watcher{Store: store, Options: o.probe, Interval: o.interval, Range: rg, Log: logf}
+	if o.api != "" {
+		// The API is bound under the watchdog lock, so a second watchdog
+		// is refused as such rather than failing on the API's port.
+		unlock, err := w.Lock()
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		l, hosts, cleanup, err := apiListener(cmd.Context(), o.api, o.remote, store, rg, logf)
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+		w.API = l.Addr().Network() + ":" + l.Addr().String()
+		defer serveAPI(l, hosts, w, store, rg, logf)()
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

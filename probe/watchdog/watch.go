@@ -25,6 +25,7 @@ type Watcher struct {
 	OnCycle func(*Report)
 
 	mu     sync.Mutex
+	held   bool // Lock was called
 	flight *flight
 	state  registry.WatchdogState
 	last   *Report
@@ -137,7 +138,8 @@ func (w *Watcher) LastReport() *Report {
 }
 
 // Lock takes the one-watchdog-per-registry lock, held until release is
-// called. It fails at once if another watchdog holds it.
+// called. It fails at once if another watchdog holds it. Run takes it
+// itself unless Lock was called first (to set up the API under the lock).
 func (w *Watcher) Lock() (release func(), err error) {
 	if err := mkdirAll(w.Store.Dir()); err != nil {
 		return nil, err
@@ -154,6 +156,7 @@ func (w *Watcher) Lock() (release func(), err error) {
 		}
 		return nil, e
 	}
+	w.held = true
 	return func() { fl.Close() }, nil
 }
 
@@ -166,11 +169,13 @@ func (w *Watcher) Run(ctx context.Context, now <-chan struct{}) error {
 	if w.Interval <= 0 {
 		w.Interval = registry.DefaultInterval
 	}
-	unlock, err := w.Lock()
-	if err != nil {
-		return err
+	if !w.held {
+		unlock, err := w.Lock()
+		if err != nil {
+			return err
+		}
+		defer unlock()
 	}
-	defer unlock()
 	self := probe.Self()
 	w.mu.Lock()
 	w.state = registry.WatchdogState{

@@ -1,0 +1,187 @@
+package cmd_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// startWatchAPI runs `gracectl watch --api spec` and waits for the API.
+func startWatchAPI(t *testing.T, root, rg, spec string) *started {
+	t.Helper()
+	w := startGracectl(t, root, "watch", "--interval", "1h", "--range", rg, "--api", spec)
+	waitFor(t, "the API", 10*time.Second, func() bool {
+		return strings.Contains(w.out.String(), "API listening on") && strings.Contains(w.out.String(), "Health check:")
+	})
+	t.Cleanup(func() { w.cmd.Process.Signal(syscall.SIGTERM); w.wait(t, 10*time.Second) })
+	return w
+}
+
+type answer struct {
+	code  int
+	ctype string
+	allow string
+	body  []byte
+}
+
+func request(t *testing.T, c *http.Client, method, url, host, ctype string) answer {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader("{}"))
+	if host != "" {
+		req.Host = host
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return answer{resp.StatusCode, resp.Header.Get("Content-Type"), resp.Header.Get("Allow"), b}
+}
+
+func TestAPIEndpoints(t *testing.T) {
+	root := t.TempDir()
+	const rg = "24300-24309"
+	startWatchAPI(t, root, rg, "127.0.0.1:24300")
+	base := "http://127.0.0.1:24300"
+	c := &http.Client{Timeout: 10 * time.Second}
+
+	// The status endpoint is `gracectl status --json`, byte for byte.
+	st := request(t, c, "GET", base+"/api/ports/status", "", "")
+	cli, err := gracectlCmd(t, root, "status", "--json", "--range", rg).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.code != 200 || st.ctype != "application/json" || !bytes.Equal(st.body, cli) {
+		t.Fatalf("status endpoint (%d %s):\n%s\nCLI:\n%s", st.code, st.ctype, st.body, cli)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(st.body, &doc); err != nil || doc["total_ports"] != 10.0 {
+		t.Fatalf("status document: %v %v", doc, err)
+	}
+
+	// The API port lies in the managed range, so the watchdog holds it.
+	one := request(t, c, "GET", base+"/api/ports/allocations/24300", "", "")
+	if one.code != 200 || !strings.Contains(string(one.body), `"service_name": "gracectl_watchdog"`) {
+		t.Fatalf("allocation 24300: %d %s", one.code, one.body)
+	}
+	all := request(t, c, "GET", base+"/api/ports/allocations", "", "")
+	var list []map[string]any
+	if err := json.Unmarshal(all.body, &list); err != nil || all.code != 200 || len(list) != 1 {
+		t.Fatalf("allocations: %d %s", all.code, all.body)
+	}
+
+	for _, tc := range []struct {
+		method, path, host, ctype string
+		code                      int
+		allow                     string
+	}{
+		{"GET", "/api/ports/allocations/24305", "", "", 404, ""},
+		{"GET", "/api/ports/allocations/abc", "", "", 400, ""},
+		{"GET", "/api/ports/allocations/70000", "", "", 400, ""},
+		{"GET", "/api/nothing", "", "", 404, ""},
+		{"POST", "/api/ports/status", "", "application/json", 405, "GET, HEAD"},
+		{"DELETE", "/api/ports/allocations/24300", "", "", 405, "GET, HEAD"},
+		{"GET", "/api/ports/health-check", "", "", 405, "POST"},
+		{"GET", "/api/ports/status", "evil.example:24300", "", 403, ""},
+		{"POST", "/api/ports/health-check", "", "text/plain", 415, ""},
+		{"POST", "/api/ports/health-check", "", "application/x-www-form-urlencoded", 415, ""},
+	} {
+		a := request(t, c, tc.method, base+tc.path, tc.host, tc.ctype)
+		var eb struct {
+			Error string `json:"error"`
+		}
+		if a.code != tc.code || a.allow != tc.allow || a.ctype != "application/json" || json.Unmarshal(a.body, &eb) != nil || eb.Error == "" {
+			t.Errorf("%s %s (host %q): %d allow=%q %s %s", tc.method, tc.path, tc.host, a.code, a.allow, a.ctype, a.body)
+		}
+	}
+	if a := request(t, c, "GET", base+"/api/ports/status", "localhost:24300", ""); a.code != 200 {
+		t.Errorf("localhost Host refused: %d", a.code)
+	}
+
+	hc := request(t, c, "POST", base+"/api/ports/health-check", "", "application/json")
+	var rep struct {
+		Results []map[string]any `json:"results"`
+		Active  int              `json:"active"`
+	}
+	if err := json.Unmarshal(hc.body, &rep); err != nil || hc.code != 200 || len(rep.Results) != 1 || rep.Active != 1 {
+		t.Fatalf("health-check: %d %s", hc.code, hc.body)
+	}
+	wd := request(t, c, "GET", base+"/api/ports/watchdog/status", "", "")
+	if wd.code != 200 || !strings.Contains(string(wd.body), `"running": true`) || !strings.Contains(string(wd.body), `"checks_performed": 2`) {
+		t.Fatalf("watchdog status: %d %s", wd.code, wd.body)
+	}
+
+	m := request(t, c, "GET", base+"/metrics", "", "")
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(m.body))
+	if err != nil {
+		t.Fatalf("metrics do not parse: %v\n%s", err, m.body)
+	}
+	for name, want := range map[string]float64{
+		"gracectl_ports_in_range": 10, "gracectl_ports_allocated": 1, "gracectl_ports_free": 9, "gracectl_watchdog_cycles_total": 2,
+	} {
+		f := fams[name]
+		if f == nil || len(f.Metric) != 1 {
+			t.Fatalf("metric %s missing:\n%s", name, m.body)
+		}
+		v := f.Metric[0].GetGauge().GetValue() + f.Metric[0].GetCounter().GetValue()
+		if v != want {
+			t.Errorf("%s = %v, want %v", name, v, want)
+		}
+	}
+	if h := fams["gracectl_watchdog_cycle_duration_seconds"]; h == nil || h.Metric[0].GetHistogram().GetSampleCount() != 2 {
+		t.Errorf("cycle histogram: %v", h)
+	}
+	if f := fams["gracectl_port_health_status"]; f == nil || len(f.Metric) != 1 {
+		t.Errorf("per-port health: %v", f)
+	}
+}
+
+func TestAPIUnixSocket(t *testing.T) {
+	root := t.TempDir()
+	sock := filepath.Join(root, "api.sock")
+	startWatchAPI(t, root, "24310-24319", "unix:"+sock)
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		},
+	}}
+	a := request(t, c, "GET", "http://gracectl/api/ports/status", "", "")
+	if a.code != 200 || !strings.Contains(string(a.body), `"port_range"`) {
+		t.Fatalf("over the Unix socket: %d %s", a.code, a.body)
+	}
+}
+
+// An API that cannot be bound is fatal: watch exits non-zero saying why.
+func TestAPIBindFailureIsFatal(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:24320")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	root := t.TempDir()
+	out, err := gracectlCmd(t, root, "watch", "--range", "24330-24339", "--api", "127.0.0.1:24320").CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() == 0 || !strings.Contains(string(out), "cannot serve the API on 127.0.0.1:24320") {
+		t.Fatalf("watch with an unbindable API: %v\n%s", err, out)
+	}
+	out, err = gracectlCmd(t, root, "watch", "--api", "0.0.0.0:24321").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--api-allow-remote") {
+		t.Fatalf("remote API without the flag: %v\n%s", err, out)
+	}
+}

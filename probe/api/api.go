@@ -1,0 +1,307 @@
+// Package api is the watchdog's HTTP API for monitoring, served by
+// `gracectl watch --api ADDR`. Every answer is JSON of the same Go types the
+// CLI prints with --json (docs/json.md); /metrics is Prometheus text.
+//
+//	GET  /api/ports/status             registry.Status (= gracectl status --json)
+//	GET  /api/ports/allocations        []registry.Allocation
+//	GET  /api/ports/allocations/{port} registry.Allocation, 404 if not allocated
+//	POST /api/ports/health-check       watchdog.Report (= gracectl check --json)
+//	GET  /api/ports/watchdog/status    registry.WatchdogState
+//	GET  /metrics                      Prometheus text format
+//
+// Errors are {"error": "..."} with the right status code; a wrong method gets
+// 405 with an Allow header. Requests whose Host is not the listening address
+// or localhost get 403 (DNS rebinding), and the POST needs
+// Content-Type: application/json, which a browser cannot send cross-site
+// without a preflight.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gracectl/gracectl/probe/watchdog"
+	"github.com/gracectl/gracectl/registry"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Server serves the API of one watcher.
+type Server struct {
+	Store   *registry.Store
+	Watcher *watchdog.Watcher
+	Range   registry.Range
+	// AllowedHosts are the Host header values accepted (host or host:port,
+	// lower case). Empty means any host (Unix sockets, --api-allow-remote).
+	AllowedHosts []string
+
+	metrics *metrics
+}
+
+// ErrorBody is every error answer.
+type ErrorBody struct {
+	Error string `json:"error"`
+}
+
+// Handler builds the HTTP handler.
+func (s *Server) Handler() http.Handler {
+	s.metrics = newMetrics(s)
+	s.Watcher.OnCycle = s.metrics.observe
+	mux := http.NewServeMux()
+	mux.Handle("/api/ports/status", only(http.MethodGet, s.status))
+	mux.Handle("/api/ports/allocations", only(http.MethodGet, s.allocations))
+	mux.Handle("/api/ports/allocations/", only(http.MethodGet, s.allocation))
+	mux.Handle("/api/ports/health-check", only(http.MethodPost, s.healthCheck))
+	mux.Handle("/api/ports/watchdog/status", only(http.MethodGet, s.watchdogStatus))
+	prom := promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+	mux.Handle("/metrics", only(http.MethodGet, prom.ServeHTTP))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
+	})
+	return s.checkHost(mux)
+}
+
+// NewHTTPServer wraps h with timeouts and limits.
+func NewHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      60 * time.Second, // a health-check POST runs a cycle
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+	}
+}
+
+func only(method string, h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != method && !(method == http.MethodGet && r.Method == http.MethodHead) {
+			allow := method
+			if method == http.MethodGet {
+				allow = "GET, HEAD"
+			}
+			w.Header().Set("Allow", allow)
+			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed; use %s", r.Method, method))
+			return
+		}
+		h(w, r)
+	})
+}
+
+func (s *Server) checkHost(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if len(s.AllowedHosts) > 0 && !s.hostAllowed(r.Host) {
+			writeError(w, http.StatusForbidden, "host not allowed: "+r.Host)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) hostAllowed(host string) bool {
+	host = strings.ToLower(host)
+	for _, h := range s.AllowedHosts {
+		if host == h {
+			return true
+		}
+	}
+	return false
+}
+
+// AllowedHostsFor lists the Host values a loopback listener on addr
+// accepts: its own address and the usual loopback names, with its port.
+func AllowedHostsFor(addr net.Addr) []string {
+	_, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return nil
+	}
+	host, _, _ := net.SplitHostPort(addr.String())
+	hosts := []string{"localhost", "127.0.0.1", "[::1]", strings.ToLower(host)}
+	if strings.Contains(host, ":") {
+		hosts = append(hosts, "["+strings.ToLower(host)+"]")
+	}
+	var out []string
+	for _, h := range hosts {
+		out = append(out, h+":"+port)
+	}
+	return out
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	w.Write(append(b, '\n'))
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	b, _ := json.Marshal(ErrorBody{Error: msg})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	w.Write(append(b, '\n'))
+}
+
+func storeError(w http.ResponseWriter, err error) {
+	var le *registry.LockError
+	if errors.As(err, &le) {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	writeError(w, http.StatusInternalServerError, err.Error())
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	st, err := s.Store.Status(r.Context(), s.Range)
+	if err != nil {
+		storeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) allocations(w http.ResponseWriter, r *http.Request) {
+	reg, err := s.Store.Read(r.Context())
+	if err != nil {
+		storeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, reg.Sorted())
+}
+
+func (s *Server) allocation(w http.ResponseWriter, r *http.Request) {
+	raw := strings.TrimPrefix(r.URL.Path, "/api/ports/allocations/")
+	port, err := registry.ParsePort(raw)
+	if err != nil || strings.Contains(raw, "/") {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%q is not a port number (1-65535)", raw))
+		return
+	}
+	reg, err := s.Store.Read(r.Context())
+	if err != nil {
+		storeError(w, err)
+		return
+	}
+	a := reg.Get(port)
+	if a == nil {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("port %d is not allocated", port))
+		return
+	}
+	writeJSON(w, http.StatusOK, a)
+}
+
+func (s *Server) healthCheck(w http.ResponseWriter, r *http.Request) {
+	ct := strings.ToLower(strings.TrimSpace(strings.Split(r.Header.Get("Content-Type"), ";")[0]))
+	if ct != "application/json" {
+		writeError(w, http.StatusUnsupportedMediaType, "POST needs Content-Type: application/json")
+		return
+	}
+	_, _ = io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, 1<<20))
+	rep, err := s.Watcher.Trigger(r.Context())
+	if err != nil {
+		storeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+func (s *Server) watchdogStatus(w http.ResponseWriter, r *http.Request) {
+	st, err := s.Store.LoadWatchdog()
+	if err != nil {
+		storeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+// metrics are the Prometheus series. Per-port series are read from the
+// registry at scrape time; cycle series are updated after each cycle.
+type metrics struct {
+	reg      *prometheus.Registry
+	s        *Server
+	cycles   prometheus.Counter
+	issues   prometheus.Counter
+	cleanups prometheus.Counter
+	duration prometheus.Histogram
+}
+
+var (
+	descInRange   = prometheus.NewDesc("gracectl_ports_in_range", "Ports in the managed range.", nil, nil)
+	descAllocated = prometheus.NewDesc("gracectl_ports_allocated", "Ports of the managed range that are allocated.", nil, nil)
+	descFree      = prometheus.NewDesc("gracectl_ports_free", "Ports of the managed range that are not allocated.", nil, nil)
+	descHealth    = prometheus.NewDesc("gracectl_port_health_status", "1 for the allocation's current health_status.", []string{"port", "service", "status"}, nil)
+	descRequests  = prometheus.NewDesc("gracectl_port_requests", "Request count the service last reported on its health endpoint.", []string{"port", "service"}, nil)
+	descErrors    = prometheus.NewDesc("gracectl_port_errors", "Error count the service last reported on its health endpoint.", []string{"port", "service"}, nil)
+	descUp        = prometheus.NewDesc("gracectl_registry_up", "1 if the registry could be read at scrape time.", nil, nil)
+)
+
+func newMetrics(s *Server) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		s:   s,
+		cycles: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gracectl_watchdog_cycles_total", Help: "Watchdog cycles run by this process."}),
+		issues: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gracectl_watchdog_issues_total", Help: "Issues found, summed over cycles."}),
+		cleanups: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gracectl_watchdog_cleanups_total", Help: "Ports released by the watchdog."}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "gracectl_watchdog_cycle_duration_seconds", Help: "Duration of watchdog cycles.",
+			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}),
+	}
+	m.reg.MustRegister(m.cycles, m.issues, m.cleanups, m.duration, m)
+	return m
+}
+
+func (m *metrics) observe(rep *watchdog.Report) {
+	m.cycles.Inc()
+	m.issues.Add(float64(rep.Issues))
+	m.cleanups.Add(float64(len(rep.Released)))
+	m.duration.Observe(rep.DurationMS / 1000)
+}
+
+// Describe implements prometheus.Collector.
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descInRange, descAllocated, descFree, descHealth, descRequests, descErrors, descUp} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector, from one registry read.
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	reg, err := m.s.Store.Read(ctx)
+	if err != nil {
+		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, 0)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, 1)
+	st := registry.BuildStatus(m.s.Store.Path(), m.s.Range, reg, &registry.WatchdogState{})
+	ch <- prometheus.MustNewConstMetric(descInRange, prometheus.GaugeValue, float64(st.TotalPorts))
+	ch <- prometheus.MustNewConstMetric(descAllocated, prometheus.GaugeValue, float64(st.Allocated))
+	ch <- prometheus.MustNewConstMetric(descFree, prometheus.GaugeValue, float64(st.Available))
+	for _, a := range st.Allocations {
+		p := strconv.Itoa(a.Port)
+		status := a.HealthStatus
+		if status == "" {
+			status = "unknown"
+		}
+		ch <- prometheus.MustNewConstMetric(descHealth, prometheus.GaugeValue, 1, p, a.ServiceName, status)
+		ch <- prometheus.MustNewConstMetric(descRequests, prometheus.GaugeValue, float64(a.RequestCount), p, a.ServiceName)
+		ch <- prometheus.MustNewConstMetric(descErrors, prometheus.GaugeValue, float64(a.ErrorCount), p, a.ServiceName)
+	}
+}
