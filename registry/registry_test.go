@@ -461,3 +461,5 @@ func TestStatusCounts(t *testing.T) {
 		t.Fatalf("watchdog = %+v", st.Watchdog)
 	}
 }
+
+func readFile(p string) ([]byte, error) { return os.ReadFile(p) }

@@ -22,6 +22,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"sort"
 	"strconv"
@@ -61,7 +62,9 @@ func (t *Time) UnmarshalJSON(b []byte) error {
 		return nil
 	}
 	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
+	if len(b) >= 2 && b[0] == '"' && b[len(b)-1] == '"' && bytes.IndexByte(b, '\\') < 0 {
+		s = string(b[1 : len(b)-1]) // the usual case, without a second decode
+	} else if err := json.Unmarshal(b, &s); err != nil {
 		return fmt.Errorf("timestamp must be a string, got %s", truncate(b))
 	}
 	if s == "" {
@@ -216,9 +219,37 @@ type registryJSON Registry
 
 var registryKeys = jsonKeys(registryJSON{})
 
-// UnmarshalJSON decodes the registry and keeps unknown top-level fields.
-// Each allocation is decoded on its own so an error can name its key.
+// UnmarshalJSON decodes the registry and keeps unknown fields. The common
+// file, with no unknown field, is decoded in one pass; only a file that has
+// some takes the slower path that collects them.
 func (r *Registry) UnmarshalJSON(b []byte) error {
+	var fast struct {
+		Allocations map[string]*allocationJSON `json:"allocations"`
+		LastUpdated Time                       `json:"last_updated"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(&fast)
+	if err == nil {
+		if _, terr := dec.Token(); terr != io.EOF {
+			return errors.New("unexpected data after the top-level object")
+		}
+		out := Registry{Allocations: make(map[string]*Allocation, len(fast.Allocations)), LastUpdated: fast.LastUpdated}
+		for key, a := range fast.Allocations {
+			if a == nil {
+				return fmt.Errorf("allocation %q: is null", key)
+			}
+			out.Allocations[key] = (*Allocation)(a)
+		}
+		*r = out
+		return nil
+	}
+	// Unknown fields to keep, or an error to report: the slow path decodes
+	// allocation by allocation, so its errors name the allocation.
+	return r.unmarshalKeepingUnknown(b)
+}
+
+func (r *Registry) unmarshalKeepingUnknown(b []byte) error {
 	var v struct {
 		Allocations map[string]json.RawMessage `json:"allocations"`
 		LastUpdated Time                       `json:"last_updated"`

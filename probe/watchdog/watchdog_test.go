@@ -18,12 +18,12 @@ import (
 
 // Ports: this package's tests use 25000-25999.
 
-func newStore(t *testing.T) *registry.Store {
+func newStore(t testing.TB) *registry.Store {
 	return registry.Open(t.TempDir(), 10*time.Second)
 }
 
 // serve starts an HTTP server on 127.0.0.1:port in this process.
-func serve(t *testing.T, port int, h http.Handler) {
+func serve(t testing.TB, port int, h http.Handler) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
 	if err != nil {
@@ -34,7 +34,7 @@ func serve(t *testing.T, port int, h http.Handler) {
 	t.Cleanup(func() { srv.Close() })
 }
 
-func allocate(t *testing.T, s *registry.Store, port int, owner probe.Identity, healthPath string) *registry.Allocation {
+func allocate(t testing.TB, s *registry.Store, port int, owner probe.Identity, healthPath string) *registry.Allocation {
 	t.Helper()
 	a, err := s.Allocate(context.Background(), registry.Request{
 		Service: "svc" + strconv.Itoa(port), Range: registry.Range{Start: port, End: port},
