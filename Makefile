@@ -36,9 +36,10 @@ cross:
 	GOOS=darwin $(GO) build ./...
 	GOOS=darwin $(GO) vet ./...
 
-bench:
+bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./...
-	bash docs/benchmarks/whole-process.sh
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null 2>&1; } || echo "wrk not installed: API throughput is skipped"
+	python3 docs/benchmarks/bench.py $(BIN)
 
 clean:
 	rm -rf bin

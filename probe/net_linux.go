@@ -17,8 +17,16 @@ func ProcNetAvailable() bool {
 }
 
 // Listeners returns, for each TCP port in LISTEN state on any address
-// (IPv4 and IPv6), the socket inodes listening on it.
+// (IPv4 and IPv6), the socket inodes listening on it: from sock_diag
+// netlink where the kernel offers it, else from /proc/net/tcp{,6}.
 func Listeners() (map[int][]uint64, error) {
+	if out, err := listenersNetlink(); err == nil {
+		return out, nil
+	}
+	return listenersProc()
+}
+
+func listenersProc() (map[int][]uint64, error) {
 	out := map[int][]uint64{}
 	found := false
 	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {

@@ -2,7 +2,6 @@ package registry
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -31,7 +30,9 @@ func Parse(data []byte) (*Registry, error) {
 		return nil, errors.New("not a JSON object")
 	}
 	r := new(Registry)
-	if err := json.Unmarshal(trimmed, r); err != nil {
+	// Called directly: json.Unmarshal would validate the whole file once
+	// more before handing it over.
+	if err := r.UnmarshalJSON(trimmed); err != nil {
 		return nil, err
 	}
 	for key, a := range r.Allocations {

@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/gracectl/gracectl/probe"
@@ -129,4 +131,28 @@ func BuildStatus(path string, rg Range, r *Registry, wd *WatchdogState) *Status 
 	}
 	st.Available = st.TotalPorts - st.Allocated
 	return st
+}
+
+// Version identifies the current contents of the registry and watchdog
+// files without reading them: every write replaces a file by rename, so a
+// new inode, size or mtime means new contents. Readers that cache (the HTTP
+// API) re-read only when it changes.
+func (s *Store) Version() string {
+	var b strings.Builder
+	for _, p := range []string{s.Path(), s.WatchdogPath()} {
+		info, err := os.Stat(p)
+		if err != nil {
+			b.WriteString("-;")
+			continue
+		}
+		fmt.Fprintf(&b, "%v/%d/%d;", inode(info), info.Size(), info.ModTime().UnixNano())
+	}
+	return b.String()
+}
+
+func inode(info fs.FileInfo) uint64 {
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Ino)
+	}
+	return 0
 }

@@ -308,17 +308,43 @@ func jsonKind(t reflect.Type) string {
 	return t.String()
 }
 
-// MarshalJSON writes the registry with unknown fields kept.
+// MarshalJSON writes the registry with unknown fields kept. It assembles
+// the object itself, allocations sorted by port key, so that encoding/json
+// does not re-validate each allocation's output.
 func (r *Registry) MarshalJSON() ([]byte, error) {
-	v := registryJSON(*r)
-	if v.Allocations == nil {
-		v.Allocations = map[string]*Allocation{}
+	var buf bytes.Buffer
+	buf.WriteString(`{"allocations":{`)
+	keys := make([]string, 0, len(r.Allocations))
+	for k := range r.Allocations {
+		keys = append(keys, k)
 	}
-	b, err := json.Marshal(&v)
-	if err != nil {
-		return nil, err
+	sort.Slice(keys, func(i, j int) bool {
+		if len(keys[i]) != len(keys[j]) {
+			return len(keys[i]) < len(keys[j])
+		}
+		return keys[i] < keys[j]
+	})
+	for i, k := range keys {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		kb, _ := json.Marshal(k)
+		buf.Write(kb)
+		buf.WriteByte(':')
+		ab, err := r.Allocations[k].MarshalJSON()
+		if err != nil {
+			return nil, err
+		}
+		buf.Write(ab)
 	}
-	return appendExtra(b, r.extra)
+	buf.WriteByte('}')
+	if !r.LastUpdated.IsZero() {
+		buf.WriteString(`,"last_updated":`)
+		tb, _ := r.LastUpdated.MarshalJSON()
+		buf.Write(tb)
+	}
+	buf.WriteByte('}')
+	return appendExtra(buf.Bytes(), r.extra)
 }
 
 // jsonKeys lists the JSON names of a struct's fields, from their tags.

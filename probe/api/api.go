@@ -17,6 +17,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,6 +27,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gracectl/gracectl/probe/watchdog"
@@ -44,6 +46,81 @@ type Server struct {
 	AllowedHosts []string
 
 	metrics *metrics
+	cache   cache
+}
+
+// cache holds the last registry snapshot and the encoded answers built from
+// it, so that a busy monitoring client costs a stat, not a parse. It is
+// rebuilt when Store.Version changes, and at least once a second (the
+// watchdog's "running" depends on the clock).
+type cache struct {
+	mu  sync.Mutex
+	cur *entry
+}
+
+// entry is never changed once built, so handlers read it without the lock.
+type entry struct {
+	version  string
+	built    time.Time
+	reg      *registry.Registry
+	status   []byte
+	allocs   []byte
+	watchdog []byte
+}
+
+const cacheMaxAge = time.Second
+
+// snapshot returns the current cache entry, rebuilding it if needed.
+func (s *Server) snapshot(ctx context.Context) (*entry, error) {
+	s.cache.mu.Lock()
+	defer s.cache.mu.Unlock()
+	v := s.Store.Version()
+	if c := s.cache.cur; c != nil && v == c.version && time.Since(c.built) < cacheMaxAge {
+		return c, nil
+	}
+	c := &entry{}
+	reg, err := s.Store.Read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	wd, err := s.Store.LoadWatchdog()
+	if err != nil {
+		return nil, err
+	}
+	st := registry.BuildStatus(s.Store.Path(), s.Range, reg, wd)
+	if c.status, err = encode(st); err != nil {
+		return nil, err
+	}
+	if c.allocs, err = encode(st.Allocations); err != nil {
+		return nil, err
+	}
+	if c.watchdog, err = encode(wd); err != nil {
+		return nil, err
+	}
+	c.reg, c.version, c.built = reg, v, time.Now()
+	s.cache.cur = c
+	return c, nil
+}
+
+// encode is the one JSON form of every answer: indented, newline-ended,
+// the same bytes `--json` prints.
+func encode(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func writeBytes(w http.ResponseWriter, b []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(b)
 }
 
 // ErrorBody is every error answer.
@@ -135,17 +212,13 @@ func AllowedHostsFor(addr net.Addr) []string {
 	return out
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	b, err := json.MarshalIndent(v, "", "  ")
+func writeJSON(w http.ResponseWriter, v any) {
+	b, err := encode(v)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	w.Write(append(b, '\n'))
+	writeBytes(w, b)
 }
 
 func writeError(w http.ResponseWriter, code int, msg string) {
@@ -166,21 +239,21 @@ func storeError(w http.ResponseWriter, err error) {
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
-	st, err := s.Store.Status(r.Context(), s.Range)
+	c, err := s.snapshot(r.Context())
 	if err != nil {
 		storeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, st)
+	writeBytes(w, c.status)
 }
 
 func (s *Server) allocations(w http.ResponseWriter, r *http.Request) {
-	reg, err := s.Store.Read(r.Context())
+	c, err := s.snapshot(r.Context())
 	if err != nil {
 		storeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, reg.Sorted())
+	writeBytes(w, c.allocs)
 }
 
 func (s *Server) allocation(w http.ResponseWriter, r *http.Request) {
@@ -190,17 +263,17 @@ func (s *Server) allocation(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("%q is not a port number (1-65535)", raw))
 		return
 	}
-	reg, err := s.Store.Read(r.Context())
+	c, err := s.snapshot(r.Context())
 	if err != nil {
 		storeError(w, err)
 		return
 	}
-	a := reg.Get(port)
+	a := c.reg.Get(port)
 	if a == nil {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("port %d is not allocated", port))
 		return
 	}
-	writeJSON(w, http.StatusOK, a)
+	writeJSON(w, a)
 }
 
 func (s *Server) healthCheck(w http.ResponseWriter, r *http.Request) {
@@ -215,16 +288,16 @@ func (s *Server) healthCheck(w http.ResponseWriter, r *http.Request) {
 		storeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, rep)
+	writeJSON(w, rep)
 }
 
 func (s *Server) watchdogStatus(w http.ResponseWriter, r *http.Request) {
-	st, err := s.Store.LoadWatchdog()
+	c, err := s.snapshot(r.Context())
 	if err != nil {
 		storeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, st)
+	writeBytes(w, c.watchdog)
 }
 
 // metrics are the Prometheus series. Per-port series are read from the
