@@ -188,3 +188,20 @@ func TestRunListenFD(t *testing.T) {
 		})
 	}
 }
+
+// Stopping signals reach the child's whole process group: a worker the
+// service spawned does not outlive it.
+func TestRunSignalReachesProcessGroup(t *testing.T) {
+	root := t.TempDir()
+	pidFile := filepath.Join(root, "worker.pid")
+	g := startGracectl(t, root, "run", "--range", "24150-24159", "--",
+		"sh", "-c", `sleep 600 & echo $! > "$0"; wait`, pidFile)
+	worker := readPID(t, pidFile)
+	waitFor(t, "registration", 10*time.Second, func() bool {
+		a := readRegistry(t, root).Get(24150)
+		return a != nil && a.PID > 0 && a.PID != g.cmd.Process.Pid
+	})
+	g.cmd.Process.Signal(syscall.SIGTERM)
+	g.wait(t, 10*time.Second)
+	waitFor(t, "the worker to stop", 10*time.Second, func() bool { return processGone(worker) })
+}

@@ -4,6 +4,7 @@ import (
 	"net"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -29,6 +30,10 @@ func TestWatchReleasesDeadServiceAndReportsState(t *testing.T) {
 			t.Fatalf("log lacks %q:\n%s", want, out)
 		}
 	}
+	// Off journald, every line starts with a timestamp.
+	if !regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\S* \[PORT-WATCHDOG\] Started`).MatchString(out) {
+		t.Fatalf("no timestamp on the first line:\n%s", out)
+	}
 
 	st, err := gracectlCmd(t, root, "status", "--range", rg).Output()
 	if err != nil || !strings.Contains(string(st), "Running: True") || !strings.Contains(string(st), "Check Interval: 300ms") {
@@ -47,6 +52,9 @@ func TestWatchReleasesDeadServiceAndReportsState(t *testing.T) {
 		a := readRegistry(t, root).Get(24200)
 		return a != nil && a.HealthStatus == registry.StatusActive && !a.LastHealthCheck.IsZero()
 	})
+	if !strings.Contains(svc.out.String(), "   Watchdog: Active (monitors health every 300ms)") {
+		t.Fatalf("run's banner does not see the running watchdog:\n%s", svc.out)
+	}
 	httpGet(t, "http://127.0.0.1:24200/")
 	httpGet(t, "http://127.0.0.1:24200/error")
 	waitFor(t, "counts from /health", 10*time.Second, func() bool {
@@ -105,7 +113,7 @@ func TestWatchSdNotify(t *testing.T) {
 		}
 	}()
 	c := gracectlCmd(t, root, "watch", "--interval", "1h", "--range", "24210-24219")
-	c.Env = append(c.Env, "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=200000")
+	c.Env = append(c.Env, "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=200000", "JOURNAL_STREAM=8:1234")
 	w := &started{cmd: c, out: &syncBuffer{}, done: make(chan struct{})}
 	c.Stdout, c.Stderr = w.out, w.out
 	if err := c.Start(); err != nil {
@@ -142,6 +150,10 @@ func TestWatchSdNotify(t *testing.T) {
 	c.Process.Signal(syscall.SIGTERM)
 	expect("STOPPING=1", 1)
 	w.wait(t, 10*time.Second)
+	// Under journald, lines carry no timestamps of their own.
+	if !strings.HasPrefix(w.out.String(), "[PORT-WATCHDOG] Started") {
+		t.Fatalf("journald output starts with %q", strings.SplitN(w.out.String(), "\n", 2)[0])
+	}
 }
 
 // check: a table with the issue's columns, exit 1 on issues, 0 when fine.
