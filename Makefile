@@ -7,7 +7,7 @@ FUZZTIME ?= 3s
 # Every process built with -race sleeps 1 s at exit unless told not to.
 export GORACE = atexit_sleep_ms=0
 
-.PHONY: build test lint unit fuzz cross bench clean
+.PHONY: build test lint unit fuzz cross bench chaos soak clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) .
@@ -40,6 +40,17 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./...
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null 2>&1; } || echo "wrk not installed: API throughput is skipped"
 	python3 docs/benchmarks/bench.py $(BIN)
+
+# The fault suite at full size: 1000 operations under random SIGKILLs, plus
+# disk-full, read-only root and hostile input (as root, with tmpfs mounts).
+chaos:
+	GRACECTL_CHAOS_OPS=1000 $(GO) test -race -count=1 -run 'Chaos|DiskFull|ReadOnly|Hostile' -v ./cmd
+	$(GO) test -run '^$$' -fuzz '^FuzzUpdateLeavesBadFileUntouched$$' -fuzztime 60s ./registry
+
+# 10 minutes of `watch --interval 1s` over 101 allocations; prints RSS and
+# goroutines at the start and the end. Not part of CI.
+soak: build
+	python3 docs/benchmarks/soak.py $(BIN) 600
 
 clean:
 	rm -rf bin

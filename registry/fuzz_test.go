@@ -1,7 +1,10 @@
 package registry
 
 import (
+	"context"
+	"os"
 	"testing"
+	"time"
 )
 
 func FuzzParse(f *testing.F) {
@@ -46,6 +49,39 @@ func FuzzParseRange(f *testing.F) {
 		back, err := ParseRange(r.String())
 		if err != nil || back != r {
 			t.Fatalf("round trip of %q: %+v %v", s, back, err)
+		}
+	})
+}
+
+// FuzzUpdateLeavesBadFileUntouched writes arbitrary bytes as the registry
+// and tries a change: either it parses and the change succeeds, or the file
+// is left byte for byte as it was.
+func FuzzUpdateLeavesBadFileUntouched(f *testing.F) {
+	f.Add([]byte(seedRegistry))
+	f.Add([]byte(`{"allocations": {"8000": {"port": "8000"}}}`))
+	f.Add([]byte("\x00\xff{"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s := Open(t.TempDir(), time.Second)
+		if err := os.MkdirAll(s.Dir(), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(s.Path(), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		err := s.Update(context.Background(), func(r *Registry, tx *Tx) error {
+			r.Put(&Allocation{Port: 21999, ServiceName: "fuzz", AllocatedAt: tx.Now()})
+			return nil
+		})
+		after, _ := os.ReadFile(s.Path())
+		if err != nil {
+			if string(after) != string(data) {
+				t.Fatalf("failed update changed the file: %v", err)
+			}
+			return
+		}
+		r, perr := Parse(after)
+		if perr != nil || r.Get(21999) == nil {
+			t.Fatalf("successful update wrote an unreadable registry: %v", perr)
 		}
 	})
 }

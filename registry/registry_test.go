@@ -463,3 +463,17 @@ func TestStatusCounts(t *testing.T) {
 }
 
 func readFile(p string) ([]byte, error) { return os.ReadFile(p) }
+
+// A clock that went backwards never gives a negative duration.
+func TestReleaseDurationNeverNegative(t *testing.T) {
+	s := newStore(t)
+	future := `{"allocations": {"21130": {"port": 21130, "service_name": "f", "allocated_at": "2999-01-01T00:00:00Z"}}}`
+	writeRegistry(t, s, future)
+	if _, err := s.Release(context.Background(), ReleaseRequest{Port: 21130, By: "t", Reason: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(LogPath(s.LogDir(), time.Now()))
+	if !strings.Contains(string(data), `"duration_seconds":0,`) {
+		t.Fatalf("log: %s", data)
+	}
+}

@@ -205,6 +205,7 @@ func (s *Store) Update(ctx context.Context, fn func(r *Registry, tx *Tx) error) 
 	if err != nil {
 		return err
 	}
+	s.removeStaleTemps()
 	tx := &Tx{now: Now()}
 	if err := fn(r, tx); err != nil {
 		if errors.Is(err, ErrNoChange) {
@@ -234,4 +235,15 @@ func (s *Store) Update(ctx context.Context, fn func(r *Registry, tx *Tx) error) 
 		}
 	}
 	return nil
+}
+
+// removeStaleTemps deletes temp files left by writers that died between
+// creating and renaming them (SIGKILL, power loss). Temp files are only
+// made under the exclusive lock, which the caller holds, so any that exist
+// now belong to a dead writer.
+func (s *Store) removeStaleTemps() {
+	matches, _ := filepath.Glob(filepath.Join(s.Dir(), "."+RegistryFile+".tmp-*"))
+	for _, m := range matches {
+		os.Remove(m)
+	}
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/gracectl/gracectl/probe/watchdog"
 	"github.com/gracectl/gracectl/registry"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -335,7 +336,8 @@ func newMetrics(s *Server) *metrics {
 			Name: "gracectl_watchdog_cycle_duration_seconds", Help: "Duration of watchdog cycles.",
 			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}),
 	}
-	m.reg.MustRegister(m.cycles, m.issues, m.cleanups, m.duration, m)
+	m.reg.MustRegister(m.cycles, m.issues, m.cleanups, m.duration, m,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

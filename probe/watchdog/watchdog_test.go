@@ -323,3 +323,28 @@ func TestHealthEndlessBodyIsBounded(t *testing.T) {
 		t.Fatalf("a 200 with an endless body: %+v", h)
 	}
 }
+
+// An endpoint that sends its headers and then hangs: the check ends within
+// its timeout.
+func TestHealthHangAfterHeaders(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	serve(t, 25053, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	done := make(chan probe.HealthResult, 1)
+	go func() { done <- probe.CheckHealth(context.Background(), 25053, "/health", 300*time.Millisecond) }()
+	select {
+	case h := <-done:
+		if h.OK || h.Err == "" {
+			t.Fatalf("a body that never ends counted as healthy: %+v", h)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the health check did not respect its timeout")
+	}
+}

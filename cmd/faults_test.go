@@ -1,0 +1,265 @@
+package cmd_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gracectl/gracectl/registry"
+)
+
+// Fault suite. `make test` runs the short versions; `make chaos` runs
+// TestChaos with GRACECTL_CHAOS_OPS=1000.
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// Workers run allocate/register/release while a killer sends SIGKILL to
+// random gracectl processes at random moments. Afterwards the registry
+// parses, every port an allocate printed (and exited 0) is in the registry
+// or has a release line, every log line is whole JSON, and no temp file is
+// left behind.
+func TestChaos(t *testing.T) {
+	ops := envInt("GRACECTL_CHAOS_OPS", 150)
+	root := t.TempDir()
+	const rg = "24400-24599"
+	var (
+		mu      sync.Mutex
+		printed []int
+		running = map[*exec.Cmd]bool{}
+		done    atomic.Int64
+		killed  atomic.Int64
+	)
+	self := strconv.Itoa(os.Getpid())
+	run := func(args ...string) (string, bool) {
+		c := gracectlCmd(t, root, args...)
+		c.Env = append(c.Env, "GRACECTL_LOCK_TIMEOUT=30s")
+		var out strings.Builder
+		c.Stdout = &out
+		if err := c.Start(); err != nil {
+			t.Error(err)
+			return "", false
+		}
+		mu.Lock()
+		running[c] = true
+		mu.Unlock()
+		err := c.Wait()
+		mu.Lock()
+		delete(running, c)
+		mu.Unlock()
+		return out.String(), err == nil
+	}
+	pick := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(printed) == 0 {
+			return "24400"
+		}
+		return strconv.Itoa(printed[rand.Intn(len(printed))])
+	}
+	stop := make(chan struct{})
+	go func() { // the killer
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Duration(rand.Intn(8000)) * time.Microsecond):
+			}
+			mu.Lock()
+			for c := range running {
+				if rand.Intn(3) == 0 && c.Process != nil {
+					c.Process.Signal(syscall.SIGKILL)
+					killed.Add(1)
+				}
+				break
+			}
+			mu.Unlock()
+		}
+	}()
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for done.Add(1) <= int64(ops) {
+				switch rand.Intn(3) {
+				case 0, 1:
+					out, ok := run("allocate", "--service", "chaos", "--range", rg)
+					if ok {
+						p, err := strconv.Atoi(strings.TrimSpace(out))
+						if err != nil {
+							t.Errorf("allocate exited 0 printing %q", out)
+							continue
+						}
+						mu.Lock()
+						printed = append(printed, p)
+						mu.Unlock()
+					}
+				case 2:
+					if rand.Intn(2) == 0 {
+						run("register", pick(), "--pid", self)
+					} else {
+						run("release", pick(), "--force")
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	t.Logf("%d operations, %d SIGKILLs, %d ports printed", ops, killed.Load(), len(printed))
+
+	// One more change after the carnage: it must succeed and clear temp files.
+	if out, ok := run("allocate", "--service", "after", "--range", rg); !ok {
+		t.Fatalf("allocate after chaos failed: %s", out)
+	}
+	reg := readRegistry(t, root)
+	released := map[int]bool{}
+	logs, _ := filepath.Glob(filepath.Join(root, registry.LogDir, "*.jsonl"))
+	for _, lf := range logs {
+		f, err := os.Open(lf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			var ev struct {
+				Action string `json:"action"`
+				Port   int    `json:"port"`
+			}
+			if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+				t.Fatalf("%s: a log line is not whole JSON: %q", lf, sc.Text())
+			}
+			if ev.Action == "release" {
+				released[ev.Port] = true
+			}
+		}
+		f.Close()
+	}
+	for _, p := range printed {
+		if reg.Get(p) == nil && !released[p] {
+			t.Errorf("port %d was printed by an allocate that exited 0, but is neither in the registry nor released", p)
+		}
+	}
+	if m, _ := filepath.Glob(filepath.Join(root, registry.RegistryDir, ".*tmp-*")); len(m) > 0 {
+		t.Errorf("temp files left: %v", m)
+	}
+}
+
+// mountTmpfs mounts a small tmpfs for a test, or skips when that is not
+// allowed (not root, no mount namespace rights).
+func mountTmpfs(t *testing.T, size string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a tmpfs; skipped")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here (%v: %s); skipped", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	return dir
+}
+
+// A full disk: allocate fails with a clear error; the old registry is
+// intact and still readable.
+func TestDiskFull(t *testing.T) {
+	root := mountTmpfs(t, "256k")
+	for i := 0; i < 3; i++ {
+		if out, err := gracectlCmd(t, root, "allocate", "--service", "before", "--range", "24600-24609").CombinedOutput(); err != nil {
+			t.Fatalf("%v %s", err, out)
+		}
+	}
+	regPath := filepath.Join(root, registry.RegistryDir, registry.RegistryFile)
+	before, _ := os.ReadFile(regPath)
+	// Fill the file system.
+	filler, _ := os.Create(filepath.Join(root, "filler"))
+	buf := make([]byte, 4096)
+	for {
+		if _, err := filler.Write(buf); err != nil {
+			break
+		}
+	}
+	filler.Close()
+	out, err := gracectlCmd(t, root, "allocate", "--service", "a-much-longer-service-name-to-need-more-bytes", "--purpose", strings.Repeat("p", 1000), "--range", "24600-24609").CombinedOutput()
+	if err == nil {
+		t.Fatalf("allocate succeeded on a full disk: %s", out)
+	}
+	if !strings.Contains(string(out), "no space left on device") || strings.Count(strings.TrimSpace(string(out)), "\n") > 1 {
+		t.Fatalf("unclear error on a full disk:\n%s", out)
+	}
+	after, _ := os.ReadFile(regPath)
+	if string(before) != string(after) {
+		t.Fatal("the registry changed on a failed write")
+	}
+	if out, err := gracectlCmd(t, root, "status", "--json", "--range", "24600-24609").Output(); err != nil || !strings.Contains(string(out), `"allocated": 3`) {
+		t.Fatalf("status after disk full: %v %s", err, out)
+	}
+}
+
+// A read-only root: a clear error, nothing changed; reading still works.
+func TestReadOnlyRoot(t *testing.T) {
+	root := mountTmpfs(t, "1m")
+	if out, err := gracectlCmd(t, root, "allocate", "--service", "before", "--range", "24610-24619").CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	if out, err := exec.Command("mount", "-o", "remount,ro", root).CombinedOutput(); err != nil {
+		t.Skipf("cannot remount read-only: %v %s", err, out)
+	}
+	regPath := filepath.Join(root, registry.RegistryDir, registry.RegistryFile)
+	before, _ := os.ReadFile(regPath)
+	out, err := gracectlCmd(t, root, "allocate", "--service", "x", "--range", "24610-24619").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || !strings.Contains(string(out), "read-only file system") {
+		t.Fatalf("allocate on a read-only root: %v\n%s", err, out)
+	}
+	after, _ := os.ReadFile(regPath)
+	if string(before) != string(after) {
+		t.Fatal("registry changed")
+	}
+	if out, err := gracectlCmd(t, root, "status", "--json", "--range", "24610-24619").Output(); err != nil || !strings.Contains(string(out), `"allocated": 1`) {
+		t.Fatalf("status on a read-only root: %v %s", err, out)
+	}
+}
+
+// Hostile strings in a command line are stored safely: each log line stays
+// one whole JSON object, and nothing raw reaches the terminal.
+func TestHostileCommandLine(t *testing.T) {
+	root := t.TempDir()
+	evil := "x\n{\"action\":\"forged\"}\x1b[2J\x00"
+	evil = strings.ReplaceAll(evil, "\x00", "") // argv cannot carry NUL
+	out, err := gracectlCmd(t, root, "run", "-q", "--range", "24620-24629", "--", "sh", "-c", "exit 0", evil).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	logs, _ := filepath.Glob(filepath.Join(root, registry.LogDir, "*.jsonl"))
+	data, _ := os.ReadFile(logs[0])
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("want allocate, register, release lines; got %d:\n%s", len(lines), data)
+	}
+	for _, l := range lines {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) != nil || m["action"] == "forged" {
+			t.Fatalf("bad line %q", l)
+		}
+	}
+	if strings.ContainsRune(string(data), 0x1b) {
+		t.Fatal("raw ESC in the log")
+	}
+}
