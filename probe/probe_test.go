@@ -131,4 +131,3 @@ func FuzzParseProcNetTCP(f *testing.F) {
 		})
 	})
 }
-
