@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""gracectl against the tools users would pick instead, in one run.
+
+    python3 docs/benchmarks/compare.py BIN [--runs N] [--callers N] [--rounds N]
+
+Peers: Debian's python3-portpicker (run with /usr/bin/python3), its
+portserver, and npm's get-port and portfinder (installed into a temp
+folder). Missing peers are installed when possible (apt-get as root, npm),
+otherwise reported as skipped. Prints a markdown table: single-call medians
+with min-max and the ratio to gracectl, and contention rounds (N callers
+started at once, each holding its port for 2 s: time until every caller has
+a port, and ports handed to more than one caller).
+"""
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402
+
+DEB_PY = "/usr/bin/python3"
+
+
+def ensure_portpicker():
+    ok = lambda: subprocess.run([DEB_PY, "-c", "import portpicker"], capture_output=True).returncode == 0
+    if not ok() and os.geteuid() == 0:
+        subprocess.run("apt-get update -qq && apt-get install -y -qq python3-portpicker", shell=True,
+                       capture_output=True)
+    return ok() and shutil.which("portserver")
+
+
+def ensure_npm(dirpath):
+    if not shutil.which("npm"):
+        return False
+    subprocess.run(["npm", "init", "-y"], cwd=dirpath, capture_output=True)
+    r = subprocess.run(["npm", "install", "--silent", "get-port", "portfinder"], cwd=dirpath, capture_output=True)
+    return r.returncode == 0
+
+
+def tools(binary, npmdir, have_pp, have_npm, hold):
+    """name -> (argv, env, cwd) of one caller that prints its port, then holds it."""
+    sleep_py = "; import time; time.sleep(%s)" % hold
+    sleep_js = "; setTimeout(() => {}, %d)" % int(hold * 1000)
+    out = {}
+    out["gracectl allocate"] = (None, None, None)  # filled per root
+    if have_pp:
+        out["portpicker"] = ([DEB_PY, "-c", "import portpicker; print(portpicker.pick_unused_port(), flush=True)" + sleep_py], None, None)
+        out["portpicker+portserver"] = ([DEB_PY, "-c", "import portpicker; print(portpicker.pick_unused_port(), flush=True)" + sleep_py],
+                                        dict(os.environ, PORTSERVER_ADDRESS="@gracectl-bench-portserver"), None)
+    if have_npm:
+        out["get-port"] = (["node", "-e", "import('get-port').then(async m => { console.log(await m.default()); })" + sleep_js], None, npmdir)
+        out["portfinder"] = (["node", "-e", "require('portfinder').getPortPromise().then(p => console.log(p))" + sleep_js], None, npmdir)
+    return out
+
+
+def caller(name, spec, e, i):
+    if name == "gracectl allocate":
+        return [e.bin, "allocate", "--service", "c%d" % i, "--range", "20200-20399"], e.env, None
+    return spec
+
+
+def single(name, spec, binary, runs):
+    e = bench.Env(binary)
+    for i in range(100):  # gracectl with 100 ports already held
+        e.run("allocate", "--service", "held%d" % i, "--range", "20200-20399")
+    xs = []
+    for i in range(runs):
+        argv, env, cwd = caller(name, spec, e, i)
+        t0 = time.perf_counter()
+        r = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True)
+        xs.append(time.perf_counter() - t0)
+        if r.returncode != 0:
+            raise RuntimeError("%s failed: %s" % (name, r.stderr[-300:]))
+        if name == "gracectl allocate":
+            e.run("release", r.stdout.strip(), "--force")
+    e.close()
+    return xs
+
+
+def contention(name, spec, binary, callers):
+    e = bench.Env(binary)
+    procs = []
+    t0 = time.perf_counter()
+    for i in range(callers):
+        argv, env, cwd = caller(name, spec, e, i)
+        procs.append(subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
+    ports, got = [], []
+    for p in procs:
+        line = p.stdout.readline().strip()
+        got.append(time.perf_counter() - t0)
+        ports.append(line)
+    for p in procs:
+        p.wait()
+    e.close()
+    valid = [p for p in ports if p.isdigit()]
+    return max(got), len(valid) - len(set(valid)), callers - len(valid)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("bin")
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--callers", type=int, default=100)
+    ap.add_argument("--rounds", type=int, default=3)
+    a = ap.parse_args()
+    binary = os.path.abspath(a.bin)
+    npmdir = tempfile.mkdtemp(prefix="gracectl-peers-")
+    have_pp = ensure_portpicker()
+    have_npm = ensure_npm(npmdir)
+    server = None
+    if have_pp:
+        server = subprocess.Popen(["portserver", "--portserver_address=@gracectl-bench-portserver"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+    ts = tools(binary, npmdir, have_pp, have_npm, 2)
+    print("# gracectl against its peers")
+    print()
+    print("machine: %s, %d cores; %s" % (os.uname().machine, os.cpu_count(), os.uname().release))
+    if not have_pp:
+        print("skipped: python3-portpicker (not installable here)")
+    if not have_npm:
+        print("skipped: get-port, portfinder (npm not available)")
+    print()
+    print("## Single call (whole process, median of %d runs; gracectl with 100 ports held)" % a.runs)
+    print()
+    print("| tool | median | min-max | ratio to gracectl |")
+    print("| --- | --- | --- | --- |")
+    singles = {}
+    single_ts = {n: (s[0], s[1], s[2]) for n, s in ts.items()}
+    for n in ts:
+        spec = single_ts[n]
+        if n != "gracectl allocate":
+            argv = list(spec[0])
+            argv[-1] = argv[-1].split("; import time")[0].split("; setTimeout")[0]
+            spec = (argv, spec[1], spec[2])
+        singles[n] = single(n, spec, binary, a.runs)
+    g = statistics.median(singles["gracectl allocate"])
+    for n, xs in singles.items():
+        m = statistics.median(xs)
+        print("| %s | %.1f ms | %.1f-%.1f ms | %.1fx |" % (n, m * 1e3, min(xs) * 1e3, max(xs) * 1e3, m / g))
+    print()
+    print("## Contention: %d callers at once, each holding its port 2 s (%d rounds)" % (a.callers, a.rounds))
+    print()
+    print("| tool | time until every caller had a port (per round) | duplicates (per round) | failed |")
+    print("| --- | --- | --- | --- |")
+    for n, spec in ts.items():
+        rs = [contention(n, spec, binary, a.callers) for _ in range(a.rounds)]
+        print("| %s | %s | %s | %s |" % (n, ", ".join("%.2f s" % r[0] for r in rs), ", ".join(str(r[1]) for r in rs),
+                                        ", ".join(str(r[2]) for r in rs)))
+    if server:
+        server.terminate()
+        server.wait()
+    shutil.rmtree(npmdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
