@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"testing"
@@ -82,6 +83,49 @@ func FuzzUpdateLeavesBadFileUntouched(f *testing.F) {
 		r, perr := Parse(after)
 		if perr != nil || r.Get(21999) == nil {
 			t.Fatalf("successful update wrote an unreadable registry: %v", perr)
+		}
+	})
+}
+
+// FuzzFastDecoderAgrees: whenever the hand-written decoder accepts an input,
+// encoding/json accepts it too and decodes the same registry; and the
+// hand-written encoder writes what encoding/json and json.Indent write.
+func FuzzFastDecoderAgrees(f *testing.F) {
+	f.Add([]byte(seedRegistry))
+	f.Add([]byte(`{"allocations": {"8000": {"port": 8000, "service_name": "a", "command": ["x", "y"], "pid_start": 5}}, "last_updated": "2025-11-15T14:35:00Z"}`))
+	f.Add([]byte(`{"allocations":{"1":{"port":1,"service_name":"<&>\u2028"}},"allocations":{"2":{"port":2,"service_name":"b"}}}`))
+	f.Add([]byte(`{"allocations": {"8000": {"port": 8000, "service_name": "a", "allocated_at": null, "command": []}}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		slow := new(Registry)
+		slowErr := slow.UnmarshalJSON(bytes.TrimSpace(data))
+		fast, ok := decodeFast(bytes.TrimSpace(data))
+		if ok {
+			if slowErr != nil {
+				t.Fatalf("fast decoder accepted what encoding/json refuses (%v): %q", slowErr, data)
+			}
+			a, _ := slow.MarshalJSON()
+			b, _ := fast.MarshalJSON()
+			if !bytes.Equal(a, b) {
+				t.Fatalf("decoders disagree on %q:\n%s\n%s", data, a, b)
+			}
+		}
+		if slowErr != nil {
+			return
+		}
+		want, err := slow.MarshalJSON()
+		if err != nil {
+			return
+		}
+		want, err = indent(want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := encodeIndented(slow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(want, got) {
+			t.Fatalf("encoders disagree on %q:\n%s\n%s", data, want, got)
 		}
 	})
 }

@@ -29,11 +29,14 @@ func Parse(data []byte) (*Registry, error) {
 	if trimmed[0] != '{' {
 		return nil, errors.New("not a JSON object")
 	}
-	r := new(Registry)
-	// Called directly: json.Unmarshal would validate the whole file once
-	// more before handing it over.
-	if err := r.UnmarshalJSON(trimmed); err != nil {
-		return nil, err
+	r, ok := decodeFast(trimmed)
+	if !ok {
+		r = new(Registry)
+		// Called directly: json.Unmarshal would validate the whole file
+		// once more before handing it over.
+		if err := r.UnmarshalJSON(trimmed); err != nil {
+			return nil, err
+		}
 	}
 	for key, a := range r.Allocations {
 		if err := a.validateStored(key); err != nil {

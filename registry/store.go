@@ -214,11 +214,7 @@ func (s *Store) Update(ctx context.Context, fn func(r *Registry, tx *Tx) error) 
 		return err
 	}
 	r.LastUpdated = tx.now
-	data, err := r.MarshalJSON()
-	if err != nil {
-		return err
-	}
-	data, err = indent(data)
+	data, err := encodeIndented(r)
 	if err != nil {
 		return err
 	}
