@@ -5,9 +5,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 )
 
-var interpreterRE = regexp.MustCompile(`^(python[0-9.]*|pypy[0-9.]*|node|nodejs|deno|bun|ruby|perl|php|bash|sh|dash|zsh|lua[0-9.]*|Rscript|java|uv|uvx)$`)
+// interpreterRE is compiled on first use, not at start-up: most commands
+// never need it.
+var interpreterRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(python[0-9.]*|pypy[0-9.]*|node|nodejs|deno|bun|ruby|perl|php|bash|sh|dash|zsh|lua[0-9.]*|Rscript|java|uv|uvx)$`)
+})
 
 // StartedBy names what a command line runs, for the started_by field: the
 // script for an interpreter (`python serve.py` → serve.py), the module for
@@ -17,7 +22,7 @@ func StartedBy(argv []string) string {
 		return ""
 	}
 	prog := filepath.Base(argv[0])
-	if !interpreterRE.MatchString(prog) {
+	if !interpreterRE().MatchString(prog) {
 		return prog
 	}
 	for i := 1; i < len(argv); i++ {
