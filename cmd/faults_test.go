@@ -263,3 +263,53 @@ func TestHostileCommandLine(t *testing.T) {
 		t.Fatal("raw ESC in the log")
 	}
 }
+
+// Permission denied: another user may read the registry, but a change fails
+// with a clear error and nothing changes.
+func TestPermissionDenied(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run gracectl as another user; skipped")
+	}
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("setpriv not installed; skipped")
+	}
+	base, err := os.MkdirTemp("", "gracectl-perm-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(base)
+	os.Chmod(base, 0o755)
+	self, _ := exec.LookPath("gracectl")
+	bin := filepath.Join(base, "gracectl")
+	data, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(base, "root")
+	os.Mkdir(root, 0o755)
+	if out, err := gracectlCmd(t, root, "allocate", "--service", "rootsvc", "--range", "24630-24639").CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	regPath := filepath.Join(root, registry.RegistryDir, registry.RegistryFile)
+	before, _ := os.ReadFile(regPath)
+	asNobody := func(args ...string) *exec.Cmd {
+		c := exec.Command("setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", bin}, args...)...)
+		c.Env = append(os.Environ(), "GRACECTL_ROOT="+root)
+		return c
+	}
+	out, err := asNobody("allocate", "--service", "intruder", "--range", "24630-24639").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "permission denied") || strings.Count(strings.TrimSpace(string(out)), "\n") > 1 {
+		t.Fatalf("allocate as another user: %v\n%s", err, out)
+	}
+	after, _ := os.ReadFile(regPath)
+	if string(before) != string(after) {
+		t.Fatal("registry changed")
+	}
+	out, err = asNobody("status", "--json", "--range", "24630-24639").Output()
+	if err != nil || !strings.Contains(string(out), `"allocated": 1`) {
+		t.Fatalf("status as another user: %v\n%s", err, out)
+	}
+}
