@@ -172,6 +172,12 @@ their port, watches them, and keeps a daily audit log.` + exitStatusHelp,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			if name := cmd.Name(); name != "watch" && name != "run" {
+				// A short-lived command: collect garbage only if the heap
+				// nears 256 MiB, instead of every few MiB of a big registry.
+				debug.SetGCPercent(-1)
+				debug.SetMemoryLimit(256 << 20)
+			}
 			if g.root == "" {
 				g.root = env.root
 			}

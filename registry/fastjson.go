@@ -63,23 +63,21 @@ func (s *scanner) raw() ([]byte, bool) {
 	if !s.lit('"') {
 		return nil, false
 	}
-	start := s.i
-	for s.i < len(s.b) {
-		c := s.b[s.i]
-		switch {
-		case c == '"':
-			v := s.b[start:s.i]
-			s.i++
-			if !utf8.Valid(v) {
-				return nil, false
-			}
-			return v, true
-		case c == '\\' || c < 0x20:
-			return nil, false
-		}
-		s.i++
+	end := bytes.IndexByte(s.b[s.i:], '"')
+	if end < 0 {
+		return nil, false
 	}
-	return nil, false
+	v := s.b[s.i : s.i+end]
+	for _, c := range v {
+		if c < 0x20 || c == '\\' {
+			return nil, false // escapes and control characters: encoding/json
+		}
+	}
+	if !utf8.Valid(v) {
+		return nil, false
+	}
+	s.i += end + 1
+	return v, true
 }
 
 // str reads a string (see raw), sharing one copy of values that repeat.
