@@ -2,26 +2,32 @@ package registry
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 )
 
-// BenchmarkAllocateRelease100 allocates and releases one port in a range
-// where 100 ports are already held: the in-process cost of the locked
-// read–bind-test–write–fsync–log path (see docs/benchmarks for whole-process
-// figures).
-func BenchmarkAllocateRelease100(b *testing.B) {
+// benchStore is a store holding n allocations, written in one change.
+func benchStore(b *testing.B, n, first, step int) *Store {
+	b.Helper()
 	s := Open(b.TempDir(), 10*time.Second)
-	ctx := context.Background()
-	rg := Range{Start: 21500, End: 21700}
-	for i := 0; i < 100; i++ {
-		if _, err := s.Allocate(ctx, Request{Service: "held", Range: rg}); err != nil {
-			b.Fatal(err)
+	if err := s.Update(context.Background(), func(r *Registry, tx *Tx) error {
+		for i := 0; i < n; i++ {
+			r.Put(&Allocation{ID: newID(), Port: first + step*i, ServiceName: "held", StartedBy: "serve.py",
+				Purpose: "bench", AllocatedAt: tx.Now(), HealthStatus: StatusReserved, Command: []string{"python3", "serve.py"}})
 		}
+		return nil
+	}); err != nil {
+		b.Fatal(err)
 	}
+	return s
+}
+
+func benchAllocateRelease(b *testing.B, s *Store, rg Range, preferred int) {
+	ctx := context.Background()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		a, err := s.Allocate(ctx, Request{Service: "bench", Range: rg})
+		a, err := s.Allocate(ctx, Request{Service: "bench", Range: rg, Preferred: preferred})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -31,32 +37,38 @@ func BenchmarkAllocateRelease100(b *testing.B) {
 	}
 }
 
+// BenchmarkAllocateRelease100 allocates and releases one port in a range
+// where 100 ports are already held: the in-process cost of the locked
+// read–bind-test–write–fsync–log path (docs/benchmarks has whole-process
+// figures).
+func BenchmarkAllocateRelease100(b *testing.B) {
+	benchAllocateRelease(b, benchStore(b, 100, 21500, 1), Range{Start: 21500, End: 21700}, 0)
+}
+
+// BenchmarkAllocateRelease5000 is the scale case: a 10,000-port range with
+// 5,000 allocations.
+func BenchmarkAllocateRelease5000(b *testing.B) {
+	benchAllocateRelease(b, benchStore(b, 5000, 10000, 2), Range{Start: 10000, End: 19999}, 10001)
+}
+
 // BenchmarkStatus101 reads a registry of 101 allocations.
 func BenchmarkStatus101(b *testing.B) {
-	s := Open(b.TempDir(), 10*time.Second)
-	ctx := context.Background()
+	s := benchStore(b, 101, 21500, 1)
 	rg := Range{Start: 21500, End: 21600}
-	for i := 0; i < 101; i++ {
-		if _, err := s.Allocate(ctx, Request{Service: "held", Range: rg}); err != nil {
-			b.Fatal(err)
-		}
-	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := s.Status(ctx, rg); err != nil {
+		if _, err := s.Status(context.Background(), rg); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
 func BenchmarkParse101(b *testing.B) {
-	s := Open(b.TempDir(), 10*time.Second)
-	ctx := context.Background()
-	rg := Range{Start: 21500, End: 21600}
-	for i := 0; i < 101; i++ {
-		s.Allocate(ctx, Request{Service: "held", Range: rg, Command: []string{"python3", "serve.py"}})
+	s := benchStore(b, 101, 21500, 1)
+	data, err := os.ReadFile(s.Path())
+	if err != nil {
+		b.Fatal(err)
 	}
-	data, _ := readFile(s.Path())
 	b.SetBytes(int64(len(data)))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

@@ -304,16 +304,7 @@ func decodeFast(b []byte) (*Registry, bool) {
 // encodeIndented writes r as encoding/json and json.Indent(…, "", "  ")
 // would, plus a final newline.
 func encodeIndented(r *Registry) ([]byte, error) {
-	keys := make([]string, 0, len(r.Allocations))
-	for k := range r.Allocations {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		if len(keys[i]) != len(keys[j]) {
-			return len(keys[i]) < len(keys[j])
-		}
-		return keys[i] < keys[j]
-	})
+	keys := r.sortedKeys()
 	b := make([]byte, 0, 64+len(keys)*420)
 	b = append(b, "{\n  \"allocations\": {"...)
 	for i, k := range keys {
@@ -346,75 +337,56 @@ func encodeIndented(r *Registry) ([]byte, error) {
 
 func appendAllocation(b []byte, a *Allocation, indent string) ([]byte, error) {
 	in := "\n" + indent + "  "
+	first := true
 	field := func(name string) {
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
 		b = append(b, in...)
 		b = append(b, '"')
 		b = append(b, name...)
 		b = append(b, "\": "...)
 	}
-	b = append(b, '{')
-	field("port")
-	b = strconv.AppendInt(b, int64(a.Port), 10)
-	b = append(b, ',')
-	field("service_name")
-	b = appendString(b, a.ServiceName)
-	b = append(b, ',')
-	field("started_by")
-	b = appendString(b, a.StartedBy)
-	b = append(b, ',')
-	field("purpose")
-	b = appendString(b, a.Purpose)
-	if a.PID != 0 {
-		b = append(b, ',')
-		field("pid")
-		b = strconv.AppendInt(b, int64(a.PID), 10)
-	}
-	b = append(b, ',')
-	field("allocated_at")
-	b = appendTime(b, a.AllocatedAt)
-	if !a.LastHealthCheck.IsZero() {
-		b = append(b, ',')
-		field("last_health_check")
-		b = appendTime(b, a.LastHealthCheck)
-	}
-	b = append(b, ',')
-	field("health_status")
-	b = appendString(b, a.HealthStatus)
-	b = append(b, ',')
-	field("request_count")
-	b = strconv.AppendInt(b, a.RequestCount, 10)
-	b = append(b, ',')
-	field("error_count")
-	b = strconv.AppendInt(b, a.ErrorCount, 10)
-	optStr := func(name, v string) {
-		if v != "" {
-			b = append(b, ',')
+	str := func(name, v string, always bool) {
+		if always || v != "" {
 			field(name)
 			b = appendString(b, v)
 		}
 	}
-	optInt := func(name string, v int) {
-		if v != 0 {
-			b = append(b, ',')
+	num := func(name string, v int64, always bool) {
+		if always || v != 0 {
 			field(name)
-			b = strconv.AppendInt(b, int64(v), 10)
+			b = strconv.AppendInt(b, v, 10)
 		}
 	}
-	optStr("allocation_id", a.ID)
+	tm := func(name string, v Time, always bool) {
+		if always || !v.IsZero() {
+			field(name)
+			b = appendTime(b, v)
+		}
+	}
+	b = append(b, '{')
+	// The order and omissions of the struct tags in types.go.
+	num("port", int64(a.Port), true)
+	str("service_name", a.ServiceName, true)
+	str("started_by", a.StartedBy, true)
+	str("purpose", a.Purpose, true)
+	num("pid", int64(a.PID), false)
+	tm("allocated_at", a.AllocatedAt, true)
+	tm("last_health_check", a.LastHealthCheck, false)
+	str("health_status", a.HealthStatus, true)
+	num("request_count", a.RequestCount, true)
+	num("error_count", a.ErrorCount, true)
+	str("allocation_id", a.ID, false)
 	if a.PIDStart != 0 {
-		b = append(b, ',')
 		field("pid_start")
 		b = strconv.AppendUint(b, a.PIDStart, 10)
 	}
-	optStr("boot_id", a.BootID)
-	if !a.RegisteredAt.IsZero() {
-		b = append(b, ',')
-		field("registered_at")
-		b = appendTime(b, a.RegisteredAt)
-	}
-	optStr("health_path", a.HealthPath)
+	str("boot_id", a.BootID, false)
+	tm("registered_at", a.RegisteredAt, false)
+	str("health_path", a.HealthPath, false)
 	if len(a.Command) > 0 {
-		b = append(b, ',')
 		field("command")
 		b = append(b, '[')
 		for i, c := range a.Command {
@@ -428,10 +400,10 @@ func appendAllocation(b []byte, a *Allocation, indent string) ([]byte, error) {
 		b = append(b, in...)
 		b = append(b, ']')
 	}
-	optInt("health_failures", a.HealthFailures)
-	optInt("listener_pid", a.ListenerPID)
-	optStr("listener_name", a.ListenerName)
-	optStr("last_error", a.LastError)
+	num("health_failures", int64(a.HealthFailures), false)
+	num("listener_pid", int64(a.ListenerPID), false)
+	str("listener_name", a.ListenerName, false)
+	str("last_error", a.LastError, false)
 	var err error
 	if b, err = appendExtraIndented(b, a.extra, indent+"  "); err != nil {
 		return nil, err

@@ -462,7 +462,6 @@ func TestStatusCounts(t *testing.T) {
 	}
 }
 
-func readFile(p string) ([]byte, error) { return os.ReadFile(p) }
 
 // A clock that went backwards never gives a negative duration.
 func TestReleaseDurationNeverNegative(t *testing.T) {

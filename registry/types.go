@@ -155,6 +155,22 @@ func (r *Registry) Put(a *Allocation) {
 // Delete removes port's allocation.
 func (r *Registry) Delete(port int) { delete(r.Allocations, strconv.Itoa(port)) }
 
+// sortedKeys returns the allocation keys in port order (canonical port
+// numbers sort by length, then text).
+func (r *Registry) sortedKeys() []string {
+	keys := make([]string, 0, len(r.Allocations))
+	for k := range r.Allocations {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if len(keys[i]) != len(keys[j]) {
+			return len(keys[i]) < len(keys[j])
+		}
+		return keys[i] < keys[j]
+	})
+	return keys
+}
+
 // Sorted returns the allocations ordered by port.
 func (r *Registry) Sorted() []*Allocation {
 	out := make([]*Allocation, 0, len(r.Allocations))
@@ -314,17 +330,7 @@ func jsonKind(t reflect.Type) string {
 func (r *Registry) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	buf.WriteString(`{"allocations":{`)
-	keys := make([]string, 0, len(r.Allocations))
-	for k := range r.Allocations {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		if len(keys[i]) != len(keys[j]) {
-			return len(keys[i]) < len(keys[j])
-		}
-		return keys[i] < keys[j]
-	})
-	for i, k := range keys {
+	for i, k := range r.sortedKeys() {
 		if i > 0 {
 			buf.WriteByte(',')
 		}
