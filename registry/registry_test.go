@@ -462,7 +462,6 @@ func TestStatusCounts(t *testing.T) {
 	}
 }
 
-
 // A clock that went backwards never gives a negative duration.
 func TestReleaseDurationNeverNegative(t *testing.T) {
 	s := newStore(t)
