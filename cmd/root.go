@@ -29,6 +29,7 @@ const (
 )
 
 const exitStatusHelp = `
+
 EXIT STATUS
   0  success
   1  failure (the message says what went wrong)
@@ -199,8 +200,8 @@ their port, watches them, and keeps a daily audit log.` + exitStatusHelp,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &usageError{msg: err.Error()} })
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.root, "root", "", "state directory holding databases/ and logs/ (default: $GRACECTL_ROOT, else the nearest directory at or above the working directory with databases/port_registry/, else the working directory)")
-	pf.StringVar(&g.rangeSpec, "range", env.rangeSpec, "managed port range START-END (default: $GRACECTL_RANGE, else 8000-8100)")
-	pf.DurationVar(&g.lockTimeout, "lock-timeout", env.lockTimeout, "how long to wait for the registry lock (default: $GRACECTL_LOCK_TIMEOUT, else 10s)")
+	pf.StringVar(&g.rangeSpec, "range", env.rangeSpec, "managed port range START-END; $GRACECTL_RANGE sets the default")
+	pf.DurationVar(&g.lockTimeout, "lock-timeout", env.lockTimeout, "how long to wait for the registry lock; $GRACECTL_LOCK_TIMEOUT sets the default")
 	root.AddCommand(
 		newAllocateCmd(g),
 		newReleaseCmd(g),
