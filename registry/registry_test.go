@@ -475,3 +475,27 @@ func TestReleaseDurationNeverNegative(t *testing.T) {
 		t.Fatalf("log: %s", data)
 	}
 }
+
+// Wall-clock jumps: a clock set back keeps a live watchdog "running"; a
+// clock set forward past two intervals shows it stopped until its next cycle
+// records a new time (its own ticks use the monotonic clock).
+func TestWatchdogLivenessAcrossClockJumps(t *testing.T) {
+	self := probe.Self()
+	last := time.Now().UTC()
+	st := &WatchdogState{Running: true, PID: self.PID, PIDStart: self.Start, BootID: self.Boot,
+		IntervalSeconds: 30, LastCycleAt: Time{last}}
+	if !st.isLive(last.Add(-time.Hour)) {
+		t.Error("a clock set back an hour made a live watchdog look stopped")
+	}
+	if !st.isLive(last.Add(60 * time.Second)) {
+		t.Error("a live watchdog within two intervals looks stopped")
+	}
+	if st.isLive(last.Add(10 * time.Minute)) {
+		t.Error("a watchdog silent for 20 intervals looks running")
+	}
+	dead := *st
+	dead.PIDStart++
+	if dead.isLive(last) {
+		t.Error("a watchdog whose PID was reused looks running")
+	}
+}
