@@ -9,6 +9,7 @@ import (
 
 	"github.com/gracectl/gracectl/probe/watchdog"
 	"github.com/olekukonko/tablewriter"
+	"github.com/olekukonko/tablewriter/tw"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -90,7 +91,8 @@ func runCheck(cmd *cobra.Command, o *checkOptions) error {
 }
 
 func writeCheckTable(w io.Writer, rep *watchdog.Report) error {
-	t := tablewriter.NewWriter(w)
+	// Column titles as written, not upper-cased; left-aligned like the cells.
+	t := tablewriter.NewTable(w, tablewriter.WithHeaderAutoFormat(tw.Off), tablewriter.WithHeaderAlignment(tw.AlignLeft))
 	t.Header("Port", "Service", "PID", "Process", "Listening", "Health", "Status", "Last check", "Requests", "Errors")
 	for _, r := range rep.Results {
 		pid := "-"

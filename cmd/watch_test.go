@@ -175,7 +175,7 @@ func TestCheckExitStatus(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
 		t.Fatalf("check with a dead service: %v\n%s", err, out)
 	}
-	for _, col := range []string{"PORT", "SERVICE", "PID", "PROCESS", "LISTENING", "HEALTH", "STATUS", "LAST CHECK", "REQUESTS", "ERRORS", "dead", "would release"} {
+	for _, col := range []string{"Port", "Service", "PID", "Process", "Listening", "Health", "Status", "Last check", "Requests", "Errors", "dead", "would release"} {
 		if !strings.Contains(string(out), col) {
 			t.Fatalf("check output lacks %q:\n%s", col, out)
 		}
