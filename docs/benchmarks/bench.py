@@ -63,14 +63,34 @@ def timed(argv, env=None):
     return time.perf_counter() - t0
 
 
+def build_minimal():
+    """The baseline program of docs/benchmarks/minimal, built static like gracectl."""
+    out = os.path.join(tempfile.mkdtemp(prefix="gracectl-minimal-"), "minimal")
+    subprocess.run(["go", "build", "-o", out, "./docs/benchmarks/minimal"], check=True,
+                   cwd=os.path.join(HERE, "..", ".."), env=dict(os.environ, CGO_ENABLED="0"))
+    return out
+
+
 def bench_allocate(binary, runs):
     e = Env(binary)
     rg = "20000-20199"
     for i in range(100):
         e.run("allocate", "--service", "held%d" % i, "--range", rg)
-    alloc, true, status = [], [], []
+    minimal = build_minimal()
+    mdir = tempfile.mkdtemp(prefix="gracectl-minimal-state-")
+    for _ in range(100):
+        subprocess.run([minimal, mdir, "20200", "20399"], capture_output=True, check=True)
+    alloc, true, status, base = [], [], [], []
     for _ in range(runs):
         true.append(timed(["/bin/true"]))
+        t0 = time.perf_counter()
+        port = subprocess.run([minimal, mdir, "20200", "20399"], capture_output=True, text=True, check=True).stdout.strip()
+        base.append(time.perf_counter() - t0)
+        with open(os.path.join(mdir, "registry.json")) as f:
+            reg = json.load(f)
+        del reg[port]
+        with open(os.path.join(mdir, "registry.json"), "w") as f:
+            json.dump(reg, f)
         t0 = time.perf_counter()
         port = e.run("allocate", "--service", "bench", "--range", rg).stdout.strip()
         alloc.append(time.perf_counter() - t0)
@@ -79,7 +99,8 @@ def bench_allocate(binary, runs):
     for _ in range(runs):
         status.append(timed([binary, "status", "--range", rg], e.env))
     e.close()
-    return alloc, true, status
+    shutil.rmtree(mdir, ignore_errors=True)
+    return alloc, true, status, base
 
 
 def bench_contention(binary, callers=100, rounds=3):
@@ -277,10 +298,12 @@ def main():
         for i, name in enumerate(["allocate", "release", "status"]):
             print("| `gracectl %s` | %s | %s |" % (name, fmt_ms(before[i]), fmt_ms(after[i])))
         return
-    alloc, true, status = bench_allocate(b, a.runs)
+    alloc, true, status, base = bench_allocate(b, a.runs)
     print("| measurement | result |")
     print("| --- | --- |")
     print("| `gracectl allocate`, 100 ports held (exec to exit) | %s |" % fmt_ms(alloc))
+    print("| baseline: minimal Go flock+read+bind+fsync+rename, 100 held, same run | %s |" % fmt_ms(base))
+    print("| ratio gracectl / minimal (medians) | %.2f |" % (med(alloc) / med(base)))
     print("| baseline: `/bin/true` (exec to exit), same run | %s |" % fmt_ms(true))
     print("| `gracectl status`, 101 allocations | %s |" % fmt_ms(status))
     for i, (wall, dups, failed, n) in enumerate(bench_contention(b)):
