@@ -1,6 +1,8 @@
 # gracectl. `make test` is what CI runs (through .ci/run).
 GO      ?= go
-BIN     ?= bin/gracectl
+# Built where `go install` puts binaries, so nothing lands at the top of the
+# repository.
+BIN     ?= $(shell $(GO) env GOPATH)/bin/gracectl
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -X github.com/gracectl/gracectl/cmd.version=$(VERSION)
 FUZZTIME ?= 3s
@@ -57,4 +59,4 @@ soak: build
 	python3 docs/benchmarks/soak.py $(BIN) 600
 
 clean:
-	rm -rf bin
+	rm -f $(BIN)

@@ -3,7 +3,8 @@ package registry
 import (
 	"bytes"
 	"encoding/json"
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -429,12 +430,7 @@ func appendExtraIndented(b []byte, extra map[string]json.RawMessage, indent stri
 	if len(extra) == 0 {
 		return b, nil
 	}
-	keys := make([]string, 0, len(extra))
-	for k := range extra {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(extra)) {
 		b = append(b, ",\n"...)
 		b = append(b, indent...)
 		b = appendString(b, k)

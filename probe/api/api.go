@@ -134,11 +134,11 @@ func (s *Server) Handler() http.Handler {
 	s.metrics = newMetrics(s)
 	s.Watcher.OnCycle = s.metrics.observe
 	mux := http.NewServeMux()
-	mux.Handle("/api/ports/status", only(http.MethodGet, s.status))
-	mux.Handle("/api/ports/allocations", only(http.MethodGet, s.allocations))
+	mux.Handle("/api/ports/status", only(http.MethodGet, s.cached(func(e *entry) []byte { return e.status })))
+	mux.Handle("/api/ports/allocations", only(http.MethodGet, s.cached(func(e *entry) []byte { return e.allocs })))
 	mux.Handle("/api/ports/allocations/", only(http.MethodGet, s.allocation))
 	mux.Handle("/api/ports/health-check", only(http.MethodPost, s.healthCheck))
-	mux.Handle("/api/ports/watchdog/status", only(http.MethodGet, s.watchdogStatus))
+	mux.Handle("/api/ports/watchdog/status", only(http.MethodGet, s.cached(func(e *entry) []byte { return e.watchdog })))
 	prom := promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 	mux.Handle("/metrics", only(http.MethodGet, prom.ServeHTTP))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -239,22 +239,16 @@ func storeError(w http.ResponseWriter, err error) {
 	writeError(w, http.StatusInternalServerError, err.Error())
 }
 
-func (s *Server) status(w http.ResponseWriter, r *http.Request) {
-	c, err := s.snapshot(r.Context())
-	if err != nil {
-		storeError(w, err)
-		return
+// cached serves one of the answers kept in the cache.
+func (s *Server) cached(pick func(*entry) []byte) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		c, err := s.snapshot(r.Context())
+		if err != nil {
+			storeError(w, err)
+			return
+		}
+		writeBytes(w, pick(c))
 	}
-	writeBytes(w, c.status)
-}
-
-func (s *Server) allocations(w http.ResponseWriter, r *http.Request) {
-	c, err := s.snapshot(r.Context())
-	if err != nil {
-		storeError(w, err)
-		return
-	}
-	writeBytes(w, c.allocs)
 }
 
 func (s *Server) allocation(w http.ResponseWriter, r *http.Request) {
@@ -290,15 +284,6 @@ func (s *Server) healthCheck(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, rep)
-}
-
-func (s *Server) watchdogStatus(w http.ResponseWriter, r *http.Request) {
-	c, err := s.snapshot(r.Context())
-	if err != nil {
-		storeError(w, err)
-		return
-	}
-	writeBytes(w, c.watchdog)
 }
 
 // metrics are the Prometheus series. Per-port series are read from the
