@@ -101,16 +101,16 @@ func Main() int {
 func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	root, g := newRootCmd(stdout, stderr)
+	root := newRootCmd(stdout, stderr)
 	root.SetArgs(args)
 	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return exitOK
 	}
-	return reportError(stderr, cmd, err, g)
+	return reportError(stderr, cmd, err)
 }
 
-func reportError(stderr io.Writer, cmd *cobra.Command, err error, _ *globals) int {
+func reportError(stderr io.Writer, cmd *cobra.Command, err error) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.err != nil {
@@ -159,7 +159,7 @@ func isCobraUsageError(err error) bool {
 // oneLine keeps an error on one line and free of control characters.
 func oneLine(s string) string { return escape(strings.TrimSpace(s)) }
 
-func newRootCmd(stdout, stderr io.Writer) (*cobra.Command, *globals) {
+func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	env := readEnv()
 	g := &globals{stdout: stdout, stderr: stderr}
 	root := &cobra.Command{
@@ -212,5 +212,5 @@ their port, watches them, and keeps a daily audit log.` + exitStatusHelp,
 		newWatchCmd(g),
 		newExecTrampolineCmd(),
 	)
-	return root, g
+	return root
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/gracectl/gracectl/probe"
@@ -281,9 +280,6 @@ func containsPID(pids []int, pid int) bool {
 	}
 	return false
 }
-
-// PortKey is the registry's key for port.
-func PortKey(port int) string { return strconv.Itoa(port) }
 
 // Release removes a from r and logs it with its duration and counts. It is
 // the one place a release is recorded, for the CLI, run and the watchdog.

@@ -1,22 +1,12 @@
 package registry
 
 import (
-	"bytes"
-	"encoding/json"
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
 )
-
-func indent(data []byte) ([]byte, error) {
-	var buf bytes.Buffer
-	if err := json.Indent(&buf, data, "", "  "); err != nil {
-		return nil, err
-	}
-	buf.WriteByte('\n')
-	return buf.Bytes(), nil
-}
 
 // writeFileAtomic replaces path with data so that a reader or a crash sees
 // either the old file or the new one, whole. The temp file is created with
@@ -75,5 +65,5 @@ func syncDir(dir string) error {
 }
 
 func isUnsupportedSync(err error) bool {
-	return errorsIs(err, syscall.EINVAL) || errorsIs(err, syscall.ENOTSUP)
+	return errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOTSUP)
 }

@@ -109,6 +109,4 @@ func endsWithoutNewline(f *os.File) (bool, error) {
 	return last[0] != '\n', nil
 }
 
-func errorsIs(err, target error) bool { return errors.Is(err, target) }
-
 func ownPID() int { return os.Getpid() }

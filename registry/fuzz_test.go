@@ -3,6 +3,7 @@ package registry
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"testing"
 	"time"
@@ -128,4 +129,14 @@ func FuzzFastDecoderAgrees(f *testing.F) {
 			t.Fatalf("encoders disagree on %q:\n%s\n%s", data, want, got)
 		}
 	})
+}
+
+// indent is what encodeIndented must match: encoding/json's indentation.
+func indent(data []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, data, "", "  "); err != nil {
+		return nil, err
+	}
+	buf.WriteByte('\n')
+	return buf.Bytes(), nil
 }

@@ -3,6 +3,7 @@ package watchdog
 import (
 	"context"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
@@ -28,7 +29,6 @@ type Watcher struct {
 	held   bool // Lock was called
 	flight *flight
 	state  registry.WatchdogState
-	last   *Report
 }
 
 type flight struct {
@@ -95,7 +95,6 @@ func (w *Watcher) Trigger(ctx context.Context) (*Report, error) {
 
 // record updates the persisted state after a cycle; w.mu is held.
 func (w *Watcher) record(rep *Report) {
-	w.last = rep
 	w.state.ChecksPerformed++
 	w.state.IssuesDetected += int64(rep.Issues)
 	w.state.StaleCleaned += int64(len(rep.Released))
@@ -123,25 +122,11 @@ func (w *Watcher) report(rep *Report) {
 	}
 }
 
-// State is the watchdog's current state, as persisted.
-func (w *Watcher) State() registry.WatchdogState {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.state
-}
-
-// LastReport is the newest cycle's report, nil before the first.
-func (w *Watcher) LastReport() *Report {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.last
-}
-
 // Lock takes the one-watchdog-per-registry lock, held until release is
 // called. It fails at once if another watchdog holds it. Run takes it
 // itself unless Lock was called first (to set up the API under the lock).
 func (w *Watcher) Lock() (release func(), err error) {
-	if err := mkdirAll(w.Store.Dir()); err != nil {
+	if err := os.MkdirAll(w.Store.Dir(), 0o755); err != nil {
 		return nil, err
 	}
 	fl := flock.New(w.Store.WatchdogLockPath(), flock.SetPermissions(0o644))
