@@ -32,9 +32,10 @@ type Watcher struct {
 }
 
 type flight struct {
-	done chan struct{}
-	rep  *Report
-	err  error
+	done   chan struct{}
+	rep    *Report
+	err    error
+	joined int // triggers waiting on this cycle besides its starter
 }
 
 // AlreadyRunningError refuses a second watchdog for one registry.
@@ -61,6 +62,7 @@ func (w *Watcher) log(format string, args ...any) {
 func (w *Watcher) Trigger(ctx context.Context) (*Report, error) {
 	w.mu.Lock()
 	if f := w.flight; f != nil {
+		f.joined++
 		w.mu.Unlock()
 		select {
 		case <-f.done:

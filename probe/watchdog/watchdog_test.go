@@ -277,7 +277,9 @@ func TestHangingEndpointsRunInParallel(t *testing.T) {
 			serve(t, port, ok)
 		}
 	}
-	timeout := 2 * time.Second
+	// Generous, so that a loaded machine still starts all 50 requests
+	// before the first one times out.
+	timeout := 3 * time.Second
 	rep, err := Cycle(context.Background(), s, Options{HealthTimeout: timeout})
 	if err != nil {
 		t.Fatal(err)
@@ -346,5 +348,45 @@ func TestHealthHangAfterHeaders(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("the health check did not respect its timeout")
+	}
+}
+
+// Triggers that arrive while a cycle runs join it instead of starting
+// another: the endpoint is probed once and both callers get one report.
+func TestTriggersJoinRunningCycle(t *testing.T) {
+	s := newStore(t)
+	allocate(t, s, 25060, probe.Self(), "/health")
+	var hits atomic.Int64
+	entered := make(chan struct{}, 10)
+	proceed := make(chan struct{})
+	serve(t, 25060, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		entered <- struct{}{}
+		<-proceed
+		fmt.Fprint(w, `{"status":"ok"}`)
+	}))
+	w := &Watcher{Store: s, Options: Options{HealthTimeout: 30 * time.Second}}
+	reps := make(chan *Report, 2)
+	go func() { r, _ := w.Trigger(context.Background()); reps <- r }()
+	<-entered // the first cycle is probing
+	go func() { r, _ := w.Trigger(context.Background()); reps <- r }()
+	// Wait until the second trigger has joined, then let the probe answer.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		w.mu.Lock()
+		joined := w.flight != nil && w.flight.joined == 1
+		w.mu.Unlock()
+		if joined {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the second trigger never joined the running cycle")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(proceed)
+	a, b := <-reps, <-reps
+	if a == nil || a != b || hits.Load() != 1 {
+		t.Fatalf("two triggers: reports %p and %p, %d probes; want one shared cycle", a, b, hits.Load())
 	}
 }
