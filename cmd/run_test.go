@@ -2,6 +2,7 @@ package cmd_test
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -204,4 +205,45 @@ func TestRunSignalReachesProcessGroup(t *testing.T) {
 	g.cmd.Process.Signal(syscall.SIGTERM)
 	g.wait(t, 10*time.Second)
 	waitFor(t, "the worker to stop", 10*time.Second, func() bool { return processGone(worker) })
+}
+
+// On a terminal: the child's group gets the terminal, so an interactive
+// program reads its input, and the banner uses emoji.
+func TestRunInteractiveOnTerminal(t *testing.T) {
+	if _, err := exec.LookPath("script"); err != nil {
+		t.Skip("script(1) not installed; skipped")
+	}
+	self, _ := exec.LookPath("gracectl")
+	root := t.TempDir()
+	c := exec.Command("script", "-qec", self+" run --range 24160-24169 -- sh -c 'read x; echo got:$x'", "/dev/null")
+	c.Env = append(os.Environ(), "GRACECTL_ROOT="+root)
+	// Input stays open until the end: script(1) may stop at end of input.
+	in, err := c.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf syncBuffer
+	c.Stdout, c.Stderr = &buf, &buf
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	in.Write([]byte("hello\n"))
+	done := make(chan error, 1)
+	go func() { done <- c.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("%v\n%s", err, buf.String())
+		}
+	case <-time.After(30 * time.Second):
+		c.Process.Kill()
+		t.Fatalf("no exit within 30 s:\n%s", buf.String())
+	}
+	out := buf.String()
+	for _, want := range []string{"got:hello", "✅ Allocated port 24160", "Released port 24160"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("output lacks %q:\n%s", want, out)
+		}
+	}
 }
