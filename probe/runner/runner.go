@@ -129,9 +129,13 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 		return 1, err
 	}
 	notify(Event{Kind: EventAllocated, Alloc: a})
+	// From here on the port is ours to clean up: a SIGINT or SIGTERM that
+	// cancels ctx is forwarded to the child, and must not cut short the
+	// registration, the listening checks or the release.
+	bg := context.WithoutCancel(ctx)
 
 	release := func(reason string) {
-		rel, err := cfg.Store.Release(context.WithoutCancel(ctx), registry.ReleaseRequest{
+		rel, err := cfg.Store.Release(bg, registry.ReleaseRequest{
 			Port: a.Port, Force: true, By: "run", Reason: reason,
 			Only: func(cur *registry.Allocation) bool { return cur.ID == a.ID },
 		})
@@ -170,7 +174,7 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 	if err != nil {
 		owner = probe.Identity{PID: child, Boot: probe.BootID()} // it already exited
 	}
-	if _, err := cfg.Store.Register(context.WithoutCancel(ctx), a.Port, owner, "started by gracectl run"); err != nil {
+	if _, err := cfg.Store.Register(bg, a.Port, owner, "started by gracectl run"); err != nil {
 		notify(Event{Kind: EventWarning, Msg: fmt.Sprintf("could not register pid %d for port %d: %v", child, a.Port, err)})
 	}
 	notify(Event{Kind: EventStarted, Alloc: a, PID: child})
@@ -193,9 +197,9 @@ loop:
 				poll.Stop()
 				continue
 			}
-			if probe.TakeSnapshot().Listening(ctx, a.Port) {
+			if probe.TakeSnapshot().Listening(bg, a.Port) {
 				up = true
-				markActive(ctx, cfg.Store, a.Port, owner)
+				markActive(bg, cfg.Store, a.Port, owner)
 				notify(Event{Kind: EventUp, Alloc: a, URL: "http://localhost:" + strconv.Itoa(a.Port)})
 			}
 		}
@@ -207,12 +211,12 @@ loop:
 	// A port still listening after the child exited is still in use (the
 	// service daemonized, or a worker holds it): never release it silently.
 	snap := probe.TakeSnapshot()
-	if snap.Listening(ctx, a.Port) {
+	if snap.Listening(bg, a.Port) {
 		pids := snap.Owners(a.Port)
 		if len(pids) > 0 {
 			id, err := probe.Identify(pids[0])
 			if err == nil {
-				if _, err := cfg.Store.Register(context.WithoutCancel(ctx), a.Port, id, fmt.Sprintf("pid %d still listens after pid %d exited", id.PID, child)); err == nil {
+				if _, err := cfg.Store.Register(bg, a.Port, id, fmt.Sprintf("pid %d still listens after pid %d exited", id.PID, child)); err == nil {
 					notify(Event{Kind: EventStillInUse, Alloc: a, PID: id.PID})
 					return code, nil
 				}
@@ -264,7 +268,7 @@ func buildCommand(cfg Config, path string, port int) (*exec.Cmd, []io.Closer, er
 // markActive records that the owner is now listening, if the allocation is
 // still the one this run made.
 func markActive(ctx context.Context, s *registry.Store, port int, owner probe.Identity) {
-	_ = s.Update(context.WithoutCancel(ctx), func(r *registry.Registry, tx *registry.Tx) error {
+	_ = s.Update(ctx, func(r *registry.Registry, tx *registry.Tx) error {
 		a := r.Get(port)
 		if a == nil || a.PID != owner.PID || a.HealthStatus != registry.StatusStarting {
 			return registry.ErrNoChange

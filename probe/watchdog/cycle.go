@@ -116,17 +116,11 @@ func Cycle(ctx context.Context, store *registry.Store, opts Options) (*Report, e
 	}
 	socks := probe.TakeSnapshot()
 	procs := probe.TakeProcessTable()
-	var listening []int
-	for _, a := range allocs {
-		if socks.Listening(ctx, a.Port) {
-			listening = append(listening, a.Port)
-		}
+	ports := make([]int, len(allocs))
+	for i, a := range allocs {
+		ports[i] = a.Port
 	}
-	lset := map[int]bool{}
-	for _, p := range listening {
-		lset[p] = true
-	}
-	owners := socks.OwnersOf(listening)
+	owners := socks.OwnersOf(ports) // one pass over /proc/*/fd for all of them
 
 	rep.Results = make([]*Result, len(allocs))
 	sem := make(chan struct{}, opts.Concurrency)
@@ -137,7 +131,8 @@ func Cycle(ctx context.Context, store *registry.Store, opts Options) (*Report, e
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			rep.Results[i] = probeOne(ctx, a, lset[a.Port], owners[a.Port], procs, opts)
+			// Off Linux, Listening connects; it runs here, in parallel.
+			rep.Results[i] = probeOne(ctx, a, socks.Listening(ctx, a.Port), owners[a.Port], procs, opts)
 		}()
 	}
 	wg.Wait()
