@@ -48,9 +48,11 @@ bench: build
 	python3 docs/benchmarks/bench.py --scale $(BIN)
 
 # The fault suite at full size: 1000 operations under random SIGKILLs, plus
-# disk-full, read-only root and hostile input (as root, with tmpfs mounts).
+# disk-full, read-only root, permission denied and hostile input (as root,
+# with tmpfs mounts), and wall-clock jumps during watch (it moves the host's
+# clock and puts it back, so it is not part of `make test`).
 chaos:
-	GRACECTL_CHAOS_OPS=1000 $(GO) test -race -count=1 -run 'Chaos|DiskFull|ReadOnly|Hostile' -v ./cmd
+	GRACECTL_CHAOS_OPS=1000 GRACECTL_CHAOS_CLOCK=1 $(GO) test -race -count=1 -run 'Chaos|DiskFull|ReadOnly|Permission|Hostile|ClockJumps' -v ./cmd
 	$(GO) test -run '^$$' -fuzz '^FuzzUpdateLeavesBadFileUntouched$$' -fuzztime 60s ./registry
 
 # 10 minutes of `watch --interval 1s` over 101 allocations; prints RSS and
