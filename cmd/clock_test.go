@@ -3,10 +3,8 @@
 package cmd_test
 
 import (
-	"encoding/json"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -50,12 +48,8 @@ func TestClockJumps(t *testing.T) {
 	}
 	w := startGracectl(t, root, "watch", "--interval", "300ms", "--range", rg)
 	checks := func() int64 {
-		b, err := os.ReadFile(filepath.Join(root, registry.RegistryDir, registry.WatchdogFile))
+		st, err := registry.Open(root, 10*time.Second).LoadWatchdog()
 		if err != nil {
-			return 0
-		}
-		var st registry.WatchdogState
-		if json.Unmarshal(b, &st) != nil {
 			return 0
 		}
 		return st.ChecksPerformed
@@ -80,17 +74,12 @@ func TestClockJumps(t *testing.T) {
 	waitFor(t, "the watchdog to release the dead service", 10*time.Second, func() bool {
 		return readRegistry(t, root).Get(24640) == nil
 	})
-	logs, _ := filepath.Glob(filepath.Join(root, registry.LogDir, "*.jsonl"))
 	var sawRelease bool
-	for _, lf := range logs {
-		data, _ := os.ReadFile(lf)
-		for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-			var ev registry.ReleaseEvent
-			if json.Unmarshal([]byte(line), &ev) == nil && ev.Action == "release" {
-				sawRelease = true
-				if ev.DurationSeconds < 0 {
-					t.Fatalf("negative duration: %s", line)
-				}
+	for _, ev := range auditLog(t, root) {
+		if ev.Action == "release" {
+			sawRelease = true
+			if ev.DurationSeconds < 0 {
+				t.Fatalf("negative duration: %s", ev.Line)
 			}
 		}
 	}

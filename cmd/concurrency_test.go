@@ -1,9 +1,7 @@
 package cmd_test
 
 import (
-	"bufio"
 	"bytes"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/gracectl/gracectl/registry"
 )
@@ -83,18 +80,8 @@ func TestConcurrentAllocateProcesses(t *testing.T) {
 			t.Fatalf("port %d: registry has %+v, want svc%d", port, a, i)
 		}
 	}
-	f, err := os.Open(registry.LogPath(filepath.Join(root, registry.LogDir), time.Now()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
 	logged := map[int]bool{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var ev registry.AllocateEvent
-		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			t.Fatalf("log line not whole JSON: %q", sc.Text())
-		}
+	for _, ev := range auditLog(t, root) {
 		if ev.Action == "allocate" {
 			if logged[ev.Port] {
 				t.Fatalf("port %d logged twice", ev.Port)

@@ -1,8 +1,6 @@
 package cmd_test
 
 import (
-	"bufio"
-	"encoding/json"
 	"errors"
 	"math/rand"
 	"os"
@@ -130,26 +128,10 @@ func TestChaos(t *testing.T) {
 	}
 	reg := readRegistry(t, root)
 	released := map[int]bool{}
-	logs, _ := filepath.Glob(filepath.Join(root, registry.LogDir, "*.jsonl"))
-	for _, lf := range logs {
-		f, err := os.Open(lf)
-		if err != nil {
-			t.Fatal(err)
+	for _, ev := range auditLog(t, root) {
+		if ev.Action == "release" {
+			released[ev.Port] = true
 		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			var ev struct {
-				Action string `json:"action"`
-				Port   int    `json:"port"`
-			}
-			if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-				t.Fatalf("%s: a log line is not whole JSON: %q", lf, sc.Text())
-			}
-			if ev.Action == "release" {
-				released[ev.Port] = true
-			}
-		}
-		f.Close()
 	}
 	for _, p := range printed {
 		if reg.Get(p) == nil && !released[p] {
@@ -247,20 +229,17 @@ func TestHostileCommandLine(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
-	logs, _ := filepath.Glob(filepath.Join(root, registry.LogDir, "*.jsonl"))
-	data, _ := os.ReadFile(logs[0])
-	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-	if len(lines) != 3 {
-		t.Fatalf("want allocate, register, release lines; got %d:\n%s", len(lines), data)
+	events := auditLog(t, root)
+	if len(events) != 3 {
+		t.Fatalf("want allocate, register, release lines; got %d: %+v", len(events), events)
 	}
-	for _, l := range lines {
-		var m map[string]any
-		if json.Unmarshal([]byte(l), &m) != nil || m["action"] == "forged" {
-			t.Fatalf("bad line %q", l)
+	for _, ev := range events {
+		if ev.Action == "forged" {
+			t.Fatalf("bad line %q", ev.Line)
 		}
-	}
-	if strings.ContainsRune(string(data), 0x1b) {
-		t.Fatal("raw ESC in the log")
+		if strings.ContainsRune(ev.Line, 0x1b) {
+			t.Fatal("raw ESC in the log")
+		}
 	}
 }
 

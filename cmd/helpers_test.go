@@ -3,6 +3,7 @@ package cmd_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -136,4 +137,38 @@ func processGone(pid int) bool {
 	}
 	i := bytes.LastIndexByte(b, ')')
 	return i > 0 && len(b) > i+2 && (b[i+2] == 'Z' || b[i+2] == 'X')
+}
+
+// auditEvent is one audit log line, with the fields the tests look at.
+type auditEvent struct {
+	Action          string `json:"action"`
+	Port            int    `json:"port"`
+	DurationSeconds int64  `json:"duration_seconds"`
+	Line            string `json:"-"`
+}
+
+// auditLog reads every line of every daily log under root, in file order,
+// and fails the test on a line that is not one whole JSON object.
+func auditLog(t *testing.T, root string) []auditEvent {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(root, registry.LogDir, "*.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []auditEvent
+	for _, lf := range files {
+		data, err := os.ReadFile(lf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
+			var ev auditEvent
+			if err := json.Unmarshal([]byte(line), &ev); err != nil {
+				t.Fatalf("%s: a log line is not whole JSON: %q", lf, line)
+			}
+			ev.Line = line
+			out = append(out, ev)
+		}
+	}
+	return out
 }

@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -100,9 +101,6 @@ func runRun(cmd *cobra.Command, o *runOptions) error {
 		Argv: o.argv, EnvName: o.envName, ListenFD: o.listenFD,
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 	}
-	if err := cfg.Request.Validate(); err != nil {
-		return &usageError{msg: err.Error()}
-	}
 	if o.listenFD {
 		self, err := os.Executable()
 		if err != nil {
@@ -120,7 +118,7 @@ func runRun(cmd *cobra.Command, o *runOptions) error {
 		if asErr(err, &se) {
 			return &exitError{code: se.Code, err: err}
 		}
-		return err
+		return requestError(err) // a bad name or range: a usage error, exit 2
 	}
 	if code != 0 {
 		return &exitError{code: code}
@@ -130,7 +128,7 @@ func runRun(cmd *cobra.Command, o *runOptions) error {
 
 // banner says what run does, in the seed's words.
 type banner struct {
-	w     interface{ Write([]byte) (int, error) }
+	w     io.Writer
 	emoji bool
 	store *registry.Store
 	rg    registry.Range
