@@ -77,3 +77,39 @@ func BenchmarkParse101(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkParse5000 decodes the scale case's 5,000-allocation registry.
+func BenchmarkParse5000(b *testing.B) {
+	s := benchStore(b, 5000, 10000, 2)
+	data, err := os.ReadFile(s.Path())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := Parse(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkEncode5000 writes the scale case's registry to bytes.
+func BenchmarkEncode5000(b *testing.B) {
+	s := benchStore(b, 5000, 10000, 2)
+	data, err := os.ReadFile(s.Path())
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := Parse(data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := encodeIndented(r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -99,7 +99,7 @@ func FuzzFastDecoderAgrees(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		slow := new(Registry)
 		slowErr := slow.UnmarshalJSON(bytes.TrimSpace(data))
-		fast, ok := decodeFast(bytes.TrimSpace(data))
+		fast, ok := decodeFast(string(bytes.TrimSpace(data)))
 		if ok {
 			if slowErr != nil {
 				t.Fatalf("fast decoder accepted what encoding/json refuses (%v): %q", slowErr, data)

@@ -1,10 +1,8 @@
 package registry
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -22,7 +20,12 @@ const (
 // Parse decodes and validates a registry file's contents. A file that is
 // not a registry is an error, never an empty registry.
 func Parse(data []byte) (*Registry, error) {
-	trimmed := bytes.TrimSpace(data)
+	return parse(string(data))
+}
+
+// parse is Parse on a string, which the registry keeps substrings of.
+func parse(data string) (*Registry, error) {
+	trimmed := strings.TrimSpace(data)
 	if len(trimmed) == 0 {
 		return nil, errors.New("file is empty, not a registry (expected a JSON object)")
 	}
@@ -34,7 +37,7 @@ func Parse(data []byte) (*Registry, error) {
 		r = new(Registry)
 		// Called directly: json.Unmarshal would validate the whole file
 		// once more before handing it over.
-		if err := r.UnmarshalJSON(trimmed); err != nil {
+		if err := r.UnmarshalJSON([]byte(trimmed)); err != nil {
 			return nil, err
 		}
 	}
@@ -47,8 +50,8 @@ func Parse(data []byte) (*Registry, error) {
 }
 
 func (a *Allocation) validateStored(key string) error {
-	port, err := strconv.Atoi(key)
-	if err != nil || port < 1 || port > 65535 || strconv.Itoa(port) != key {
+	port, ok := portKey(key)
+	if !ok {
 		return fmt.Errorf("allocation key %q is not a port number", key)
 	}
 	if a.Port != port {
@@ -61,6 +64,23 @@ func (a *Allocation) validateStored(key string) error {
 		return fmt.Errorf("allocation %q: field \"pid\" is negative", key)
 	}
 	return nil
+}
+
+// portKey reads an allocation key: a port number 1-65535 written the one
+// way strconv.Itoa writes it.
+func portKey(key string) (int, bool) {
+	if len(key) == 0 || len(key) > 5 || key[0] == '0' {
+		return 0, false
+	}
+	port := 0
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		port = port*10 + int(c-'0')
+	}
+	return port, port <= 65535
 }
 
 // CheckText validates a user-supplied string that will be stored: valid

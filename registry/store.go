@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
+	"unsafe"
 
 	"github.com/gofrs/flock"
 )
@@ -133,22 +135,50 @@ func lockOpenErr(path string, err error) error {
 
 // read loads the registry file; a missing file is an empty registry.
 func (s *Store) read() (*Registry, fs.FileInfo, error) {
-	data, err := os.ReadFile(s.Path())
+	data, info, err := readFileString(s.Path())
 	if errors.Is(err, fs.ErrNotExist) {
 		return &Registry{Allocations: map[string]*Allocation{}}, nil, nil
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("cannot read registry: %w", err)
 	}
-	r, err := Parse(data)
+	r, err := parse(data)
 	if err != nil {
 		return nil, nil, &CorruptError{Path: s.Path(), Err: err}
 	}
-	info, err := os.Stat(s.Path())
-	if err != nil {
-		return nil, nil, fmt.Errorf("cannot read registry: %w", err)
-	}
 	return r, info, nil
+}
+
+// readFileString reads a whole file into a string without the copy that
+// string(os.ReadFile(…)) makes: the registry keeps substrings of it.
+func readFileString(path string) (string, fs.FileInfo, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", nil, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return "", nil, err
+	}
+	// One byte more than the size, so a file that grew since the stat
+	// is still read to its end by the loop below.
+	buf := make([]byte, 0, info.Size()+1)
+	for {
+		n, err := f.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return "", nil, err
+		}
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+	}
+	// buf is not used after this point, so the string may share it.
+	return unsafe.String(unsafe.SliceData(buf), len(buf)), info, nil
 }
 
 // Read returns the registry under a shared lock.

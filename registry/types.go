@@ -26,7 +26,6 @@ import (
 	"maps"
 	"reflect"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -45,7 +44,8 @@ func (t Time) String() string {
 	if t.IsZero() {
 		return ""
 	}
-	return t.UTC().Format(TimeLayout)
+	b := appendTime(make([]byte, 0, 24), t)
+	return string(b[1 : len(b)-1])
 }
 
 // MarshalJSON writes the seed's form.
@@ -157,20 +157,34 @@ func (r *Registry) Put(a *Allocation) {
 // Delete removes port's allocation.
 func (r *Registry) Delete(port int) { delete(r.Allocations, strconv.Itoa(port)) }
 
-// sortedKeys returns the allocation keys in port order (canonical port
-// numbers sort by length, then text).
-func (r *Registry) sortedKeys() []string {
-	keys := make([]string, 0, len(r.Allocations))
-	for k := range r.Allocations {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		if len(keys[i]) != len(keys[j]) {
-			return len(keys[i]) < len(keys[j])
+// keyed is an allocation with its key in the registry.
+type keyed struct {
+	key  string
+	port int // the key's number, or -1 if it is not a port number
+	a    *Allocation
+}
+
+// sortedEntries returns the allocations ordered by key: by length, then
+// text, which for port numbers is numeric order.
+func (r *Registry) sortedEntries() []keyed {
+	out := make([]keyed, 0, len(r.Allocations))
+	for k, a := range r.Allocations {
+		p, ok := portKey(k)
+		if !ok {
+			p = -1
 		}
-		return keys[i] < keys[j]
+		out = append(out, keyed{k, p, a})
+	}
+	slices.SortFunc(out, func(x, y keyed) int {
+		if x.port >= 0 && y.port >= 0 {
+			return x.port - y.port
+		}
+		if len(x.key) != len(y.key) {
+			return len(x.key) - len(y.key)
+		}
+		return strings.Compare(x.key, y.key)
 	})
-	return keys
+	return out
 }
 
 // Sorted returns the allocations ordered by port.
@@ -179,7 +193,7 @@ func (r *Registry) Sorted() []*Allocation {
 	for _, a := range r.Allocations {
 		out = append(out, a)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Port < out[j].Port })
+	slices.SortFunc(out, func(x, y *Allocation) int { return x.Port - y.Port })
 	return out
 }
 
@@ -332,14 +346,14 @@ func jsonKind(t reflect.Type) string {
 func (r *Registry) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	buf.WriteString(`{"allocations":{`)
-	for i, k := range r.sortedKeys() {
+	for i, e := range r.sortedEntries() {
 		if i > 0 {
 			buf.WriteByte(',')
 		}
-		kb, _ := json.Marshal(k)
+		kb, _ := json.Marshal(e.key)
 		buf.Write(kb)
 		buf.WriteByte(':')
-		ab, err := r.Allocations[k].MarshalJSON()
+		ab, err := e.a.MarshalJSON()
 		if err != nil {
 			return nil, err
 		}
