@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"syscall"
@@ -17,11 +18,7 @@ var hasIPv6 bool
 // HasIPv6 reports whether the host can bind an IPv6 socket at all.
 func HasIPv6() bool {
 	ipv6Once.Do(func() {
-		l, err := net.Listen("tcp6", "[::1]:0")
-		if err == nil {
-			l.Close()
-			hasIPv6 = true
-		}
+		hasIPv6 = listenOnce(&syscall.SockaddrInet6{Addr: [16]byte{15: 1}}) == nil
 	})
 	return hasIPv6
 }
@@ -33,21 +30,54 @@ var ErrInUse = errors.New("in use")
 // wildcard address for IPv4 and, where the host has IPv6, for IPv6. On Linux
 // a wildcard bind fails when anything listens on the port on any address
 // (127.0.0.1, ::1, 0.0.0.0), so a port an unmanaged process serves is never
-// handed out. Go sets SO_REUSEADDR on listeners, so a port whose old
-// connections sit in TIME_WAIT counts as free, as it does for servers.
+// handed out. SO_REUSEADDR is set, as Go and most servers set it on their
+// listeners, so a port whose old connections sit in TIME_WAIT counts as free.
 func Bindable(port int) error {
-	addr4 := ":" + strconv.Itoa(port)
-	l4, err := net.Listen("tcp4", addr4)
-	if err != nil {
+	if err := listenOnce(&syscall.SockaddrInet4{Port: port}); err != nil {
 		return bindErr(port, err)
 	}
-	defer l4.Close()
 	if HasIPv6() {
-		l6, err := net.Listen("tcp6", "[::]:"+strconv.Itoa(port))
-		if err != nil {
+		if err := listenOnce(&syscall.SockaddrInet6{Port: port}); err != nil {
 			return bindErr(port, err)
 		}
-		l6.Close()
+	}
+	return nil
+}
+
+// listenOnce binds a TCP socket to sa, listens and closes it: plain system
+// calls, not a net.Listener, which would also register the socket with the
+// runtime's poller. An IPv6 socket is IPv6-only, as Go's "tcp6" listeners
+// are, so that the IPv4 and IPv6 wildcards are tested one by one.
+func listenOnce(sa syscall.Sockaddr) error {
+	family := syscall.AF_INET
+	if _, ok := sa.(*syscall.SockaddrInet6); ok {
+		family = syscall.AF_INET6
+	}
+	// Under ForkLock, as the net package does, so that a child started
+	// meanwhile never inherits the socket.
+	syscall.ForkLock.RLock()
+	fd, err := syscall.Socket(family, syscall.SOCK_STREAM, 0)
+	if err == nil {
+		syscall.CloseOnExec(fd)
+	}
+	syscall.ForkLock.RUnlock()
+	if err != nil {
+		return os.NewSyscallError("socket", err)
+	}
+	defer syscall.Close(fd)
+	if family == syscall.AF_INET6 {
+		if err := syscall.SetsockoptInt(fd, syscall.IPPROTO_IPV6, syscall.IPV6_V6ONLY, 1); err != nil {
+			return os.NewSyscallError("setsockopt", err)
+		}
+	}
+	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err != nil {
+		return os.NewSyscallError("setsockopt", err)
+	}
+	if err := syscall.Bind(fd, sa); err != nil {
+		return os.NewSyscallError("bind", err)
+	}
+	if err := syscall.Listen(fd, 1); err != nil {
+		return os.NewSyscallError("listen", err)
 	}
 	return nil
 }

@@ -3,16 +3,25 @@ package registry
 import (
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
 )
 
-// interpreterRE is compiled on first use, not at start-up: most commands
-// never need it.
-var interpreterRE = sync.OnceValue(func() *regexp.Regexp {
-	return regexp.MustCompile(`^(python[0-9.]*|pypy[0-9.]*|node|nodejs|deno|bun|ruby|perl|php|bash|sh|dash|zsh|lua[0-9.]*|Rscript|java|uv|uvx)$`)
-})
+// interpreters are the programs whose first argument, not their own name,
+// says what runs. python, pypy and lua also count with a version suffix
+// (python3.12, lua5.4).
+var interpreters = map[string]bool{
+	"python": true, "pypy": true, "node": true, "nodejs": true, "deno": true, "bun": true,
+	"ruby": true, "perl": true, "php": true, "bash": true, "sh": true, "dash": true, "zsh": true,
+	"lua": true, "Rscript": true, "java": true, "uv": true, "uvx": true,
+}
+
+func isInterpreter(prog string) bool {
+	if interpreters[prog] {
+		return true
+	}
+	base := strings.TrimRight(prog, "0123456789.")
+	return base != prog && (base == "python" || base == "pypy" || base == "lua")
+}
 
 // StartedBy names what a command line runs, for the started_by field: the
 // script for an interpreter (`python serve.py` → serve.py), the module for
@@ -22,7 +31,7 @@ func StartedBy(argv []string) string {
 		return ""
 	}
 	prog := filepath.Base(argv[0])
-	if !interpreterRE().MatchString(prog) {
+	if !isInterpreter(prog) {
 		return prog
 	}
 	for i := 1; i < len(argv); i++ {

@@ -499,3 +499,26 @@ func TestWatchdogLivenessAcrossClockJumps(t *testing.T) {
 		t.Error("a watchdog whose PID was reused looks running")
 	}
 }
+
+func TestStartedBy(t *testing.T) {
+	for _, c := range []struct {
+		argv []string
+		want string
+	}{
+		{[]string{"python3", "serve.py"}, "serve.py"},
+		{[]string{"/usr/bin/python3.12", "-u", "app/serve.py"}, "serve.py"},
+		{[]string{"python", "-m", "http.server"}, "http.server"},
+		{[]string{"python3", "-mhttp.server"}, "http.server"},
+		{[]string{"lua5.4", "x.lua"}, "x.lua"},
+		{[]string{"node", "server.js"}, "server.js"},
+		{[]string{"bash", "-c", "echo"}, "bash"},
+		{[]string{"node18", "server.js"}, "node18"}, // only python, pypy and lua take a version
+		{[]string{"pythonista", "x.py"}, "pythonista"},
+		{[]string{"./myserver", "--port", "1"}, "myserver"},
+		{nil, ""},
+	} {
+		if got := StartedBy(c.argv); got != c.want {
+			t.Errorf("StartedBy(%q) = %q, want %q", c.argv, got, c.want)
+		}
+	}
+}
