@@ -103,19 +103,25 @@ func TestUnknownFieldsSurviveUpdate(t *testing.T) {
 
 func TestBadRegistryIsRefusedAndUntouched(t *testing.T) {
 	cases := map[string]string{
-		"not json":        `{"allocations": {`,
-		"empty":           ``,
-		"array":           `[]`,
-		"null":            `null`,
-		"port string":     `{"allocations": {"8000": {"port": "8000", "service_name": "a"}}}`,
-		"pid string":      `{"allocations": {"8000": {"port": 8000, "service_name": "a", "pid": "12"}}}`,
-		"key mismatch":    `{"allocations": {"8001": {"port": 8000, "service_name": "a"}}}`,
-		"bad key":         `{"allocations": {"http": {"port": 8000, "service_name": "a"}}}`,
-		"no service":      `{"allocations": {"8000": {"port": 8000}}}`,
-		"allocations arr": `{"allocations": []}`,
-		"bad time":        `{"allocations": {"8000": {"port": 8000, "service_name": "a", "allocated_at": "yesterday"}}}`,
-		"null allocation": `{"allocations": {"8000": null}}`,
-		"trailing":        `{"allocations": {}} {}`,
+		"not json":         `{"allocations": {`,
+		"empty":            ``,
+		"array":            `[]`,
+		"null":             `null`,
+		"port string":      `{"allocations": {"8000": {"port": "8000", "service_name": "a"}}}`,
+		"pid string":       `{"allocations": {"8000": {"port": 8000, "service_name": "a", "pid": "12"}}}`,
+		"key mismatch":     `{"allocations": {"8001": {"port": 8000, "service_name": "a"}}}`,
+		"bad key":          `{"allocations": {"http": {"port": 8000, "service_name": "a"}}}`,
+		"no service":       `{"allocations": {"8000": {"port": 8000}}}`,
+		"allocations arr":  `{"allocations": []}`,
+		"bad time":         `{"allocations": {"8000": {"port": 8000, "service_name": "a", "allocated_at": "yesterday"}}}`,
+		"null allocation":  `{"allocations": {"8000": null}}`,
+		"trailing":         `{"allocations": {}} {}`,
+		"leading zero key": `{"allocations": {"08000": {"port": 8000, "service_name": "a"}}}`,
+		"key zero":         `{"allocations": {"0": {"port": 0, "service_name": "a"}}}`,
+		"key too big":      `{"allocations": {"70000": {"port": 70000, "service_name": "a"}}}`,
+		"february 30":      `{"allocations": {"8000": {"port": 8000, "service_name": "a", "allocated_at": "2026-02-30T00:00:00Z"}}}`,
+		"hour 24":          `{"allocations": {"8000": {"port": 8000, "service_name": "a", "allocated_at": "2026-01-01T24:00:00Z"}}}`,
+		"port overflow":    `{"allocations": {"8000": {"port": 99999999999999999999, "service_name": "a"}}}`,
 	}
 	for name, content := range cases {
 		t.Run(name, func(t *testing.T) {

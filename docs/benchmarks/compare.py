@@ -64,20 +64,24 @@ def caller(name, spec, e, i):
     return spec
 
 
-def single(name, spec, binary, runs):
+def single(specs, binary, runs):
+    """Whole-process time of one call of each tool, run by run in turn, so that
+    each peer's ratio to gracectl is taken pair by pair (the same moment of
+    a noisy machine) and reported as the median of those ratios."""
     e = bench.Env(binary)
     for i in range(100):  # gracectl with 100 ports already held
         e.run("allocate", "--service", "held%d" % i, "--range", "20200-20399")
-    xs = []
+    xs = {n: [] for n in specs}
     for i in range(runs):
-        argv, env, cwd = caller(name, spec, e, i)
-        t0 = time.perf_counter()
-        r = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True)
-        xs.append(time.perf_counter() - t0)
-        if r.returncode != 0:
-            raise RuntimeError("%s failed: %s" % (name, r.stderr[-300:]))
-        if name == "gracectl allocate":
-            e.run("release", r.stdout.strip(), "--force")
+        for name, spec in specs.items():
+            argv, env, cwd = caller(name, spec, e, i)
+            t0 = time.perf_counter()
+            r = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True)
+            xs[name].append(time.perf_counter() - t0)
+            if r.returncode != 0:
+                raise RuntimeError("%s failed: %s" % (name, r.stderr[-300:]))
+            if name == "gracectl allocate":
+                e.run("release", r.stdout.strip(), "--force")
     e.close()
     return xs
 
@@ -128,21 +132,21 @@ def main():
     print()
     print("## Single call (whole process, median of %d runs; gracectl with 100 ports held)" % a.runs)
     print()
-    print("| tool | median | min-max | ratio to gracectl |")
+    print("| tool | median | min-max | ratio to gracectl (median of pairwise ratios) |")
     print("| --- | --- | --- | --- |")
-    singles = {}
-    single_ts = {n: (s[0], s[1], s[2]) for n, s in ts.items()}
-    for n in ts:
-        spec = single_ts[n]
+    specs = {}
+    for n, spec in ts.items():
         if n != "gracectl allocate":
             argv = list(spec[0])
             argv[-1] = argv[-1].split("; import time")[0].split("; setTimeout")[0]
             spec = (argv, spec[1], spec[2])
-        singles[n] = single(n, spec, binary, a.runs)
-    g = statistics.median(singles["gracectl allocate"])
+        specs[n] = spec
+    singles = single(specs, binary, a.runs)
+    g = singles["gracectl allocate"]
     for n, xs in singles.items():
-        m = statistics.median(xs)
-        print("| %s | %.1f ms | %.1f-%.1f ms | %.1fx |" % (n, m * 1e3, min(xs) * 1e3, max(xs) * 1e3, m / g))
+        ratio = statistics.median(x / y for x, y in zip(xs, g))
+        print("| %s | %.1f ms | %.1f-%.1f ms | %.1fx |" % (n, statistics.median(xs) * 1e3, min(xs) * 1e3,
+                                                          max(xs) * 1e3, ratio))
     print()
     print("## Contention: %d callers at once, each holding its port 2 s (%d rounds)" % (a.callers, a.rounds))
     print()
