@@ -59,6 +59,7 @@ func section(b *strings.Builder, title string) {
 // writeStatusReport prints the seed's check_ports.py report.
 func writeStatusReport(w io.Writer, st *registry.Status) error {
 	var b strings.Builder
+	b.Grow(2048 + 256*len(st.Allocations)) // one allocation, not a doubling series
 	section(&b, "GRACE PORT MANAGER STATUS")
 	fmt.Fprintf(&b, "Port Range: %d-%d\n", st.Range.Start, st.Range.End)
 	fmt.Fprintf(&b, "Total Ports Available: %d\n", st.TotalPorts)

@@ -221,8 +221,8 @@ func parseCanonicalTime(v string) (Time, bool) {
 		return x
 	}
 	y, mo, d, h, mi, sec := num(0, 4), num(5, 2), num(8, 2), num(11, 2), num(14, 2), num(17, 2)
-	if y < 0 || mo < 1 || mo > 12 || d < 1 || d > 28 || h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 || sec > 59 {
-		return Time{}, false // days 29-31 are checked by time.Parse
+	if y < 0 || mo < 1 || mo > 12 || d < 1 || d > daysIn(time.Month(mo), y) || h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 || sec > 59 {
+		return Time{}, false
 	}
 	return Time{time.Date(y, time.Month(mo), d, h, mi, sec, 0, time.UTC)}, true
 }
@@ -283,56 +283,16 @@ func (s *scanner) allocation(a *Allocation) bool {
 	if s.lit('}') {
 		return true
 	}
+	next := 0
 	for {
 		k, ok := s.str()
 		if !ok || !s.lit(':') {
 			return false
 		}
-		switch k {
-		case "port":
-			a.Port, ok = s.int()
-		case "service_name":
-			a.ServiceName, ok = s.str()
-		case "started_by":
-			a.StartedBy, ok = s.str()
-		case "purpose":
-			a.Purpose, ok = s.str()
-		case "pid":
-			a.PID, ok = s.int()
-		case "allocated_at":
-			a.AllocatedAt, ok = s.time()
-		case "last_health_check":
-			a.LastHealthCheck, ok = s.time()
-		case "health_status":
-			a.HealthStatus, ok = s.str()
-		case "request_count":
-			a.RequestCount, ok = s.int64()
-		case "error_count":
-			a.ErrorCount, ok = s.int64()
-		case "allocation_id":
-			a.ID, ok = s.str()
-		case "pid_start":
-			a.PIDStart, ok = s.uint64()
-		case "boot_id":
-			a.BootID, ok = s.str()
-		case "registered_at":
-			a.RegisteredAt, ok = s.time()
-		case "health_path":
-			a.HealthPath, ok = s.str()
-		case "command":
-			a.Command, ok = s.strings()
-		case "health_failures":
-			a.HealthFailures, ok = s.int()
-		case "listener_pid":
-			a.ListenerPID, ok = s.int()
-		case "listener_name":
-			a.ListenerName, ok = s.str()
-		case "last_error":
-			a.LastError, ok = s.str()
-		default:
+		if next = field(k, next); next < 0 {
 			return false // an unknown field: encoding/json keeps it
 		}
-		if !ok {
+		if !s.value(a, &allocationFields[next]) {
 			return false
 		}
 		if s.lit('}') {
@@ -344,15 +304,49 @@ func (s *scanner) allocation(a *Allocation) bool {
 	}
 }
 
+// value reads the value of field fd into a, in any form encoding/json
+// would read the same way without escapes.
+func (s *scanner) value(a *Allocation, fd *allocationField) bool {
+	switch fd.kind {
+	case kindInt, kindInt64:
+		v, ok := s.int64()
+		return ok && setInt(a, fd, v)
+	case kindUint:
+		var ok bool
+		a.PIDStart, ok = s.uint64()
+		return ok
+	case kindString:
+		var ok bool
+		*fd.str(a), ok = s.str()
+		return ok
+	case kindTime:
+		var ok bool
+		*fd.time(a), ok = s.time()
+		return ok
+	case kindStrings:
+		var ok bool
+		a.Command, ok = s.strings()
+		return ok
+	}
+	return false
+}
+
 // decodeFast parses the canonical form of a registry; ok is false when the
 // input needs encoding/json (to keep unknown fields, decode escapes, or
 // report an error). The registry keeps substrings of data.
-func decodeFast(data string) (*Registry, bool) {
+// With keepText, allocations in the canonical form keep the text they were
+// read from, for the encoder to reuse (see canonical.go); readers that
+// never write leave it off.
+func decodeFast(data string, keepText bool) (*Registry, bool) {
 	s := &scanner{s: data}
 	// Each allocation is one object: the count of '{' is a close guess of
 	// their number, so the map and the allocations are allocated once.
 	n := strings.Count(data, "{")
 	slab := make([]Allocation, n)
+	var sources []source
+	if keepText {
+		sources = make([]source, n)
+	}
 	r := &Registry{Allocations: make(map[string]*Allocation, n)}
 	ok := s.object(func(k string) bool {
 		switch k {
@@ -364,6 +358,21 @@ func decodeFast(data string) (*Registry, bool) {
 					a, slab = &slab[0], slab[1:]
 				} else {
 					a = new(Allocation)
+				}
+				if pos := s.i; strings.HasPrefix(s.s[pos:], " {") {
+					s.i++
+					pooled := len(s.pool)
+					if s.canonicalAllocation(a) {
+						if len(sources) > 0 {
+							src := &sources[0]
+							sources = sources[1:]
+							src.raw, src.orig = s.s[pos+1:s.i], *a
+							a.src = src
+						}
+						r.Allocations[key] = a
+						return true
+					}
+					s.i, *a, s.pool = pos, Allocation{}, s.pool[:pooled]
 				}
 				if !s.allocation(a) {
 					return false
@@ -398,6 +407,10 @@ func encodeIndented(r *Registry) ([]byte, error) {
 		b = append(b, "\n    "...)
 		b = appendString(b, e.key)
 		b = append(b, ": "...)
+		if e.a.unchanged() {
+			b = append(b, e.a.src.raw...) // as read, and as appendAllocation would write it
+			continue
+		}
 		var err error
 		if b, err = appendAllocation(b, e.a, "    "); err != nil {
 			return nil, err
@@ -419,45 +432,6 @@ func encodeIndented(r *Registry) ([]byte, error) {
 	return b, nil
 }
 
-// fieldWriter appends the fields of one indented object.
-type fieldWriter struct {
-	b     []byte
-	in    string // newline and indentation of a field
-	first bool
-}
-
-func (w *fieldWriter) name(name string) {
-	if !w.first {
-		w.b = append(w.b, ',')
-	}
-	w.first = false
-	w.b = append(w.b, w.in...)
-	w.b = append(w.b, '"')
-	w.b = append(w.b, name...)
-	w.b = append(w.b, "\": "...)
-}
-
-func (w *fieldWriter) str(name, v string, always bool) {
-	if always || v != "" {
-		w.name(name)
-		w.b = appendString(w.b, v)
-	}
-}
-
-func (w *fieldWriter) num(name string, v int64, always bool) {
-	if always || v != 0 {
-		w.name(name)
-		w.b = strconv.AppendInt(w.b, v, 10)
-	}
-}
-
-func (w *fieldWriter) time(name string, v Time, always bool) {
-	if always || !v.IsZero() {
-		w.name(name)
-		w.b = appendTime(w.b, v)
-	}
-}
-
 // Field indentation at the depth of an allocation in the registry file.
 const allocationFieldIndent = "\n      "
 
@@ -466,45 +440,46 @@ func appendAllocation(b []byte, a *Allocation, indent string) ([]byte, error) {
 	if indent != "    " {
 		in = "\n" + indent + "  "
 	}
-	w := fieldWriter{b: append(b, '{'), in: in, first: true}
-	// The order and omissions of the struct tags in types.go.
-	w.num("port", int64(a.Port), true)
-	w.str("service_name", a.ServiceName, true)
-	w.str("started_by", a.StartedBy, true)
-	w.str("purpose", a.Purpose, true)
-	w.num("pid", int64(a.PID), false)
-	w.time("allocated_at", a.AllocatedAt, true)
-	w.time("last_health_check", a.LastHealthCheck, false)
-	w.str("health_status", a.HealthStatus, true)
-	w.num("request_count", a.RequestCount, true)
-	w.num("error_count", a.ErrorCount, true)
-	w.str("allocation_id", a.ID, false)
-	if a.PIDStart != 0 {
-		w.name("pid_start")
-		w.b = strconv.AppendUint(w.b, a.PIDStart, 10)
-	}
-	w.str("boot_id", a.BootID, false)
-	w.time("registered_at", a.RegisteredAt, false)
-	w.str("health_path", a.HealthPath, false)
-	if len(a.Command) > 0 {
-		w.name("command")
-		w.b = append(w.b, '[')
-		for i, c := range a.Command {
-			if i > 0 {
-				w.b = append(w.b, ',')
-			}
-			w.b = append(w.b, in...)
-			w.b = append(w.b, "  "...)
-			w.b = appendString(w.b, c)
+	b = append(b, '{')
+	first := true
+	for i := range allocationFields {
+		fd := &allocationFields[i]
+		if !fd.always && fd.isZero(a) {
+			continue
 		}
-		w.b = append(w.b, in...)
-		w.b = append(w.b, ']')
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, in...)
+		b = append(b, '"')
+		b = append(b, quotedNames[i]...)
+		switch fd.kind {
+		case kindInt:
+			b = strconv.AppendInt(b, int64(*fd.int(a)), 10)
+		case kindInt64:
+			b = strconv.AppendInt(b, *fd.int64(a), 10)
+		case kindUint:
+			b = strconv.AppendUint(b, a.PIDStart, 10)
+		case kindString:
+			b = appendString(b, *fd.str(a))
+		case kindTime:
+			b = appendTime(b, *fd.time(a))
+		case kindStrings:
+			b = append(b, '[')
+			for i, c := range a.Command {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = append(b, in...)
+				b = append(b, "  "...)
+				b = appendString(b, c)
+			}
+			b = append(b, in...)
+			b = append(b, ']')
+		}
 	}
-	w.num("health_failures", int64(a.HealthFailures), false)
-	w.num("listener_pid", int64(a.ListenerPID), false)
-	w.str("listener_name", a.ListenerName, false)
-	w.str("last_error", a.LastError, false)
-	b, err := appendExtraIndented(w.b, a.extra, indent+"  ")
+	b, err := appendExtraIndented(b, a.extra, indent+"  ")
 	if err != nil {
 		return nil, err
 	}
@@ -512,6 +487,26 @@ func appendAllocation(b []byte, a *Allocation, indent string) ([]byte, error) {
 	b = append(b, indent...)
 	b = append(b, '}')
 	return b, nil
+}
+
+// isZero reports whether the field holds its zero value, which the encoder
+// leaves out unless the field is always written.
+func (fd *allocationField) isZero(a *Allocation) bool {
+	switch fd.kind {
+	case kindInt:
+		return *fd.int(a) == 0
+	case kindInt64:
+		return *fd.int64(a) == 0
+	case kindUint:
+		return a.PIDStart == 0
+	case kindString:
+		return *fd.str(a) == ""
+	case kindTime:
+		return fd.time(a).IsZero()
+	case kindStrings:
+		return len(a.Command) == 0
+	}
+	return false
 }
 
 // appendTime writes t as a JSON string in TimeLayout, or null.

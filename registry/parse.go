@@ -20,11 +20,11 @@ const (
 // Parse decodes and validates a registry file's contents. A file that is
 // not a registry is an error, never an empty registry.
 func Parse(data []byte) (*Registry, error) {
-	return parse(string(data))
+	return parse(string(data), true)
 }
 
 // parse is Parse on a string, which the registry keeps substrings of.
-func parse(data string) (*Registry, error) {
+func parse(data string, keepText bool) (*Registry, error) {
 	trimmed := strings.TrimSpace(data)
 	if len(trimmed) == 0 {
 		return nil, errors.New("file is empty, not a registry (expected a JSON object)")
@@ -32,7 +32,7 @@ func parse(data string) (*Registry, error) {
 	if trimmed[0] != '{' {
 		return nil, errors.New("not a JSON object")
 	}
-	r, ok := decodeFast(trimmed)
+	r, ok := decodeFast(trimmed, keepText)
 	if !ok {
 		r = new(Registry)
 		// Called directly: json.Unmarshal would validate the whole file

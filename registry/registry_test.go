@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -527,4 +528,111 @@ func TestStartedBy(t *testing.T) {
 			t.Errorf("StartedBy(%q) = %q, want %q", c.argv, got, c.want)
 		}
 	}
+}
+
+// TestEqualComparesEveryField: changing any field of an allocation read in
+// the canonical form makes the encoder write it anew instead of copying the
+// text it was read from.
+func TestEqualComparesEveryField(t *testing.T) {
+	base := Allocation{Port: 8000, ServiceName: "svc", StartedBy: "serve.py", HealthStatus: "active",
+		AllocatedAt: Now(), Command: []string{"python3", "serve.py"}}
+	v := reflect.ValueOf(&base).Elem()
+	for i := 0; i < v.NumField(); i++ {
+		f := v.Type().Field(i)
+		if f.Name == "src" {
+			continue
+		}
+		changed := base.Clone()
+		cv := reflect.ValueOf(changed).Elem().Field(i)
+		cv = reflect.NewAt(cv.Type(), cv.Addr().UnsafePointer()).Elem() // unexported fields too
+		switch cv.Kind() {
+		case reflect.Int, reflect.Int64:
+			cv.SetInt(cv.Int() + 1)
+		case reflect.Uint64:
+			cv.SetUint(cv.Uint() + 1)
+		case reflect.String:
+			cv.SetString(cv.String() + "x")
+		case reflect.Slice:
+			cv.Index(0).SetString("changed")
+		case reflect.Map:
+			cv.Set(reflect.ValueOf(map[string]json.RawMessage{"x": json.RawMessage("1")}))
+		case reflect.Struct: // Time
+			cv.Set(reflect.ValueOf(Time{base.AllocatedAt.Add(time.Second)}))
+		default:
+			t.Fatalf("field %s: kind %s not covered by this test", f.Name, cv.Kind())
+		}
+		if changed.equal(&base) {
+			t.Errorf("equal misses a change of %s", f.Name)
+		}
+	}
+}
+
+func TestChangedCanonicalAllocationIsWrittenAnew(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	a, err := s.Allocate(ctx, Request{Service: "svc", Range: rng(21040)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Allocate(ctx, Request{Service: "other", Range: rng(21040)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Update(ctx, func(r *Registry, tx *Tx) error {
+		if r.Get(a.Port).src == nil {
+			t.Errorf("an allocation gracectl wrote was not read as canonical")
+		}
+		r.Get(a.Port).HealthStatus = StatusActive
+		r.Get(a.Port).Command = []string{"changed"}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r := parseFile(t, s.Path())
+	if got := r.Get(a.Port); got.HealthStatus != StatusActive || len(got.Command) != 1 || got.Command[0] != "changed" {
+		t.Errorf("change lost: %+v", got)
+	}
+	if r.Get(a.Port).src == nil || r.Get(a.Port+1).src == nil {
+		t.Errorf("the rewritten file is not canonical")
+	}
+}
+
+// TestFieldTableMatchesStruct: the decoders' and encoder's field list names
+// every JSON field of Allocation, in declaration order, with omitempty and
+// omitzero fields (only) left out when zero.
+func TestFieldTableMatchesStruct(t *testing.T) {
+	typ := reflect.TypeOf(Allocation{})
+	var want []string
+	var always []bool
+	for i := 0; i < typ.NumField(); i++ {
+		tag := typ.Field(i).Tag.Get("json")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		name, opts, _ := strings.Cut(tag, ",")
+		want = append(want, name)
+		always = append(always, !strings.Contains(opts, "omitempty") && !strings.Contains(opts, "omitzero"))
+	}
+	if len(want) != len(allocationFields) {
+		t.Fatalf("Allocation has %d JSON fields, the table %d", len(want), len(allocationFields))
+	}
+	for i, f := range allocationFields {
+		if f.name != want[i] || f.always != always[i] {
+			t.Errorf("field %d: table has %q (always %v), struct %q (always %v)", i, f.name, f.always, want[i], always[i])
+		}
+	}
+}
+
+// parseFile parses a registry file with Parse, which keeps the canonical
+// text, as an Update does.
+func parseFile(tb testing.TB, path string) *Registry {
+	tb.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r, err := Parse(data)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return r
 }

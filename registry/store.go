@@ -134,7 +134,9 @@ func lockOpenErr(path string, err error) error {
 }
 
 // read loads the registry file; a missing file is an empty registry.
-func (s *Store) read() (*Registry, fs.FileInfo, error) {
+// forWrite keeps what the encoder can reuse when the registry is written
+// back.
+func (s *Store) read(forWrite bool) (*Registry, fs.FileInfo, error) {
 	data, info, err := readFileString(s.Path())
 	if errors.Is(err, fs.ErrNotExist) {
 		return &Registry{Allocations: map[string]*Allocation{}}, nil, nil
@@ -142,7 +144,7 @@ func (s *Store) read() (*Registry, fs.FileInfo, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("cannot read registry: %w", err)
 	}
-	r, err := parse(data)
+	r, err := parse(data, forWrite)
 	if err != nil {
 		return nil, nil, &CorruptError{Path: s.Path(), Err: err}
 	}
@@ -194,13 +196,13 @@ func (s *Store) Read(ctx context.Context) (*Registry, error) {
 		if errors.Is(err, fs.ErrPermission) {
 			// A read-only user may still read an unlocked snapshot; the
 			// atomic rename means it is never a torn file.
-			r, _, rerr := s.read()
+			r, _, rerr := s.read(false)
 			return r, rerr
 		}
 		return nil, err
 	}
 	defer fl.Close()
-	r, _, err := s.read()
+	r, _, err := s.read(false)
 	return r, err
 }
 
@@ -231,7 +233,7 @@ func (s *Store) Update(ctx context.Context, fn func(r *Registry, tx *Tx) error) 
 		return err
 	}
 	defer fl.Close()
-	r, info, err := s.read()
+	r, info, err := s.read(true)
 	if err != nil {
 		return err
 	}

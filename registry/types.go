@@ -130,6 +130,9 @@ type Allocation struct {
 	LastError    string `json:"last_error,omitempty"`
 
 	extra map[string]json.RawMessage
+	// src is the text this allocation was read from, when that was its
+	// canonical form (see canonical.go).
+	src *source
 }
 
 // Reserved reports whether nobody has claimed the port yet.
