@@ -2,6 +2,7 @@ package registry
 
 import (
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -14,7 +15,16 @@ import (
 // given the old file's permissions and owner, synced, closed and renamed
 // over path; then the folder is synced so the rename itself is durable. On
 // any error the temp file is removed and path is untouched.
-func writeFileAtomic(path string, data []byte, perm fs.FileMode, old fs.FileInfo) (err error) {
+func writeFileAtomic(path string, data []byte, perm fs.FileMode, old fs.FileInfo) error {
+	return writeFileAtomicFunc(path, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	}, perm, old)
+}
+
+// writeFileAtomicFunc is writeFileAtomic with the contents written by
+// write, which may write in pieces.
+func writeFileAtomicFunc(path string, write func(io.Writer) error, perm fs.FileMode, old fs.FileInfo) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -27,7 +37,7 @@ func writeFileAtomic(path string, data []byte, perm fs.FileMode, old fs.FileInfo
 			os.Remove(tmp)
 		}
 	}()
-	if _, err = f.Write(data); err != nil {
+	if err = write(f); err != nil {
 		return err
 	}
 	// CreateTemp makes 0600 files; a registry that turned 0600 would lock

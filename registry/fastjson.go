@@ -3,6 +3,7 @@ package registry
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"maps"
 	"math/bits"
 	"slices"
@@ -394,13 +395,37 @@ func decodeFast(data string, keepText bool) (*Registry, bool) {
 	return r, true
 }
 
-// encodeIndented writes r as encoding/json and json.Indent(…, "", "  ")
-// would, plus a final newline.
+// encodeIndented returns r as encodeTo writes it.
 func encodeIndented(r *Registry) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := encodeTo(&buf, r); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// encodeChunk is how much encodeTo gathers before each write: a registry of
+// thousands of allocations is written through one small buffer instead of
+// being built whole in memory first.
+const encodeChunk = 128 << 10
+
+// encodeTo writes r as encoding/json and json.Indent(…, "", "  ") would,
+// plus a final newline.
+func encodeTo(w io.Writer, r *Registry) error {
 	entries := r.sortedEntries()
-	b := make([]byte, 0, 64+len(entries)*420)
+	b := make([]byte, 0, min(encodeChunk, 256+len(entries)*400)+4096)
+	flush := func() error {
+		_, err := w.Write(b)
+		b = b[:0]
+		return err
+	}
 	b = append(b, "{\n  \"allocations\": {"...)
 	for i, e := range entries {
+		if len(b) >= encodeChunk {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
 		if i > 0 {
 			b = append(b, ',')
 		}
@@ -413,7 +438,7 @@ func encodeIndented(r *Registry) ([]byte, error) {
 		}
 		var err error
 		if b, err = appendAllocation(b, e.a, "    "); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if len(entries) > 0 {
@@ -426,10 +451,10 @@ func encodeIndented(r *Registry) ([]byte, error) {
 	}
 	var err error
 	if b, err = appendExtraIndented(b, r.extra, "  "); err != nil {
-		return nil, err
+		return err
 	}
 	b = append(b, "\n}\n"...)
-	return b, nil
+	return flush()
 }
 
 // Field indentation at the depth of an allocation in the registry file.

@@ -246,15 +246,12 @@ func (s *Store) Update(ctx context.Context, fn func(r *Registry, tx *Tx) error) 
 		return err
 	}
 	r.LastUpdated = tx.now
-	data, err := encodeIndented(r)
-	if err != nil {
-		return err
-	}
 	perm := fs.FileMode(0o644)
 	if info != nil {
 		perm = info.Mode().Perm()
 	}
-	if err := writeFileAtomic(s.Path(), data, perm, info); err != nil {
+	write := func(w io.Writer) error { return encodeTo(w, r) }
+	if err := writeFileAtomicFunc(s.Path(), write, perm, info); err != nil {
 		return fmt.Errorf("cannot write registry %s: %w", s.Path(), err)
 	}
 	if len(tx.events) > 0 {
