@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"strconv"
@@ -52,20 +53,21 @@ func runStatus(cmd *cobra.Command, o *statusOptions) error {
 
 var rule = strings.Repeat("=", 70)
 
-func section(b *strings.Builder, title string) {
+func section(b io.Writer, title string) {
 	fmt.Fprintf(b, "%s\n%s\n%s\n\n", rule, title, rule)
 }
 
 // writeStatusReport prints the seed's check_ports.py report.
 func writeStatusReport(w io.Writer, st *registry.Status) error {
-	var b strings.Builder
-	b.Grow(2048 + 256*len(st.Allocations)) // one allocation, not a doubling series
-	section(&b, "GRACE PORT MANAGER STATUS")
-	fmt.Fprintf(&b, "Port Range: %d-%d\n", st.Range.Start, st.Range.End)
-	fmt.Fprintf(&b, "Total Ports Available: %d\n", st.TotalPorts)
-	fmt.Fprintf(&b, "Allocated: %d\n", st.Allocated)
-	fmt.Fprintf(&b, "Available: %d\n\n", st.Available)
-	section(&b, "ALLOCATED PORTS")
+	// Through a small buffer: the report of thousands of allocations is
+	// never built whole in memory.
+	b := bufio.NewWriterSize(w, 64<<10)
+	section(b, "GRACE PORT MANAGER STATUS")
+	fmt.Fprintf(b, "Port Range: %d-%d\n", st.Range.Start, st.Range.End)
+	fmt.Fprintf(b, "Total Ports Available: %d\n", st.TotalPorts)
+	fmt.Fprintf(b, "Allocated: %d\n", st.Allocated)
+	fmt.Fprintf(b, "Available: %d\n\n", st.Available)
+	section(b, "ALLOCATED PORTS")
 	if len(st.Allocations) == 0 {
 		b.WriteString("No ports allocated\n\n")
 	}
@@ -98,16 +100,15 @@ func writeStatusReport(w io.Writer, st *registry.Status) error {
 		line = append(line, "\n\n"...)
 		b.Write(line)
 	}
-	section(&b, "WATCHDOG STATUS")
+	section(b, "WATCHDOG STATUS")
 	wd := st.Watchdog
-	fmt.Fprintf(&b, "Running: %s\n", pyBool(wd.Running))
-	fmt.Fprintf(&b, "Check Interval: %s\n", seconds(wd.IntervalSeconds))
-	fmt.Fprintf(&b, "Checks Performed: %d\n", wd.ChecksPerformed)
-	fmt.Fprintf(&b, "Issues Detected: %d\n", wd.IssuesDetected)
-	fmt.Fprintf(&b, "Stale Cleaned: %d\n", wd.StaleCleaned)
-	fmt.Fprintf(&b, "Monitored Ports: %d\n", wd.MonitoredPorts)
-	_, err := io.WriteString(w, b.String())
-	return err
+	fmt.Fprintf(b, "Running: %s\n", pyBool(wd.Running))
+	fmt.Fprintf(b, "Check Interval: %s\n", seconds(wd.IntervalSeconds))
+	fmt.Fprintf(b, "Checks Performed: %d\n", wd.ChecksPerformed)
+	fmt.Fprintf(b, "Issues Detected: %d\n", wd.IssuesDetected)
+	fmt.Fprintf(b, "Stale Cleaned: %d\n", wd.StaleCleaned)
+	fmt.Fprintf(b, "Monitored Ports: %d\n", wd.MonitoredPorts)
+	return b.Flush()
 }
 
 func pyBool(v bool) string {
