@@ -19,12 +19,13 @@ func writeFileAtomic(path string, data []byte, perm fs.FileMode, old fs.FileInfo
 	return writeFileAtomicFunc(path, func(w io.Writer) error {
 		_, err := w.Write(data)
 		return err
-	}, perm, old)
+	}, perm, old, true)
 }
 
 // writeFileAtomicFunc is writeFileAtomic with the contents written by
-// write, which may write in pieces.
-func writeFileAtomicFunc(path string, write func(io.Writer) error, perm fs.FileMode, old fs.FileInfo) (err error) {
+// write, which may write in pieces. Without syncFolder the caller syncs the
+// folder itself (syncDir) before it calls the change durable.
+func writeFileAtomicFunc(path string, write func(io.Writer) error, perm fs.FileMode, old fs.FileInfo, syncFolder bool) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -58,6 +59,9 @@ func writeFileAtomicFunc(path string, write func(io.Writer) error, perm fs.FileM
 	}
 	if err = os.Rename(tmp, path); err != nil {
 		return err
+	}
+	if !syncFolder {
+		return nil
 	}
 	return syncDir(dir)
 }

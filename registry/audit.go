@@ -65,36 +65,71 @@ func LogPath(dir string, t time.Time) string {
 // lock, so lines from different processes never interleave. If an earlier
 // writer died mid-line (power loss), a newline is written first so the new
 // lines stay whole.
-func appendLog(dir string, t time.Time, events []any) error {
+func appendLog(dir string, t time.Time, events []any) (*pendingLog, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+		return nil, err
 	}
 	var buf bytes.Buffer
 	for _, ev := range events {
 		b, err := json.Marshal(ev)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		buf.Write(b)
 		buf.WriteByte('\n')
 	}
 	f, err := os.OpenFile(LogPath(dir, t), os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer f.Close()
-	if torn, err := endsWithoutNewline(f); err != nil {
-		return err
-	} else if torn {
+	torn, err := endsWithoutNewline(f)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if torn {
 		buf = *bytes.NewBuffer(append([]byte{'\n'}, buf.Bytes()...))
 	}
-	if _, err := f.Write(buf.Bytes()); err != nil {
+	n, err := f.Write(buf.Bytes())
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	info, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	// A file these lines started is a new name in the folder, which must
+	// reach the disk too.
+	return &pendingLog{f: f, dir: dir, created: info.Size() == int64(n)}, nil
+}
+
+// pendingLog is an audit log file whose new lines are written but not yet
+// synced.
+type pendingLog struct {
+	f       *os.File
+	dir     string
+	created bool
+}
+
+// sync makes the appended lines durable and closes the file. A nil
+// pendingLog has nothing to sync.
+func (l *pendingLog) sync() error {
+	if l == nil {
+		return nil
+	}
+	if err := l.f.Sync(); err != nil {
+		l.f.Close()
 		return err
 	}
-	if err := f.Sync(); err != nil {
+	if err := l.f.Close(); err != nil {
 		return err
 	}
-	return f.Close()
+	if l.created {
+		return syncDir(l.dir)
+	}
+	return nil
 }
 
 func endsWithoutNewline(f *os.File) (bool, error) {

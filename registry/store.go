@@ -225,14 +225,21 @@ func (tx *Tx) Log(ev any) { tx.events = append(tx.events, ev) }
 var ErrNoChange = errors.New("no change")
 
 // Update locks the registry exclusively, reads it, calls fn and, if fn
-// succeeds, writes the result atomically and appends fn's log events, all
-// before unlocking. If fn fails nothing is written.
-func (s *Store) Update(ctx context.Context, fn func(r *Registry, tx *Tx) error) error {
+// succeeds, writes the result atomically and appends fn's log events, both
+// before unlocking; it returns once the folder and the log are fsynced
+// (after unlocking, so other writers need not wait for those). If fn fails
+// nothing is written.
+func (s *Store) Update(ctx context.Context, fn func(r *Registry, tx *Tx) error) (err error) {
 	fl, err := s.lock(ctx, true)
 	if err != nil {
 		return err
 	}
-	defer fl.Close()
+	unlocked := false
+	defer func() {
+		if !unlocked {
+			fl.Close()
+		}
+	}()
 	r, info, err := s.read(true)
 	if err != nil {
 		return err
@@ -251,13 +258,26 @@ func (s *Store) Update(ctx context.Context, fn func(r *Registry, tx *Tx) error) 
 		perm = info.Mode().Perm()
 	}
 	write := func(w io.Writer) error { return encodeTo(w, r) }
-	if err := writeFileAtomicFunc(s.Path(), write, perm, info); err != nil {
+	if err := writeFileAtomicFunc(s.Path(), write, perm, info, false); err != nil {
 		return fmt.Errorf("cannot write registry %s: %w", s.Path(), err)
 	}
+	var log *pendingLog
 	if len(tx.events) > 0 {
-		if err := appendLog(s.LogDir(), tx.now.Time, tx.events); err != nil {
+		if log, err = appendLog(s.LogDir(), tx.now.Time, tx.events); err != nil {
 			return fmt.Errorf("registry updated, but the audit log could not be written: %w", err)
 		}
+	}
+	// Everything another gracectl reads is in place: the registry file is
+	// written, synced and renamed, the log lines are appended. Waiting for
+	// the folder and the log to reach the disk need not hold the others up;
+	// this call still returns only after both have.
+	fl.Close()
+	unlocked = true
+	if err := syncDir(s.Dir()); err != nil {
+		return fmt.Errorf("cannot write registry %s: %w", s.Path(), err)
+	}
+	if err := log.sync(); err != nil {
+		return fmt.Errorf("registry updated, but the audit log could not be written: %w", err)
 	}
 	return nil
 }

@@ -11,9 +11,9 @@
 //
 // Every change goes through Store.Update, which holds an exclusive flock on
 // the lock file, reads and validates the file, lets the caller change it,
-// writes it atomically (temp file, fsync, rename, fsync of the folder),
-// appends the audit lines the change produced and fsyncs them, and only then
-// unlocks. Readers take a shared lock. Fields gracectl does not know survive
+// writes it atomically (temp file, fsync, rename) and appends the audit lines
+// the change produced; then it unlocks, and returns only once the folder and
+// the log are fsynced too. Readers take a shared lock. Fields gracectl does not know survive
 // every rewrite, at the top level and in each allocation.
 package registry
 
