@@ -6,10 +6,12 @@
 Peers: Debian's python3-portpicker (run with /usr/bin/python3), its
 portserver, and npm's get-port and portfinder (installed into a temp
 folder). Missing peers are installed when possible (apt-get as root, npm),
-otherwise reported as skipped. Prints a markdown table: single-call medians
-with min-max and the ratio to gracectl, and contention rounds (N callers
-started at once, each holding its port for 2 s: time until every caller has
-a port, and ports handed to more than one caller).
+otherwise reported as skipped. Prints one markdown table, a row per tool:
+the single-call median with min-max and the ratio to gracectl (the median of
+pairwise ratios, the tools taking turns run by run), and the contention
+rounds (N callers started at once, each holding its port for 2 s: time until
+every caller had a port, ports handed to more than one caller, and callers
+that failed).
 """
 import argparse
 import os
@@ -129,11 +131,6 @@ def main():
         print("skipped: python3-portpicker (not installable here)")
     if not have_npm:
         print("skipped: get-port, portfinder (npm not available)")
-    print()
-    print("## Single call (whole process, median of %d runs; gracectl with 100 ports held)" % a.runs)
-    print()
-    print("| tool | median | min-max | ratio to gracectl (median of pairwise ratios) |")
-    print("| --- | --- | --- | --- |")
     specs = {}
     for n, spec in ts.items():
         if n != "gracectl allocate":
@@ -142,20 +139,22 @@ def main():
             spec = (argv, spec[1], spec[2])
         specs[n] = spec
     singles = single(specs, binary, a.runs)
+    rounds = {n: [contention(n, spec, binary, a.callers) for _ in range(a.rounds)] for n, spec in ts.items()}
     g = singles["gracectl allocate"]
+    print()
+    print("Single call: whole process, %d runs, the tools taking turns run by run; the ratio is the median of "
+          "the pairwise ratios. gracectl holds 100 ports. Contention: %d callers started at once, each holding "
+          "its port 2 s, %d rounds." % (a.runs, a.callers, a.rounds))
+    print()
+    print("| tool | single call, median (min-max) | ratio to gracectl | contention: time until every caller had "
+          "a port | ports handed out twice | callers that failed |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for n, xs in singles.items():
         ratio = statistics.median(x / y for x, y in zip(xs, g))
-        print("| %s | %.1f ms | %.1f-%.1f ms | %.1fx |" % (n, statistics.median(xs) * 1e3, min(xs) * 1e3,
-                                                          max(xs) * 1e3, ratio))
-    print()
-    print("## Contention: %d callers at once, each holding its port 2 s (%d rounds)" % (a.callers, a.rounds))
-    print()
-    print("| tool | time until every caller had a port (per round) | duplicates (per round) | failed |")
-    print("| --- | --- | --- | --- |")
-    for n, spec in ts.items():
-        rs = [contention(n, spec, binary, a.callers) for _ in range(a.rounds)]
-        print("| %s | %s | %s | %s |" % (n, ", ".join("%.2f s" % r[0] for r in rs), ", ".join(str(r[1]) for r in rs),
-                                        ", ".join(str(r[2]) for r in rs)))
+        rs = rounds[n]
+        print("| %s | %.1f ms (%.1f-%.1f) | %.1fx | %s | %s | %s |" % (
+            n, statistics.median(xs) * 1e3, min(xs) * 1e3, max(xs) * 1e3, ratio,
+            ", ".join("%.2f s" % r[0] for r in rs), ", ".join(str(r[1]) for r in rs), ", ".join(str(r[2]) for r in rs)))
     if server:
         server.terminate()
         server.wait()
