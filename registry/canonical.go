@@ -8,9 +8,9 @@ import (
 
 // The registry file is rewritten whole on every change, and with thousands
 // of allocations encoding it was a third of every allocate and release. An
-// allocation that the decoder found written exactly as encodeIndented
+// allocation that the decoder found written exactly as appendAllocation
 // writes it (the canonical form) keeps the bytes it was read from, and as
-// long as nothing in it changes the encoder copies those bytes instead of
+// long as nothing in it changes, encodeTo copies those bytes instead of
 // encoding it again. Fuzzing checks that the kept bytes are exactly what
 // appendAllocation would write.
 
