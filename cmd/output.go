@@ -1,20 +1,17 @@
 package cmd
 
 import (
-	"encoding/json"
 	"io"
 	"strconv"
 	"strings"
 	"unicode"
+
+	"github.com/gracectl/gracectl/registry"
 )
 
 // printJSON is the one way data commands print --json: indented, one
 // document, newline-terminated.
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
+func printJSON(w io.Writer, v any) error { return registry.WriteIndented(w, v) }
 
 // escape makes a stored string safe for a terminal: control characters
 // (C0, DEL, C1, which include ESC and CSI) are shown as Go escapes, so a

@@ -3,7 +3,6 @@ package probe
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +12,9 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // MaxHealthBody is how much of a health answer is read.
@@ -118,31 +120,27 @@ func checkHealthAt(ctx context.Context, host string, port int, path string) Heal
 
 // ParseHealthCounts reads request_count and error_count from a health
 // answer's JSON object; either is nil when absent, not a whole number, or
-// negative.
+// negative. A service's answer is read as leniently as encoding/json did:
+// duplicate names (the last wins) and invalid UTF-8 are accepted.
 func ParseHealthCounts(body []byte) (requests, errs *int64) {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 || body[0] != '{' {
 		return nil, nil
 	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(body, &m); err != nil {
+	var m map[string]jsontext.Value
+	if err := json.Unmarshal(body, &m, jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true)); err != nil {
 		return nil, nil
 	}
 	return countField(m["request_count"]), countField(m["error_count"])
 }
 
-func countField(raw json.RawMessage) *int64 {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || !(raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9') {
+func countField(raw jsontext.Value) *int64 {
+	if raw.Kind() != '0' {
 		return nil // absent, a string, null, …: numbers only
 	}
-	var n json.Number
-	if err := json.Unmarshal(raw, &n); err != nil {
-		return nil
-	}
-	v, err := n.Int64()
+	v, err := strconv.ParseInt(string(raw), 10, 64)
 	if err != nil {
-		f, ferr := n.Float64()
+		f, ferr := strconv.ParseFloat(string(raw), 64)
 		if ferr != nil || f != float64(int64(f)) || f > 9e18 {
 			return nil
 		}

@@ -2,7 +2,6 @@ package registry
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -23,8 +22,8 @@ type AllocateEvent struct {
 	ServiceName string   `json:"service_name"`
 	StartedBy   string   `json:"started_by"`
 	Purpose     string   `json:"purpose"`
-	PID         int      `json:"pid,omitempty"`
-	HealthPath  string   `json:"health_path,omitempty"`
+	PID         int      `json:"pid,omitzero"`
+	HealthPath  string   `json:"health_path,omitzero"`
 	Command     []string `json:"command,omitempty"`
 }
 
@@ -35,8 +34,8 @@ type RegisterEvent struct {
 	Port        int    `json:"port"`
 	ServiceName string `json:"service_name"`
 	PID         int    `json:"pid"`
-	PreviousPID int    `json:"previous_pid,omitempty"`
-	Reason      string `json:"reason,omitempty"`
+	PreviousPID int    `json:"previous_pid,omitzero"`
+	Reason      string `json:"reason,omitzero"`
 }
 
 // ReleaseEvent is written when a port is given back.
@@ -48,10 +47,10 @@ type ReleaseEvent struct {
 	DurationSeconds int64  `json:"duration_seconds"`
 	RequestCount    int64  `json:"request_count"`
 	ErrorCount      int64  `json:"error_count"`
-	PID             int    `json:"pid,omitempty"`
+	PID             int    `json:"pid,omitzero"`
 	By              string `json:"by"`
-	ByPID           int    `json:"by_pid,omitempty"`
-	ByUser          string `json:"by_user,omitempty"`
+	ByPID           int    `json:"by_pid,omitzero"`
+	ByUser          string `json:"by_user,omitzero"`
 	Reason          string `json:"reason"`
 }
 
@@ -71,7 +70,7 @@ func appendLog(dir string, t time.Time, events []any) (*pendingLog, error) {
 	}
 	var buf bytes.Buffer
 	for _, ev := range events {
-		b, err := json.Marshal(ev)
+		b, err := MarshalLine(ev)
 		if err != nil {
 			return nil, err
 		}

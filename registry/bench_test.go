@@ -96,7 +96,7 @@ func BenchmarkEncode5000(b *testing.B) {
 	b.SetBytes(info.Size())
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if err := encodeTo(io.Discard, r); err != nil {
+		if err := r.Encode(io.Discard); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -8,12 +8,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/gofrs/flock"
 	"github.com/gracectl/gracectl/probe"
 )
@@ -63,7 +63,7 @@ func TestParseSeedAndRoundTrip(t *testing.T) {
 	if a == nil || a.ServiceName != "grace_backend" || a.PID != 12345 || a.AllocatedAt.String() != "2025-11-15T14:30:00Z" {
 		t.Fatalf("parsed %+v", a)
 	}
-	out, err := r.MarshalJSON()
+	out, err := MarshalIndented(r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestParseSeedAndRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("re-parse: %v\n%s", err, out)
 	}
-	out2, _ := r2.MarshalJSON()
+	out2, _ := MarshalIndented(r2)
 	if string(out) != string(out2) {
 		t.Fatalf("round trip not stable:\n%s\n%s", out, out2)
 	}
@@ -123,6 +123,10 @@ func TestBadRegistryIsRefusedAndUntouched(t *testing.T) {
 		"february 30":      `{"allocations": {"8000": {"port": 8000, "service_name": "a", "allocated_at": "2026-02-30T00:00:00Z"}}}`,
 		"hour 24":          `{"allocations": {"8000": {"port": 8000, "service_name": "a", "allocated_at": "2026-01-01T24:00:00Z"}}}`,
 		"port overflow":    `{"allocations": {"8000": {"port": 99999999999999999999, "service_name": "a"}}}`,
+		"duplicate key":    `{"allocations": {"8000": {"port": 8000, "service_name": "a"}, "8000": {"port": 8000, "service_name": "b"}}}`,
+		"duplicate field":  `{"allocations": {"8000": {"port": 8000, "service_name": "a", "service_name": "b"}}}`,
+		"duplicate top":    `{"allocations": {}, "allocations": {}}`,
+		"invalid utf-8":    "{\"allocations\": {\"8000\": {\"port\": 8000, \"service_name\": \"a\xff\"}}}",
 	}
 	for name, content := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -530,100 +534,7 @@ func TestStartedBy(t *testing.T) {
 	}
 }
 
-// TestEqualComparesEveryField: changing any field of an allocation read in
-// the canonical form makes the encoder write it anew instead of copying the
-// text it was read from.
-func TestEqualComparesEveryField(t *testing.T) {
-	base := Allocation{Port: 8000, ServiceName: "svc", StartedBy: "serve.py", HealthStatus: "active",
-		AllocatedAt: Now(), Command: []string{"python3", "serve.py"}}
-	v := reflect.ValueOf(&base).Elem()
-	for i := 0; i < v.NumField(); i++ {
-		f := v.Type().Field(i)
-		if f.Name == "src" {
-			continue
-		}
-		changed := base.Clone()
-		cv := reflect.ValueOf(changed).Elem().Field(i)
-		cv = reflect.NewAt(cv.Type(), cv.Addr().UnsafePointer()).Elem() // unexported fields too
-		switch cv.Kind() {
-		case reflect.Int, reflect.Int64:
-			cv.SetInt(cv.Int() + 1)
-		case reflect.Uint64:
-			cv.SetUint(cv.Uint() + 1)
-		case reflect.String:
-			cv.SetString(cv.String() + "x")
-		case reflect.Slice:
-			cv.Index(0).SetString("changed")
-		case reflect.Map:
-			cv.Set(reflect.ValueOf(map[string]json.RawMessage{"x": json.RawMessage("1")}))
-		case reflect.Struct: // Time
-			cv.Set(reflect.ValueOf(Time{base.AllocatedAt.Add(time.Second)}))
-		default:
-			t.Fatalf("field %s: kind %s not covered by this test", f.Name, cv.Kind())
-		}
-		if changed.equal(&base) {
-			t.Errorf("equal misses a change of %s", f.Name)
-		}
-	}
-}
-
-func TestChangedCanonicalAllocationIsWrittenAnew(t *testing.T) {
-	s := newStore(t)
-	ctx := context.Background()
-	a, err := s.Allocate(ctx, Request{Service: "svc", Range: rng(21040)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Allocate(ctx, Request{Service: "other", Range: rng(21040)}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Update(ctx, func(r *Registry, tx *Tx) error {
-		if r.Get(a.Port).src == nil {
-			t.Errorf("an allocation gracectl wrote was not read as canonical")
-		}
-		r.Get(a.Port).HealthStatus = StatusActive
-		r.Get(a.Port).Command = []string{"changed"}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	r := parseFile(t, s.Path())
-	if got := r.Get(a.Port); got.HealthStatus != StatusActive || len(got.Command) != 1 || got.Command[0] != "changed" {
-		t.Errorf("change lost: %+v", got)
-	}
-	if r.Get(a.Port).src == nil || r.Get(a.Port+1).src == nil {
-		t.Errorf("the rewritten file is not canonical")
-	}
-}
-
-// TestFieldTableMatchesStruct: the decoders' and encoder's field list names
-// every JSON field of Allocation, in declaration order, with omitempty and
-// omitzero fields (only) left out when zero.
-func TestFieldTableMatchesStruct(t *testing.T) {
-	typ := reflect.TypeOf(Allocation{})
-	var want []string
-	var always []bool
-	for i := 0; i < typ.NumField(); i++ {
-		tag := typ.Field(i).Tag.Get("json")
-		if tag == "" || tag == "-" {
-			continue
-		}
-		name, opts, _ := strings.Cut(tag, ",")
-		want = append(want, name)
-		always = append(always, !strings.Contains(opts, "omitempty") && !strings.Contains(opts, "omitzero"))
-	}
-	if len(want) != len(allocationFields) {
-		t.Fatalf("Allocation has %d JSON fields, the table %d", len(want), len(allocationFields))
-	}
-	for i, f := range allocationFields {
-		if f.name != want[i] || f.always != always[i] {
-			t.Errorf("field %d: table has %q (always %v), struct %q (always %v)", i, f.name, f.always, want[i], always[i])
-		}
-	}
-}
-
-// parseFile parses a registry file with Parse, which keeps the canonical
-// text, as an Update does.
+// parseFile parses a registry file with Parse, as an Update does.
 func parseFile(tb testing.TB, path string) *Registry {
 	tb.Helper()
 	data, err := os.ReadFile(path)
@@ -635,4 +546,69 @@ func parseFile(tb testing.TB, path string) *Registry {
 		tb.Fatal(err)
 	}
 	return r
+}
+
+// TestFileShape: the registry file is byte for byte the seed's shape: two
+// spaces of indent, the seed's field names in the seed's order, ports in
+// numeric order, encoding/json's escapes, unknown fields after the known
+// ones, a final newline.
+func TestFileShape(t *testing.T) {
+	at := Time{time.Date(2025, 11, 15, 14, 30, 0, 0, time.UTC)}
+	r := &Registry{LastUpdated: Time{at.Add(5 * time.Minute)}, Unknown: jsontext.Value(`{"x_host":"alpha"}`)}
+	r.Put(&Allocation{Port: 10000, ServiceName: "big", StartedBy: "a.py", Purpose: "<&>", AllocatedAt: at,
+		HealthStatus: StatusReserved})
+	r.Put(&Allocation{Port: 9999, ServiceName: "grace_backend", StartedBy: "serve.py", Purpose: "Main Grace API server",
+		PID: 12345, AllocatedAt: at, LastHealthCheck: at, HealthStatus: StatusActive, RequestCount: 1247, ErrorCount: 3,
+		Command: []string{"python", "serve.py"}, Unknown: jsontext.Value(`{"x_team": {"owner": "ops"}}`)})
+	got, err := MarshalIndented(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{
+  "allocations": {
+    "9999": {
+      "port": 9999,
+      "service_name": "grace_backend",
+      "started_by": "serve.py",
+      "purpose": "Main Grace API server",
+      "pid": 12345,
+      "allocated_at": "2025-11-15T14:30:00Z",
+      "last_health_check": "2025-11-15T14:30:00Z",
+      "health_status": "active",
+      "request_count": 1247,
+      "error_count": 3,
+      "command": [
+        "python",
+        "serve.py"
+      ],
+      "x_team": {
+        "owner": "ops"
+      }
+    },
+    "10000": {
+      "port": 10000,
+      "service_name": "big",
+      "started_by": "a.py",
+      "purpose": "\u003c\u0026\u003e",
+      "allocated_at": "2025-11-15T14:30:00Z",
+      "health_status": "reserved",
+      "request_count": 0,
+      "error_count": 0
+    }
+  },
+  "last_updated": "2025-11-15T14:35:00Z",
+  "x_host": "alpha"
+}
+`
+	if string(got) != want {
+		t.Errorf("registry file:\n%s\nwant:\n%s", got, want)
+	}
+	back, err := Parse(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := MarshalIndented(back)
+	if string(again) != want {
+		t.Errorf("not stable across a read and a write:\n%s", again)
+	}
 }

@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -24,9 +23,9 @@ const DefaultInterval = 30 * time.Second
 // WatchdogState is what a running watchdog records after every cycle.
 type WatchdogState struct {
 	Running             bool    `json:"running"`
-	PID                 int     `json:"pid,omitempty"`
-	PIDStart            uint64  `json:"pid_start,omitempty"`
-	BootID              string  `json:"boot_id,omitempty"`
+	PID                 int     `json:"pid,omitzero"`
+	PIDStart            uint64  `json:"pid_start,omitzero"`
+	BootID              string  `json:"boot_id,omitzero"`
 	StartedAt           Time    `json:"started_at,omitzero"`
 	StoppedAt           Time    `json:"stopped_at,omitzero"`
 	IntervalSeconds     float64 `json:"check_interval_seconds"`
@@ -36,8 +35,8 @@ type WatchdogState struct {
 	MonitoredPorts      int     `json:"monitored_ports"`
 	LastCycleAt         Time    `json:"last_cycle_at,omitzero"`
 	LastCycleDurationMS float64 `json:"last_cycle_duration_ms"`
-	LastSummary         string  `json:"last_summary,omitempty"`
-	API                 string  `json:"api,omitempty"`
+	LastSummary         string  `json:"last_summary,omitzero"`
+	API                 string  `json:"api,omitzero"`
 }
 
 // WatchdogPath is the watchdog state file.
@@ -49,7 +48,7 @@ func (s *Store) WatchdogLockPath() string { return s.WatchdogPath() + ".lock" }
 
 // SaveWatchdog writes the watchdog state atomically.
 func (s *Store) SaveWatchdog(st *WatchdogState) error {
-	b, err := json.MarshalIndent(st, "", "  ")
+	b, err := MarshalIndented(st)
 	if err != nil {
 		return err
 	}
@@ -61,7 +60,7 @@ func (s *Store) SaveWatchdog(st *WatchdogState) error {
 	if info != nil {
 		perm = info.Mode().Perm()
 	}
-	return writeFileAtomic(s.WatchdogPath(), append(b, '\n'), perm, info)
+	return writeFileAtomic(s.WatchdogPath(), b, perm, info)
 }
 
 // LoadWatchdog reads the persisted state and decides whether the watchdog
@@ -76,7 +75,7 @@ func (s *Store) LoadWatchdog() (*WatchdogState, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := json.Unmarshal(b, st); err != nil {
+	if err := Unmarshal(b, st); err != nil {
 		return nil, fmt.Errorf("watchdog state %s is not valid: %v", s.WatchdogPath(), describeJSONError(err))
 	}
 	st.Running = st.Running && st.isLive(time.Now())

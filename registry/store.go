@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"time"
-	"unsafe"
 
 	"github.com/gofrs/flock"
 )
@@ -134,53 +133,28 @@ func lockOpenErr(path string, err error) error {
 }
 
 // read loads the registry file; a missing file is an empty registry.
-// forWrite keeps what the encoder can reuse when the registry is written
-// back.
-func (s *Store) read(forWrite bool) (*Registry, fs.FileInfo, error) {
-	data, info, err := readFileString(s.Path())
+func (s *Store) read() (*Registry, fs.FileInfo, error) {
+	f, err := os.Open(s.Path())
 	if errors.Is(err, fs.ErrNotExist) {
-		return &Registry{Allocations: map[string]*Allocation{}}, nil, nil
+		return &Registry{Allocations: Allocations{}}, nil, nil
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("cannot read registry: %w", err)
 	}
-	r, err := parse(data, forWrite)
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot read registry: %w", err)
+	}
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot read registry: %w", err)
+	}
+	r, err := Parse(data)
 	if err != nil {
 		return nil, nil, &CorruptError{Path: s.Path(), Err: err}
 	}
 	return r, info, nil
-}
-
-// readFileString reads a whole file into a string without the copy that
-// string(os.ReadFile(…)) makes: the registry keeps substrings of it.
-func readFileString(path string) (string, fs.FileInfo, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", nil, err
-	}
-	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return "", nil, err
-	}
-	// One byte more than the size, so a file that grew since the stat
-	// is still read to its end by the loop below.
-	buf := make([]byte, 0, info.Size()+1)
-	for {
-		n, err := f.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return "", nil, err
-		}
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-	}
-	// buf is not used after this point, so the string may share it.
-	return unsafe.String(unsafe.SliceData(buf), len(buf)), info, nil
 }
 
 // Read returns the registry under a shared lock.
@@ -188,7 +162,7 @@ func (s *Store) Read(ctx context.Context) (*Registry, error) {
 	if _, err := os.Stat(s.LockPath()); errors.Is(err, fs.ErrNotExist) {
 		// Nothing was ever written here: do not create folders to read.
 		if _, err := os.Stat(s.Path()); errors.Is(err, fs.ErrNotExist) {
-			return &Registry{Allocations: map[string]*Allocation{}}, nil
+			return &Registry{Allocations: Allocations{}}, nil
 		}
 	}
 	fl, err := s.lock(ctx, false)
@@ -196,13 +170,13 @@ func (s *Store) Read(ctx context.Context) (*Registry, error) {
 		if errors.Is(err, fs.ErrPermission) {
 			// A read-only user may still read an unlocked snapshot; the
 			// atomic rename means it is never a torn file.
-			r, _, rerr := s.read(false)
+			r, _, rerr := s.read()
 			return r, rerr
 		}
 		return nil, err
 	}
 	defer fl.Close()
-	r, _, err := s.read(false)
+	r, _, err := s.read()
 	return r, err
 }
 
@@ -240,7 +214,7 @@ func (s *Store) Update(ctx context.Context, fn func(r *Registry, tx *Tx) error) 
 			fl.Close()
 		}
 	}()
-	r, info, err := s.read(true)
+	r, info, err := s.read()
 	if err != nil {
 		return err
 	}
@@ -257,8 +231,7 @@ func (s *Store) Update(ctx context.Context, fn func(r *Registry, tx *Tx) error) 
 	if info != nil {
 		perm = info.Mode().Perm()
 	}
-	write := func(w io.Writer) error { return encodeTo(w, r) }
-	if err := writeFileAtomicFunc(s.Path(), write, perm, info, false); err != nil {
+	if err := writeFileAtomicFunc(s.Path(), r.Encode, perm, info, false); err != nil {
 		return fmt.Errorf("cannot write registry %s: %w", s.Path(), err)
 	}
 	var log *pendingLog

@@ -17,9 +17,7 @@
 package api
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -105,15 +103,7 @@ func (s *Server) snapshot(ctx context.Context) (*entry, error) {
 
 // encode is the one JSON form of every answer: indented, newline-ended,
 // the same bytes `--json` prints.
-func encode(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
+func encode(v any) ([]byte, error) { return registry.MarshalIndented(v) }
 
 func writeBytes(w http.ResponseWriter, b []byte) {
 	w.Header().Set("Content-Type", "application/json")
@@ -223,7 +213,7 @@ func writeJSON(w http.ResponseWriter, v any) {
 }
 
 func writeError(w http.ResponseWriter, code int, msg string) {
-	b, _ := json.Marshal(ErrorBody{Error: msg})
+	b, _ := registry.MarshalLine(ErrorBody{Error: msg})
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)

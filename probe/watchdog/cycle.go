@@ -62,18 +62,18 @@ func (o *Options) fill() {
 type Result struct {
 	Port         int           `json:"port"`
 	Service      string        `json:"service_name"`
-	PID          int           `json:"pid,omitempty"`
-	Process      string        `json:"process,omitempty"`
+	PID          int           `json:"pid,omitzero"`
+	Process      string        `json:"process,omitzero"`
 	Alive        bool          `json:"alive"`
 	Listening    bool          `json:"listening"`
 	ListenerPIDs []int         `json:"listener_pids,omitempty"`
 	Health       string        `json:"health"` // "ok", "failing: …", "none" (no path), "skipped"
 	Status       string        `json:"health_status"`
-	Issue        string        `json:"issue,omitempty"`
+	Issue        string        `json:"issue,omitzero"`
 	LastCheck    registry.Time `json:"last_check"`
 	RequestCount int64         `json:"request_count"`
 	ErrorCount   int64         `json:"error_count"`
-	Action       string        `json:"action,omitempty"` // "released", "would release", "skipped: changed during the cycle"
+	Action       string        `json:"action,omitzero"` // "released", "would release", "skipped: changed during the cycle"
 
 	release     string // reason, when the allocation is to be released
 	failures    int
