@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gracectl/gracectl/probe/watchdog"
 	"github.com/gracectl/gracectl/registry"
 	"golang.org/x/sys/unix"
 )
@@ -48,7 +49,7 @@ func TestClockJumps(t *testing.T) {
 	}
 	w := startGracectl(t, root, "watch", "--interval", "300ms", "--range", rg)
 	checks := func() int64 {
-		st, err := registry.Open(root, 10*time.Second).LoadWatchdog()
+		st, err := watchdog.LoadState(registry.Open(root, 10*time.Second))
 		if err != nil {
 			return 0
 		}

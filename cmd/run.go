@@ -7,7 +7,8 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"github.com/gracectl/gracectl/probe/runner"
+	"github.com/gracectl/gracectl/cmd/runner"
+	"github.com/gracectl/gracectl/probe/watchdog"
 	"github.com/gracectl/gracectl/registry"
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
@@ -147,7 +148,7 @@ func (b *banner) event(ev runner.Event) {
 		fmt.Fprintf(b.w, "Allocating port from managed range (%s)...\n", b.rg)
 		fmt.Fprintf(b.w, "%sAllocated port %d\n", b.mark("✅"), ev.Alloc.Port)
 		fmt.Fprintf(b.w, "   Service: %s\n", escape(ev.Alloc.ServiceName))
-		wd, err := b.store.LoadWatchdog()
+		wd, err := watchdog.LoadState(b.store)
 		if err == nil && wd.Running {
 			fmt.Fprintf(b.w, "   Watchdog: Active (monitors health every %s)\n", seconds(wd.IntervalSeconds))
 		} else {

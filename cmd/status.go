@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gracectl/gracectl/registry"
+	"github.com/gracectl/gracectl/probe/watchdog"
 	"github.com/spf13/cobra"
 )
 
@@ -40,7 +40,7 @@ func runStatus(cmd *cobra.Command, o *statusOptions) error {
 	if err != nil {
 		return err
 	}
-	st, err := o.g.store().Status(cmd.Context(), rg)
+	st, err := watchdog.ReadStatus(cmd.Context(), o.g.store(), rg)
 	if err != nil {
 		return err
 	}
@@ -58,7 +58,7 @@ func section(b io.Writer, title string) {
 }
 
 // writeStatusReport prints the seed's check_ports.py report.
-func writeStatusReport(w io.Writer, st *registry.Status) error {
+func writeStatusReport(w io.Writer, st *watchdog.Status) error {
 	// Through a small buffer: the report of thousands of allocations is
 	// never built whole in memory.
 	b := bufio.NewWriterSize(w, 64<<10)

@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -8,8 +9,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gracectl/gracectl/cmd/api"
 	"github.com/gracectl/gracectl/probe/watchdog"
-	"github.com/gracectl/gracectl/registry"
 	"github.com/spf13/cobra"
 )
 
@@ -52,7 +53,7 @@ docs/systemd/gracectl-watch.service.` + exitStatusHelp,
 		},
 	}
 	f := c.Flags()
-	f.DurationVar(&o.interval, "interval", registry.DefaultInterval, "time between cycles")
+	f.DurationVar(&o.interval, "interval", watchdog.DefaultInterval, "time between cycles")
 	f.StringVar(&o.api, "api", "", "serve the HTTP API on HOST:PORT (default host 127.0.0.1) or unix:/path")
 	f.BoolVar(&o.remote, "api-allow-remote", false, "allow --api to listen beyond loopback (no authentication!)")
 	addProbeFlags(f, &o.probe)
@@ -84,13 +85,19 @@ func runWatch(cmd *cobra.Command, o *watchOptions) error {
 			return err
 		}
 		defer unlock()
-		l, hosts, cleanup, err := apiListener(cmd.Context(), o.api, o.remote, store, rg, logf)
+		l, err := api.Listen(cmd.Context(), api.ListenConfig{Addr: o.api, AllowRemote: o.remote, Store: store, Range: rg, Log: logf})
+		var ae *api.AddrError
+		if errors.As(err, &ae) {
+			return &usageError{msg: err.Error()}
+		}
 		if err != nil {
 			return err
 		}
-		defer cleanup()
+		defer l.Close()
 		w.API = l.Addr().Network() + ":" + l.Addr().String()
-		defer serveAPI(l, hosts, w, store, rg, logf)()
+		srv := api.New(store, w, rg, l.Hosts)
+		w.OnCycle = srv.ObserveCycle
+		defer api.Serve(l, srv.Handler(), logf)()
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

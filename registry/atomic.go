@@ -9,20 +9,20 @@ import (
 	"syscall"
 )
 
-// writeFileAtomic replaces path with data so that a reader or a crash sees
+// WriteFileAtomic replaces path with data so that a reader or a crash sees
 // either the old file or the new one, whole. The temp file is created with
 // O_EXCL in the same folder (a rename across file systems is not atomic),
 // given the old file's permissions and owner, synced, closed and renamed
 // over path; then the folder is synced so the rename itself is durable. On
 // any error the temp file is removed and path is untouched.
-func writeFileAtomic(path string, data []byte, perm fs.FileMode, old fs.FileInfo) error {
+func WriteFileAtomic(path string, data []byte, perm fs.FileMode, old fs.FileInfo) error {
 	return writeFileAtomicFunc(path, func(w io.Writer) error {
 		_, err := w.Write(data)
 		return err
 	}, perm, old, true)
 }
 
-// writeFileAtomicFunc is writeFileAtomic with the contents written by
+// writeFileAtomicFunc is WriteFileAtomic with the contents written by
 // write, which may write in pieces. Without syncFolder the caller syncs the
 // folder itself (syncDir) before it calls the change durable.
 func writeFileAtomicFunc(path string, write func(io.Writer) error, perm fs.FileMode, old fs.FileInfo, syncFolder bool) (err error) {

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -454,25 +453,6 @@ func TestParseRange(t *testing.T) {
 	}
 }
 
-func TestStatusCounts(t *testing.T) {
-	s := newStore(t)
-	for i := 0; i < 3; i++ {
-		if _, err := s.Allocate(context.Background(), Request{Service: "s" + strconv.Itoa(i), Range: rng(21120)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	st, err := s.Status(context.Background(), rng(21120))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.TotalPorts != 10 || st.Allocated != 3 || st.Available != 7 || len(st.Allocations) != 3 || st.Allocations[0].Port != 21120 {
-		t.Fatalf("status = %+v", st)
-	}
-	if st.Watchdog == nil || st.Watchdog.Running {
-		t.Fatalf("watchdog = %+v", st.Watchdog)
-	}
-}
-
 // A clock that went backwards never gives a negative duration.
 func TestReleaseDurationNeverNegative(t *testing.T) {
 	s := newStore(t)
@@ -484,30 +464,6 @@ func TestReleaseDurationNeverNegative(t *testing.T) {
 	data, _ := os.ReadFile(LogPath(s.LogDir(), time.Now()))
 	if !strings.Contains(string(data), `"duration_seconds":0,`) {
 		t.Fatalf("log: %s", data)
-	}
-}
-
-// Wall-clock jumps: a clock set back keeps a live watchdog "running"; a
-// clock set forward past two intervals shows it stopped until its next cycle
-// records a new time (its own ticks use the monotonic clock).
-func TestWatchdogLivenessAcrossClockJumps(t *testing.T) {
-	self := probe.Self()
-	last := time.Now().UTC()
-	st := &WatchdogState{Running: true, PID: self.PID, PIDStart: self.Start, BootID: self.Boot,
-		IntervalSeconds: 30, LastCycleAt: Time{last}}
-	if !st.isLive(last.Add(-time.Hour)) {
-		t.Error("a clock set back an hour made a live watchdog look stopped")
-	}
-	if !st.isLive(last.Add(60 * time.Second)) {
-		t.Error("a live watchdog within two intervals looks stopped")
-	}
-	if st.isLive(last.Add(10 * time.Minute)) {
-		t.Error("a watchdog silent for 20 intervals looks running")
-	}
-	dead := *st
-	dead.PIDStart++
-	if dead.isLive(last) {
-		t.Error("a watchdog whose PID was reused looks running")
 	}
 }
 

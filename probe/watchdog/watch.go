@@ -28,7 +28,7 @@ type Watcher struct {
 	mu     sync.Mutex
 	held   bool // Lock was called
 	flight *flight
-	state  registry.WatchdogState
+	state  State
 }
 
 type flight struct {
@@ -104,7 +104,7 @@ func (w *Watcher) record(rep *Report) {
 	w.state.LastCycleAt = rep.StartedAt
 	w.state.LastCycleDurationMS = rep.DurationMS
 	w.state.LastSummary = rep.Summary()
-	if err := w.Store.SaveWatchdog(&w.state); err != nil {
+	if err := SaveState(w.Store, &w.state); err != nil {
 		w.log("[PORT-WATCHDOG] Cannot save state: %v", err)
 	}
 }
@@ -131,14 +131,14 @@ func (w *Watcher) Lock() (release func(), err error) {
 	if err := os.MkdirAll(w.Store.Dir(), 0o755); err != nil {
 		return nil, err
 	}
-	fl := flock.New(w.Store.WatchdogLockPath(), flock.SetPermissions(0o644))
+	fl := flock.New(LockPath(w.Store), flock.SetPermissions(0o644))
 	ok, err := fl.TryLock()
 	if err != nil {
-		return nil, fmt.Errorf("cannot lock %s: %w", w.Store.WatchdogLockPath(), err)
+		return nil, fmt.Errorf("cannot lock %s: %w", LockPath(w.Store), err)
 	}
 	if !ok {
-		e := &AlreadyRunningError{Lock: w.Store.WatchdogLockPath()}
-		if st, err := w.Store.LoadWatchdog(); err == nil {
+		e := &AlreadyRunningError{Lock: LockPath(w.Store)}
+		if st, err := LoadState(w.Store); err == nil {
 			e.PID = st.PID
 		}
 		return nil, e
@@ -154,7 +154,7 @@ func (w *Watcher) Lock() (release func(), err error) {
 // interval uses the monotonic clock, so wall-clock jumps do not change it.
 func (w *Watcher) Run(ctx context.Context, now <-chan struct{}) error {
 	if w.Interval <= 0 {
-		w.Interval = registry.DefaultInterval
+		w.Interval = DefaultInterval
 	}
 	if !w.held {
 		unlock, err := w.Lock()
@@ -165,11 +165,11 @@ func (w *Watcher) Run(ctx context.Context, now <-chan struct{}) error {
 	}
 	self := probe.Self()
 	w.mu.Lock()
-	w.state = registry.WatchdogState{
+	w.state = State{
 		Running: true, PID: self.PID, PIDStart: self.Start, BootID: self.Boot,
 		StartedAt: registry.Now(), IntervalSeconds: w.Interval.Seconds(), API: w.API,
 	}
-	if err := w.Store.SaveWatchdog(&w.state); err != nil {
+	if err := SaveState(w.Store, &w.state); err != nil {
 		w.mu.Unlock()
 		return fmt.Errorf("cannot save watchdog state: %w", err)
 	}
@@ -219,7 +219,7 @@ func (w *Watcher) stopped() {
 	defer w.mu.Unlock()
 	w.state.Running = false
 	w.state.StoppedAt = registry.Now()
-	if err := w.Store.SaveWatchdog(&w.state); err != nil {
+	if err := SaveState(w.Store, &w.state); err != nil {
 		w.log("[PORT-WATCHDOG] Cannot save state: %v", err)
 	}
 	w.log("[PORT-WATCHDOG] Stopped")

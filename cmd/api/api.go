@@ -2,11 +2,11 @@
 // `gracectl watch --api ADDR`. Every answer is JSON of the same Go types the
 // CLI prints with --json (docs/json.md); /metrics is Prometheus text.
 //
-//	GET  /api/ports/status             registry.Status (= gracectl status --json)
+//	GET  /api/ports/status             watchdog.Status (= gracectl status --json)
 //	GET  /api/ports/allocations        []registry.Allocation
 //	GET  /api/ports/allocations/{port} registry.Allocation, 404 if not allocated
 //	POST /api/ports/health-check       watchdog.Report (= gracectl check --json)
-//	GET  /api/ports/watchdog/status    registry.WatchdogState
+//	GET  /api/ports/watchdog/status    watchdog.State
 //	GET  /metrics                      Prometheus text format
 //
 // Errors are {"error": "..."} with the right status code; a wrong method gets
@@ -23,9 +23,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gracectl/gracectl/probe/watchdog"
@@ -35,7 +37,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Server serves the API of one watcher.
+// Server serves the API of one watcher. Build it with New; the caller
+// wires the watcher's cycles to ObserveCycle (the metrics).
 type Server struct {
 	Store   *registry.Store
 	Watcher *watchdog.Watcher
@@ -50,7 +53,7 @@ type Server struct {
 
 // cache holds the last registry snapshot and the encoded answers built from
 // it, so that a busy monitoring client costs a stat, not a parse. It is
-// rebuilt when Store.Version changes, and at least once a second (the
+// rebuilt when version changes, and at least once a second (the
 // watchdog's "running" depends on the clock).
 type cache struct {
 	mu  sync.Mutex
@@ -69,11 +72,31 @@ type entry struct {
 
 const cacheMaxAge = time.Second
 
+// version identifies the current contents of the registry and watchdog
+// files without reading them: every write replaces a file by rename, so a
+// new inode, size or mtime means new contents.
+func version(store *registry.Store) string {
+	var b strings.Builder
+	for _, p := range []string{store.Path(), watchdog.StatePath(store)} {
+		info, err := os.Stat(p)
+		if err != nil {
+			b.WriteString("-;")
+			continue
+		}
+		var ino uint64
+		if st, ok := info.Sys().(*syscall.Stat_t); ok {
+			ino = uint64(st.Ino)
+		}
+		fmt.Fprintf(&b, "%d/%d/%d;", ino, info.Size(), info.ModTime().UnixNano())
+	}
+	return b.String()
+}
+
 // snapshot returns the current cache entry, rebuilding it if needed.
 func (s *Server) snapshot(ctx context.Context) (*entry, error) {
 	s.cache.mu.Lock()
 	defer s.cache.mu.Unlock()
-	v := s.Store.Version()
+	v := version(s.Store)
 	if c := s.cache.cur; c != nil && v == c.version && time.Since(c.built) < cacheMaxAge {
 		return c, nil
 	}
@@ -82,11 +105,11 @@ func (s *Server) snapshot(ctx context.Context) (*entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	wd, err := s.Store.LoadWatchdog()
+	wd, err := watchdog.LoadState(s.Store)
 	if err != nil {
 		return nil, err
 	}
-	st := registry.BuildStatus(s.Store.Path(), s.Range, reg, wd)
+	st := watchdog.BuildStatus(s.Store.Path(), s.Range, reg, wd)
 	if c.status, err = encode(st); err != nil {
 		return nil, err
 	}
@@ -119,10 +142,19 @@ type ErrorBody struct {
 	Error string `json:"error"`
 }
 
+// New returns the API of w over store; hosts are the Host values accepted
+// (nil: any).
+func New(store *registry.Store, w *watchdog.Watcher, rg registry.Range, hosts []string) *Server {
+	s := &Server{Store: store, Watcher: w, Range: rg, AllowedHosts: hosts}
+	s.metrics = newMetrics(s)
+	return s
+}
+
+// ObserveCycle records a finished watchdog cycle in the metrics.
+func (s *Server) ObserveCycle(rep *watchdog.Report) { s.metrics.observe(rep) }
+
 // Handler builds the HTTP handler.
 func (s *Server) Handler() http.Handler {
-	s.metrics = newMetrics(s)
-	s.Watcher.OnCycle = s.metrics.observe
 	mux := http.NewServeMux()
 	mux.Handle("/api/ports/status", only(http.MethodGet, s.cached(func(e *entry) []byte { return e.status })))
 	mux.Handle("/api/ports/allocations", only(http.MethodGet, s.cached(func(e *entry) []byte { return e.allocs })))
@@ -340,7 +372,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, 1)
-	st := registry.BuildStatus(m.s.Store.Path(), m.s.Range, reg, &registry.WatchdogState{})
+	st := watchdog.BuildStatus(m.s.Store.Path(), m.s.Range, reg, &watchdog.State{})
 	ch <- prometheus.MustNewConstMetric(descInRange, prometheus.GaugeValue, float64(st.TotalPorts))
 	ch <- prometheus.MustNewConstMetric(descAllocated, prometheus.GaugeValue, float64(st.Allocated))
 	ch <- prometheus.MustNewConstMetric(descFree, prometheus.GaugeValue, float64(st.Available))

@@ -1,0 +1,139 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gracectl/gracectl/probe"
+	"github.com/gracectl/gracectl/registry"
+)
+
+// AddrError is a --api address that cannot be used as written (a usage
+// error for the command line).
+type AddrError struct{ Msg string }
+
+func (e *AddrError) Error() string { return e.Msg }
+
+// Listener is where the API listens, with the Host header values it
+// accepts.
+type Listener struct {
+	net.Listener
+	// Hosts are the Host values accepted; nil means any (a Unix socket,
+	// or remote access allowed).
+	Hosts []string
+	// release gives back a port of the managed range taken for the API.
+	release func()
+}
+
+// Close stops listening and gives back the API's port if it was allocated.
+func (l *Listener) Close() error {
+	err := l.Listener.Close()
+	if l.release != nil {
+		l.release()
+	}
+	return err
+}
+
+// ListenConfig is the API's address policy.
+type ListenConfig struct {
+	// Addr is host:port (default host 127.0.0.1), :port, or unix:/path.
+	Addr string
+	// AllowRemote permits an address beyond loopback.
+	AllowRemote bool
+	// Store and Range: a port inside the managed range is allocated to the
+	// watchdog itself, so nothing else is handed that port.
+	Store *registry.Store
+	Range registry.Range
+	// Log receives warnings.
+	Log func(string)
+}
+
+// Listen parses the address and listens there.
+func Listen(ctx context.Context, cfg ListenConfig) (*Listener, error) {
+	spec := cfg.Addr
+	if path, ok := strings.CutPrefix(spec, "unix:"); ok {
+		if path == "" {
+			return nil, &AddrError{"--api unix: needs a path"}
+		}
+		if info, err := os.Lstat(path); err == nil && info.Mode()&os.ModeSocket != 0 {
+			os.Remove(path) // a stale socket of an earlier run; the watchdog lock says none runs
+		}
+		l, err := net.Listen("unix", path)
+		if err != nil {
+			return nil, fmt.Errorf("cannot serve the API on %s: %w", spec, err)
+		}
+		return &Listener{Listener: l}, nil
+	}
+	host, portStr, err := net.SplitHostPort(spec)
+	if err != nil {
+		return nil, &AddrError{fmt.Sprintf("--api %q: want HOST:PORT, :PORT or unix:/path", spec)}
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	port, err := registry.ParsePort(portStr)
+	if err != nil {
+		return nil, &AddrError{fmt.Sprintf("--api %q: %v", spec, err)}
+	}
+	ip := net.ParseIP(host)
+	loopback := host == "localhost" || (ip != nil && ip.IsLoopback())
+	if !loopback && !cfg.AllowRemote {
+		return nil, &AddrError{fmt.Sprintf("--api %s listens beyond loopback; add --api-allow-remote if that is meant", spec)}
+	}
+	if !loopback && cfg.Log != nil {
+		cfg.Log(fmt.Sprintf("[PORT-WATCHDOG] WARNING: the API on %s is reachable from other hosts and has no authentication", spec))
+	}
+	out := &Listener{}
+	if cfg.Range.Contains(port) {
+		a, err := cfg.Store.Allocate(ctx, registry.Request{
+			Service: "gracectl_watchdog", Purpose: "gracectl watch HTTP API", StartedBy: "gracectl watch",
+			Owner: probe.Self(), Preferred: port, Range: registry.Range{Start: port, End: port},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("cannot serve the API on %s: %w", spec, err)
+		}
+		out.release = func() {
+			_, _ = cfg.Store.Release(context.Background(), registry.ReleaseRequest{Port: a.Port, Force: true, By: "watchdog", Reason: "watchdog stopped",
+				Only: func(cur *registry.Allocation) bool { return cur.ID == a.ID }})
+		}
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	if err != nil {
+		if out.release != nil {
+			out.release()
+		}
+		return nil, fmt.Errorf("cannot serve the API on %s: %w", spec, err)
+	}
+	out.Listener = l
+	if !cfg.AllowRemote {
+		out.Hosts = AllowedHostsFor(l.Addr())
+		if host == "localhost" {
+			out.Hosts = append(out.Hosts, "localhost:"+strconv.Itoa(port))
+		}
+	}
+	return out, nil
+}
+
+// Serve serves h on l in the background and returns a function that shuts
+// it down gracefully.
+func Serve(l net.Listener, h http.Handler, logf func(string)) (shutdown func()) {
+	srv := NewHTTPServer(h)
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logf("[PORT-WATCHDOG] API stopped: " + err.Error())
+		}
+	}()
+	logf("[PORT-WATCHDOG] API listening on " + l.Addr().Network() + ":" + l.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}
+}

@@ -1,0 +1,134 @@
+package watchdog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/gracectl/gracectl/probe"
+	"github.com/gracectl/gracectl/registry"
+)
+
+// StateFile holds the watchdog's persisted state, beside the registry.
+const StateFile = "watchdog.json"
+
+// DefaultInterval is the seed's watchdog interval.
+const DefaultInterval = 30 * time.Second
+
+// State is what a running watchdog records after every cycle.
+type State struct {
+	Running             bool          `json:"running"`
+	PID                 int           `json:"pid,omitzero"`
+	PIDStart            uint64        `json:"pid_start,omitzero"`
+	BootID              string        `json:"boot_id,omitzero"`
+	StartedAt           registry.Time `json:"started_at,omitzero"`
+	StoppedAt           registry.Time `json:"stopped_at,omitzero"`
+	IntervalSeconds     float64       `json:"check_interval_seconds"`
+	ChecksPerformed     int64         `json:"checks_performed"`
+	IssuesDetected      int64         `json:"issues_detected"`
+	StaleCleaned        int64         `json:"stale_cleaned"`
+	MonitoredPorts      int           `json:"monitored_ports"`
+	LastCycleAt         registry.Time `json:"last_cycle_at,omitzero"`
+	LastCycleDurationMS float64       `json:"last_cycle_duration_ms"`
+	LastSummary         string        `json:"last_summary,omitzero"`
+	API                 string        `json:"api,omitzero"`
+}
+
+// StatePath is the watchdog state file of store's registry.
+func StatePath(store *registry.Store) string { return filepath.Join(store.Dir(), StateFile) }
+
+// LockPath is held by a running watchdog for its whole life, so there is
+// at most one per registry.
+func LockPath(store *registry.Store) string { return StatePath(store) + ".lock" }
+
+// SaveState writes the watchdog state atomically.
+func SaveState(store *registry.Store, st *State) error {
+	b, err := registry.MarshalIndented(st)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(store.Dir(), 0o755); err != nil {
+		return err
+	}
+	path := StatePath(store)
+	perm := fs.FileMode(0o644)
+	info, _ := os.Stat(path)
+	if info != nil {
+		perm = info.Mode().Perm()
+	}
+	return registry.WriteFileAtomic(path, b, perm, info)
+}
+
+// LoadState reads the persisted state and decides whether the watchdog is
+// running: its process must be alive (same start time) and its last cycle
+// recent (within two intervals and a margin).
+func LoadState(store *registry.Store) (*State, error) {
+	st := &State{IntervalSeconds: DefaultInterval.Seconds()}
+	path := StatePath(store)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := registry.Unmarshal(b, st); err != nil {
+		return nil, fmt.Errorf("watchdog state %s is not valid: %v", path, err)
+	}
+	st.Running = st.Running && st.isLive(time.Now())
+	return st, nil
+}
+
+func (st *State) isLive(now time.Time) bool {
+	if !probe.Alive(probe.Identity{PID: st.PID, Start: st.PIDStart, Boot: st.BootID}) {
+		return false
+	}
+	interval := time.Duration(st.IntervalSeconds * float64(time.Second))
+	last := st.LastCycleAt.Time
+	if last.IsZero() {
+		last = st.StartedAt.Time
+	}
+	return now.Sub(last) <= 2*interval+30*time.Second
+}
+
+// Status is the document that `gracectl status --json` prints and that
+// GET /api/ports/status returns: the registry and the watchdog's state.
+type Status struct {
+	Registry    string                 `json:"registry"`
+	Range       registry.Range         `json:"port_range"`
+	TotalPorts  int                    `json:"total_ports"`
+	Allocated   int                    `json:"allocated"`
+	Available   int                    `json:"available"`
+	Allocations []*registry.Allocation `json:"allocations"`
+	Watchdog    *State                 `json:"watchdog"`
+}
+
+// ReadStatus reads the registry and the watchdog state. Allocated counts
+// the allocations inside rg; allocations outside it are listed all the same.
+func ReadStatus(ctx context.Context, store *registry.Store, rg registry.Range) (*Status, error) {
+	r, err := store.Read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	wd, err := LoadState(store)
+	if err != nil {
+		return nil, err
+	}
+	return BuildStatus(store.Path(), rg, r, wd), nil
+}
+
+// BuildStatus assembles the status document from a registry snapshot.
+func BuildStatus(path string, rg registry.Range, r *registry.Registry, wd *State) *Status {
+	st := &Status{Registry: path, Range: rg, TotalPorts: rg.Size(), Allocations: r.Sorted(), Watchdog: wd}
+	for _, a := range st.Allocations {
+		if rg.Contains(a.Port) {
+			st.Allocated++
+		}
+	}
+	st.Available = st.TotalPorts - st.Allocated
+	return st
+}
