@@ -253,7 +253,7 @@ func (s *Store) Release(ctx context.Context, req ReleaseRequest) ([]*Allocation,
 				continue
 			}
 			if !req.Force && a.PID > 0 && !containsPID(req.Callers, a.PID) &&
-				probe.Alive(probe.Identity{PID: a.PID, Start: a.PIDStart, Boot: a.BootID}) {
+				probe.Alive(a.Owner()) {
 				return &OwnerAliveError{Port: a.Port, PID: a.PID, Service: a.ServiceName}
 			}
 		}

@@ -75,13 +75,8 @@ type Result struct {
 	ErrorCount   int64         `json:"error_count"`
 	Action       string        `json:"action,omitzero"` // "released", "would release", "skipped: changed during the cycle"
 
-	release     string // reason, when the allocation is to be released
-	failures    int
-	probed      *registry.Allocation
-	counts      bool
-	listenerPID int
-	listenerNm  string
-	lastError   string
+	verdict Verdict              // what apply writes
+	probed  *registry.Allocation // the allocation as it was probed
 }
 
 // Report is one cycle's outcome.
@@ -143,8 +138,8 @@ func Cycle(ctx context.Context, store *registry.Store, opts Options) (*Report, e
 		}
 	} else {
 		for _, r := range rep.Results {
-			if r.release != "" {
-				r.Action = "would release (" + r.release + ")"
+			if r.verdict.Release != "" {
+				r.Action = "would release (" + r.verdict.Release + ")"
 			}
 		}
 	}
@@ -163,99 +158,144 @@ func Cycle(ctx context.Context, store *registry.Store, opts Options) (*Report, e
 	return rep, nil
 }
 
-// probeOne looks at one allocation; it touches no shared state.
-func probeOne(ctx context.Context, a *registry.Allocation, listening bool, listeners []int, procs *probe.ProcessTable, opts Options) *Result {
-	now := registry.Now()
-	r := &Result{
-		Port: a.Port, Service: a.ServiceName, PID: a.PID, Listening: listening, ListenerPIDs: listeners,
-		LastCheck: now, RequestCount: a.RequestCount, ErrorCount: a.ErrorCount, Health: "none",
-		failures: a.HealthFailures, probed: a,
-	}
-	owner := probe.Identity{PID: a.PID, Start: a.PIDStart, Boot: a.BootID}
+// Observation is what one cycle saw of one allocation. It decides nothing:
+// decide does.
+type Observation struct {
+	Alive     bool   // the owner's PID exists with its recorded start time and boot
+	Process   string // the owner's process name, when alive
+	Listening bool   // a LISTEN socket exists for the port
+	Listeners []int  // the processes holding it, where /proc shows them
+	// Foreign is the first listener that is neither the owner nor one of
+	// its descendants (0: none, or unknown).
+	Foreign     int
+	ForeignName string
+	// Health is the health endpoint's answer; nil when not asked (no
+	// health path, or the owner is not alive and listening).
+	Health *probe.HealthResult
+}
+
+// Verdict is what the rules make of an observation: the allocation's new
+// state, and whether it is to be released.
+type Verdict struct {
+	Status       string // a registry.Status* word
+	Health       string // "ok", "failing (n/m): …", "none" (no path), "skipped"
+	Issue        string // empty when all is well
+	Release      string // the release reason, when the port is to be released
+	Failures     int    // consecutive failed health checks
+	LastError    string
+	Counts       bool // RequestCount and ErrorCount come from the service
+	RequestCount int64
+	ErrorCount   int64
+	ListenerPID  int
+	ListenerName string
+}
+
+// observe looks at one allocation; it touches no shared state and changes
+// nothing. The health endpoint is asked only when the owner is alive and
+// the port listening: otherwise there is no one to answer.
+func observe(ctx context.Context, a *registry.Allocation, listening bool, listeners []int, procs *probe.ProcessTable, opts Options) Observation {
+	ob := Observation{Listening: listening, Listeners: listeners}
 	if a.PID > 0 {
-		r.Alive = probe.Alive(owner)
-		if r.Alive {
-			r.Process = procs.Name(a.PID)
+		ob.Alive = probe.Alive(a.Owner())
+		if ob.Alive {
+			ob.Process = procs.Name(a.PID)
 		}
 	}
-	// The first listener that is not the owner's, for orphaned and foreign
-	// ports.
-	foreign := 0
 	for _, pid := range listeners {
-		if !(a.PID > 0 && r.Alive && procs.IsDescendant(pid, a.PID)) {
-			foreign = pid
+		if !(a.PID > 0 && ob.Alive && procs.IsDescendant(pid, a.PID)) {
+			ob.Foreign, ob.ForeignName = pid, procs.Name(pid)
 			break
 		}
 	}
-	describe := func(pid int) string {
-		if pid == 0 {
+	if a.PID > 0 && ob.Alive && listening && a.HealthPath != "" {
+		h := probe.CheckHealth(ctx, a.Port, a.HealthPath, opts.HealthTimeout)
+		ob.Health = &h
+	}
+	return ob
+}
+
+// decide applies the rules of docs/health-status.md to one allocation and
+// what was seen of it at now. It is a pure function: TestDecide has a row
+// for every row of that document.
+func decide(a *registry.Allocation, ob Observation, now time.Time, opts Options) Verdict {
+	v := Verdict{Health: "none", Failures: a.HealthFailures, RequestCount: a.RequestCount, ErrorCount: a.ErrorCount}
+	if ob.Foreign != 0 {
+		v.ListenerPID, v.ListenerName = ob.Foreign, ob.ForeignName
+	}
+	describe := func(pid int, name string) string {
+		switch {
+		case pid == 0:
 			return "an unknown process"
-		}
-		if n := procs.Name(pid); n != "" {
-			return fmt.Sprintf("pid %d (%s)", pid, n)
+		case name != "":
+			return fmt.Sprintf("pid %d (%s)", pid, name)
 		}
 		return fmt.Sprintf("pid %d", pid)
 	}
-	if foreign != 0 {
-		r.listenerPID, r.listenerNm = foreign, procs.Name(foreign)
-	}
-
 	switch {
 	case a.Reserved():
-		r.Status = registry.StatusReserved
-		r.Health = "skipped"
-		if !listening && time.Since(a.AllocatedAt.Time) > opts.ReservationLease {
-			r.Issue = "stale allocation: reservation not claimed within " + opts.ReservationLease.String()
-			r.release = "stale reservation, never claimed"
+		v.Status, v.Health = registry.StatusReserved, "skipped"
+		if !ob.Listening && now.Sub(a.AllocatedAt.Time) > opts.ReservationLease {
+			v.Issue = "stale allocation: reservation not claimed within " + opts.ReservationLease.String()
+			v.Release = "stale reservation, never claimed"
 		}
-	case !r.Alive && listening:
-		r.Status = registry.StatusOrphaned
-		r.Health = "skipped"
-		r.Issue = fmt.Sprintf("orphaned: owner pid %d is gone, %s still listens", a.PID, describe(foreign))
-	case !r.Alive:
-		r.Status = registry.StatusDead
-		r.Health = "skipped"
-		r.Issue = fmt.Sprintf("crashed process: owner pid %d is gone", a.PID)
-		r.release = fmt.Sprintf("owner pid %d is gone", a.PID)
-	case !listening:
-		r.Health = "skipped"
+	case !ob.Alive && ob.Listening:
+		v.Status, v.Health = registry.StatusOrphaned, "skipped"
+		v.Issue = fmt.Sprintf("orphaned: owner pid %d is gone, %s still listens", a.PID, describe(ob.Foreign, ob.ForeignName))
+	case !ob.Alive:
+		v.Status, v.Health = registry.StatusDead, "skipped"
+		v.Issue = fmt.Sprintf("crashed process: owner pid %d is gone", a.PID)
+		v.Release = fmt.Sprintf("owner pid %d is gone", a.PID)
+	case !ob.Listening:
+		v.Health = "skipped"
 		since := a.RegisteredAt.Time
 		if since.IsZero() {
 			since = a.AllocatedAt.Time
 		}
-		if time.Since(since) <= opts.StartupGrace {
-			r.Status = registry.StatusStarting
+		if now.Sub(since) <= opts.StartupGrace {
+			v.Status = registry.StatusStarting
 		} else {
-			r.Status = registry.StatusNotListening
-			r.Issue = "non-responsive port: owner alive but not listening"
+			v.Status = registry.StatusNotListening
+			v.Issue = "non-responsive port: owner alive but not listening"
 		}
 	default:
-		r.Status = registry.StatusActive
-		if a.HealthPath != "" {
-			h := probe.CheckHealth(ctx, a.Port, a.HealthPath, opts.HealthTimeout)
+		v.Status = registry.StatusActive
+		if h := ob.Health; h != nil {
 			if h.RequestCount != nil {
-				r.RequestCount, r.counts = *h.RequestCount, true
+				v.RequestCount, v.Counts = *h.RequestCount, true
 			}
 			if h.ErrorCount != nil {
-				r.ErrorCount, r.counts = *h.ErrorCount, true
+				v.ErrorCount, v.Counts = *h.ErrorCount, true
 			}
 			if h.OK {
-				r.Health, r.failures = "ok", 0
+				v.Health, v.Failures = "ok", 0
 			} else {
-				r.failures++
-				r.lastError = h.Err
-				r.Health = fmt.Sprintf("failing (%d/%d): %s", r.failures, opts.UnhealthyAfter, h.Err)
-				if r.failures >= opts.UnhealthyAfter {
-					r.Status = registry.StatusUnhealthy
-					r.Issue = fmt.Sprintf("failed health check: %s, %d times in a row", h.Err, r.failures)
+				v.Failures++
+				v.LastError = h.Err
+				v.Health = fmt.Sprintf("failing (%d/%d): %s", v.Failures, opts.UnhealthyAfter, h.Err)
+				if v.Failures >= opts.UnhealthyAfter {
+					v.Status = registry.StatusUnhealthy
+					v.Issue = fmt.Sprintf("failed health check: %s, %d times in a row", h.Err, v.Failures)
 				}
 			}
 		}
-		if foreign != 0 && r.Issue == "" {
-			r.Issue = fmt.Sprintf("port served by %s, which is not the owner (pid %d) or its child", describe(foreign), a.PID)
+		if ob.Foreign != 0 && v.Issue == "" {
+			v.Issue = fmt.Sprintf("port served by %s, which is not the owner (pid %d) or its child", describe(ob.Foreign, ob.ForeignName), a.PID)
 		}
 	}
-	return r
+	return v
+}
+
+// probeOne observes one allocation and decides on it.
+func probeOne(ctx context.Context, a *registry.Allocation, listening bool, listeners []int, procs *probe.ProcessTable, opts Options) *Result {
+	ob := observe(ctx, a, listening, listeners, procs, opts)
+	now := registry.Now()
+	v := decide(a, ob, now.Time, opts)
+	return &Result{
+		Port: a.Port, Service: a.ServiceName, PID: a.PID, Process: ob.Process, Alive: ob.Alive,
+		Listening: ob.Listening, ListenerPIDs: ob.Listeners, Health: v.Health, Status: v.Status, Issue: v.Issue,
+		LastCheck: now, RequestCount: v.RequestCount, ErrorCount: v.ErrorCount,
+		verdict: v, probed: a,
+	}
 }
 
 // apply writes the results under the lock, to allocations that are still
@@ -266,23 +306,24 @@ func apply(ctx context.Context, store *registry.Store, rep *Report) error {
 			cur := reg.Get(r.Port)
 			if cur == nil || !cur.SameAs(r.probed) {
 				r.Action = "skipped: changed during the cycle"
-				r.release = ""
+				r.verdict.Release = ""
 				continue
 			}
-			if r.release != "" {
-				tx.Release(reg, cur, "watchdog", "", r.release)
+			v := r.verdict
+			if v.Release != "" {
+				tx.Release(reg, cur, "watchdog", "", v.Release)
 				r.Action = "released"
 				rep.Released = append(rep.Released, r.Port)
 				continue
 			}
 			cur.LastHealthCheck = r.LastCheck
-			cur.HealthStatus = r.Status
-			cur.HealthFailures = r.failures
-			cur.LastError = r.lastError
-			if r.counts {
-				cur.RequestCount, cur.ErrorCount = r.RequestCount, r.ErrorCount
+			cur.HealthStatus = v.Status
+			cur.HealthFailures = v.Failures
+			cur.LastError = v.LastError
+			if v.Counts {
+				cur.RequestCount, cur.ErrorCount = v.RequestCount, v.ErrorCount
 			}
-			cur.ListenerPID, cur.ListenerName = r.listenerPID, registry.SafeText(r.listenerNm, 64)
+			cur.ListenerPID, cur.ListenerName = v.ListenerPID, registry.SafeText(v.ListenerName, 64)
 		}
 		return nil
 	})

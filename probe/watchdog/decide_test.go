@@ -1,0 +1,140 @@
+package watchdog
+
+import (
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gracectl/gracectl/probe"
+	"github.com/gracectl/gracectl/registry"
+)
+
+// TestDecide has a row for every row of docs/health-status.md: each
+// status, the transitions between them, the start-up grace, the
+// reservation lease, orphaned and foreign listeners and dead owners.
+func TestDecide(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	ago := func(d time.Duration) registry.Time { return registry.Time{Time: now.Add(-d)} }
+	opts := Options{}
+	opts.fill()
+	n := func(v int64) *int64 { return &v }
+	reserved := func(age time.Duration) registry.Allocation {
+		return registry.Allocation{Port: 25990, ServiceName: "r", AllocatedAt: ago(age), HealthStatus: registry.StatusReserved}
+	}
+	owned := func(age time.Duration) registry.Allocation {
+		return registry.Allocation{Port: 25991, ServiceName: "s", PID: 4242, AllocatedAt: ago(age), RegisteredAt: ago(age),
+			HealthStatus: registry.StatusStarting, RequestCount: 7, ErrorCount: 1}
+	}
+	withHealth := func(a registry.Allocation, failures int) registry.Allocation {
+		a.HealthPath, a.HealthFailures = "/health", failures
+		return a
+	}
+	unregistered := owned(10 * time.Second)
+	unregistered.RegisteredAt = registry.Time{}
+	oldUnregistered := owned(10 * time.Minute)
+	oldUnregistered.RegisteredAt = registry.Time{}
+
+	rows := []struct {
+		name    string
+		a       registry.Allocation
+		ob      Observation
+		status  string
+		health  string // prefix
+		issue   string // substring; "" means no issue
+		release string // substring; "" means not released
+		check   func(t *testing.T, v Verdict)
+	}{
+		{name: "reserved within the lease", a: reserved(time.Minute),
+			status: registry.StatusReserved, health: "skipped"},
+		{name: "reserved past the lease, nothing listens: stale, released", a: reserved(6 * time.Minute),
+			status: registry.StatusReserved, health: "skipped", issue: "stale allocation", release: "stale reservation"},
+		{name: "reserved past the lease, listening: kept", a: reserved(6 * time.Minute), ob: Observation{Listening: true},
+			status: registry.StatusReserved, health: "skipped"},
+		{name: "starting: alive, not listening, within the grace", a: owned(10 * time.Second), ob: Observation{Alive: true},
+			status: registry.StatusStarting, health: "skipped"},
+		{name: "starting: grace from allocation when never registered", a: unregistered, ob: Observation{Alive: true},
+			status: registry.StatusStarting, health: "skipped"},
+		{name: "not_listening: alive, past the grace", a: owned(2 * time.Minute), ob: Observation{Alive: true},
+			status: registry.StatusNotListening, health: "skipped", issue: "non-responsive port"},
+		{name: "not_listening: never registered, old allocation", a: oldUnregistered, ob: Observation{Alive: true},
+			status: registry.StatusNotListening, health: "skipped", issue: "non-responsive port"},
+		{name: "active: alive and listening, no health path", a: owned(time.Hour), ob: Observation{Alive: true, Listening: true},
+			status: registry.StatusActive, health: "none"},
+		{name: "active: health endpoint answers, counts taken, failures reset", a: withHealth(owned(time.Hour), 2),
+			ob:     Observation{Alive: true, Listening: true, Health: &probe.HealthResult{OK: true, RequestCount: n(100), ErrorCount: n(3)}},
+			status: registry.StatusActive, health: "ok",
+			check: func(t *testing.T, v Verdict) {
+				if v.Failures != 0 || !v.Counts || v.RequestCount != 100 || v.ErrorCount != 3 {
+					t.Errorf("verdict %+v", v)
+				}
+			}},
+		{name: "active: one failed health check is not an alarm", a: withHealth(owned(time.Hour), 0),
+			ob:     Observation{Alive: true, Listening: true, Health: &probe.HealthResult{Err: "HTTP 500"}},
+			status: registry.StatusActive, health: "failing (1/3): HTTP 500",
+			check: func(t *testing.T, v Verdict) {
+				if v.Failures != 1 || v.LastError != "HTTP 500" || v.Counts || v.RequestCount != 7 {
+					t.Errorf("verdict %+v", v)
+				}
+			}},
+		{name: "unhealthy: N failures in a row, never released", a: withHealth(owned(time.Hour), 2),
+			ob:     Observation{Alive: true, Listening: true, Health: &probe.HealthResult{Err: "timeout"}},
+			status: registry.StatusUnhealthy, health: "failing (3/3)", issue: "failed health check: timeout, 3 times in a row"},
+		{name: "unhealthy back to active", a: withHealth(owned(time.Hour), 5),
+			ob:     Observation{Alive: true, Listening: true, Health: &probe.HealthResult{OK: true}},
+			status: registry.StatusActive, health: "ok"},
+		{name: "dead: owner gone, nothing listens: released", a: owned(time.Hour), ob: Observation{},
+			status: registry.StatusDead, health: "skipped", issue: "crashed process: owner pid 4242 is gone", release: "owner pid 4242 is gone"},
+		{name: "orphaned: owner gone, a named process listens: kept", a: owned(time.Hour),
+			ob:     Observation{Listening: true, Listeners: []int{777}, Foreign: 777, ForeignName: "python3"},
+			status: registry.StatusOrphaned, health: "skipped", issue: "pid 777 (python3) still listens",
+			check: func(t *testing.T, v Verdict) {
+				if v.ListenerPID != 777 || v.ListenerName != "python3" {
+					t.Errorf("listener not recorded: %+v", v)
+				}
+			}},
+		{name: "orphaned: listener unknown (no /proc)", a: owned(time.Hour), ob: Observation{Listening: true},
+			status: registry.StatusOrphaned, health: "skipped", issue: "an unknown process still listens"},
+		{name: "foreign listener while the owner is alive", a: owned(time.Hour),
+			ob:     Observation{Alive: true, Listening: true, Listeners: []int{888}, Foreign: 888},
+			status: registry.StatusActive, health: "none", issue: "port served by pid 888, which is not the owner (pid 4242)"},
+		{name: "a failing health check outranks the foreign listener", a: withHealth(owned(time.Hour), 2),
+			ob:     Observation{Alive: true, Listening: true, Foreign: 888, Health: &probe.HealthResult{Err: "HTTP 503"}},
+			status: registry.StatusUnhealthy, health: "failing", issue: "failed health check"},
+	}
+	// Every status of docs/health-status.md has a row.
+	doc, err := os.ReadFile("../../docs/health-status.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	covered := map[string]bool{}
+	for _, row := range rows {
+		covered[row.status] = true
+	}
+	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z_]+)` \\|").FindAllStringSubmatch(string(doc), -1) {
+		if !covered[m[1]] {
+			t.Errorf("docs/health-status.md has status %q, which no row of this test covers", m[1])
+		}
+	}
+	for _, row := range rows {
+		t.Run(row.name, func(t *testing.T) {
+			v := decide(&row.a, row.ob, now, opts)
+			if v.Status != row.status {
+				t.Errorf("status %q, want %q", v.Status, row.status)
+			}
+			if !strings.HasPrefix(v.Health, row.health) {
+				t.Errorf("health %q, want %q…", v.Health, row.health)
+			}
+			if (row.issue == "") != (v.Issue == "") || !strings.Contains(v.Issue, row.issue) {
+				t.Errorf("issue %q, want %q", v.Issue, row.issue)
+			}
+			if (row.release == "") != (v.Release == "") || !strings.Contains(v.Release, row.release) {
+				t.Errorf("release %q, want %q", v.Release, row.release)
+			}
+			if row.check != nil {
+				row.check(t, v)
+			}
+		})
+	}
+}
