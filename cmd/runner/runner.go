@@ -90,12 +90,63 @@ func toGroup(sig os.Signal) bool {
 	return sig != syscall.SIGUSR1 && sig != syscall.SIGUSR2
 }
 
+// launch is one run in progress: what each step has done so far. Its
+// steps run in order (allocate, start, register, supervise, settle), and
+// cleanup undoes whatever a failed or interrupted run left behind.
+type launch struct {
+	cfg    Config
+	notify func(Event)
+	path   string         // the program, found before a port is taken
+	sigs   chan os.Signal // signals held for the child
+	bg     context.Context
+
+	alloc  *registry.Allocation // set by allocate
+	cmd    *exec.Cmd            // set by start
+	fg     *foreground
+	owner  probe.Identity
+	waited chan error
+	// done is set once the port's fate is settled (released, or handed to
+	// a process still listening); until then cleanup releases it.
+	done bool
+	// reason is why cleanup releases the port.
+	reason string
+}
+
 // Run does the whole run and returns the exit status gracectl should exit
 // with: the child's, or 128+N if it died of signal N.
-func Run(ctx context.Context, cfg Config) (int, error) {
-	notify := cfg.Notify
-	if notify == nil {
-		notify = func(Event) {}
+func Run(ctx context.Context, cfg Config) (code int, err error) {
+	l, err := newLaunch(ctx, cfg)
+	if err != nil {
+		return startCode(err), err
+	}
+	defer l.cleanup()
+	if err := l.allocate(ctx); err != nil {
+		return 1, err
+	}
+	if err := l.start(); err != nil {
+		return startCode(err), err
+	}
+	l.register()
+	code = l.supervise()
+	l.settle(code)
+	return code, nil
+}
+
+// startCode is the exit status for a command that could not be started.
+func startCode(err error) int {
+	var se *StartError
+	if errors.As(err, &se) {
+		return se.Code
+	}
+	return 1
+}
+
+// newLaunch checks the request and finds the program before a port is
+// taken, so a typo leaves nothing behind. Signals that arrive from now on
+// are held and forwarded once the child exists.
+func newLaunch(ctx context.Context, cfg Config) (*launch, error) {
+	if cfg.Notify == nil {
+		cfg.Notify = func(Event) {}
 	}
 	if cfg.PollEvery <= 0 {
 		cfg.PollEvery = 100 * time.Millisecond
@@ -104,56 +155,46 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 		cfg.EnvName = "PORT"
 	}
 	if len(cfg.Argv) == 0 {
-		return 0, errors.New("no command to run")
+		return nil, errors.New("no command to run")
 	}
-	// Find the program before taking a port, so a typo leaves nothing behind.
 	path, err := exec.LookPath(cfg.Argv[0])
 	if err != nil {
 		code := ExitNotFound
 		if errors.Is(err, fs.ErrPermission) {
 			code = ExitNotExecutable
 		}
-		return code, &StartError{Code: code, Err: fmt.Errorf("cannot run %s: %v", cfg.Argv[0], unwrapExec(err))}
+		return nil, &StartError{Code: code, Err: fmt.Errorf("cannot run %s: %v", cfg.Argv[0], unwrapExec(err))}
 	}
+	l := &launch{cfg: cfg, notify: cfg.Notify, path: path, sigs: make(chan os.Signal, 8),
+		// Once a port is taken it is ours to clean up: a SIGINT or SIGTERM
+		// that cancels ctx is forwarded to the child, and must not cut
+		// short the registration, the listening checks or the release.
+		bg: context.WithoutCancel(ctx)}
+	signal.Notify(l.sigs, forwarded...)
+	return l, nil
+}
 
-	// Signals that arrive from now on are held and forwarded once the
-	// child exists.
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, forwarded...)
-	defer signal.Stop(sigs)
-
-	req := cfg.Request
-	req.Command = cfg.Argv
-	a, err := cfg.Store.Allocate(ctx, req)
+// allocate takes the port.
+func (l *launch) allocate(ctx context.Context) error {
+	req := l.cfg.Request
+	req.Command = l.cfg.Argv
+	a, err := l.cfg.Store.Allocate(ctx, req)
 	if err != nil {
-		return 1, err
+		return err
 	}
-	notify(Event{Kind: EventAllocated, Alloc: a})
-	// From here on the port is ours to clean up: a SIGINT or SIGTERM that
-	// cancels ctx is forwarded to the child, and must not cut short the
-	// registration, the listening checks or the release.
-	bg := context.WithoutCancel(ctx)
+	l.alloc = a
+	l.notify(Event{Kind: EventAllocated, Alloc: a})
+	return nil
+}
 
-	release := func(reason string) {
-		rel, err := cfg.Store.Release(bg, registry.ReleaseRequest{
-			Port: a.Port, Force: true, By: "run", Reason: reason,
-			Only: func(cur *registry.Allocation) bool { return cur.ID == a.ID },
-		})
-		if err != nil {
-			notify(Event{Kind: EventWarning, Msg: fmt.Sprintf("could not release port %d: %v", a.Port, err)})
-			return
-		}
-		for _, r := range rel {
-			notify(Event{Kind: EventReleased, Alloc: r})
-		}
-	}
-
-	c, parentFiles, err := buildCommand(cfg, path, a.Port)
+// start starts the child with the port in its environment and arguments.
+func (l *launch) start() error {
+	c, parentFiles, err := buildCommand(l.cfg, l.path, l.alloc.Port)
 	if err != nil {
-		release("could not prepare the command: " + err.Error())
-		return 1, err
+		l.reason = "could not prepare the command: " + err.Error()
+		return err
 	}
-	fg := prepareForeground(c, cfg.Stdin)
+	l.fg = prepareForeground(c, l.cfg.Stdin)
 	startErr := c.Start()
 	// The child has its own copy of a --listen-fd socket; ours would keep
 	// the port open after the child is gone.
@@ -165,68 +206,110 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 		if errors.Is(startErr, os.ErrNotExist) {
 			code = ExitNotFound
 		}
-		release("command could not be started")
-		return code, &StartError{Code: code, Err: fmt.Errorf("cannot run %s: %v", cfg.Argv[0], unwrapExec(startErr))}
+		l.reason = "command could not be started"
+		return &StartError{Code: code, Err: fmt.Errorf("cannot run %s: %v", l.cfg.Argv[0], unwrapExec(startErr))}
 	}
-	defer fg.restore()
-	child := c.Process.Pid
+	l.cmd = c
+	l.waited = make(chan error, 1)
+	go func() { l.waited <- c.Wait() }()
+	return nil
+}
+
+// register records the child, by PID and start time, as the port's owner.
+func (l *launch) register() {
+	child := l.cmd.Process.Pid
 	owner, err := probe.Identify(child)
 	if err != nil {
 		owner = probe.Identity{PID: child, Boot: probe.BootID()} // it already exited
 	}
-	if _, err := cfg.Store.Register(bg, a.Port, owner, "started by gracectl run"); err != nil {
-		notify(Event{Kind: EventWarning, Msg: fmt.Sprintf("could not register pid %d for port %d: %v", child, a.Port, err)})
+	l.owner = owner
+	if _, err := l.cfg.Store.Register(l.bg, l.alloc.Port, owner, "started by gracectl run"); err != nil {
+		l.notify(Event{Kind: EventWarning, Msg: fmt.Sprintf("could not register pid %d for port %d: %v", child, l.alloc.Port, err)})
 	}
-	notify(Event{Kind: EventStarted, Alloc: a, PID: child})
+	l.notify(Event{Kind: EventStarted, Alloc: l.alloc, PID: child})
+}
 
-	waited := make(chan error, 1)
-	go func() { waited <- c.Wait() }()
-	poll := time.NewTicker(cfg.PollEvery)
+// supervise forwards signals to the child and marks the allocation active
+// once it listens, until the child exits; it returns the child's status.
+func (l *launch) supervise() int {
+	child := l.cmd.Process.Pid
+	poll := time.NewTicker(l.cfg.PollEvery)
 	defer poll.Stop()
 	up := false
 	var waitErr error
 loop:
 	for {
 		select {
-		case sig := <-sigs:
+		case sig := <-l.sigs:
 			forward(child, sig)
-		case waitErr = <-waited:
+		case waitErr = <-l.waited:
 			break loop
 		case <-poll.C:
 			if up {
 				poll.Stop()
 				continue
 			}
-			if probe.TakeSnapshot().Listening(bg, a.Port) {
+			if probe.TakeSnapshot().Listening(l.bg, l.alloc.Port) {
 				up = true
-				markActive(bg, cfg.Store, a.Port, owner)
-				notify(Event{Kind: EventUp, Alloc: a, URL: "http://localhost:" + strconv.Itoa(a.Port)})
+				markActive(l.bg, l.cfg.Store, l.alloc.Port, l.owner)
+				l.notify(Event{Kind: EventUp, Alloc: l.alloc, URL: "http://localhost:" + strconv.Itoa(l.alloc.Port)})
 			}
 		}
 	}
-	fg.restore()
-	code := exitCode(c.ProcessState, waitErr)
-	notify(Event{Kind: EventExited, Alloc: a, PID: child, Code: code})
+	l.fg.restore()
+	code := exitCode(l.cmd.ProcessState, waitErr)
+	l.notify(Event{Kind: EventExited, Alloc: l.alloc, PID: child, Code: code})
+	return code
+}
 
-	// A port still listening after the child exited is still in use (the
-	// service daemonized, or a worker holds it): never release it silently.
+// settle decides the port's fate after the child exited. A port still
+// listening is still in use (the service daemonized, or a worker holds
+// it): it is never released silently, and its listener becomes the owner.
+// Otherwise the port is released.
+func (l *launch) settle(code int) {
 	snap := probe.TakeSnapshot()
-	if snap.Listening(bg, a.Port) {
-		pids := snap.Owners(a.Port)
-		if len(pids) > 0 {
-			id, err := probe.Identify(pids[0])
-			if err == nil {
-				if _, err := cfg.Store.Register(bg, a.Port, id, fmt.Sprintf("pid %d still listens after pid %d exited", id.PID, child)); err == nil {
-					notify(Event{Kind: EventStillInUse, Alloc: a, PID: id.PID})
-					return code, nil
-				}
+	if !snap.Listening(l.bg, l.alloc.Port) {
+		l.reason = fmt.Sprintf("service exited (%s)", describeExit(code))
+		return // cleanup releases it
+	}
+	l.done = true
+	if pids := snap.Owners(l.alloc.Port); len(pids) > 0 {
+		if id, err := probe.Identify(pids[0]); err == nil {
+			reason := fmt.Sprintf("pid %d still listens after pid %d exited", id.PID, l.cmd.Process.Pid)
+			if _, err := l.cfg.Store.Register(l.bg, l.alloc.Port, id, reason); err == nil {
+				l.notify(Event{Kind: EventStillInUse, Alloc: l.alloc, PID: id.PID})
+				return
 			}
 		}
-		notify(Event{Kind: EventStillInUse, Alloc: a})
-		return code, nil
 	}
-	release(fmt.Sprintf("service exited (%s)", describeExit(code)))
-	return code, nil
+	l.notify(Event{Kind: EventStillInUse, Alloc: l.alloc})
+}
+
+// cleanup gives the terminal back, stops holding signals and, unless settle
+// handed the port on, releases it: the one place a run releases its port.
+func (l *launch) cleanup() {
+	signal.Stop(l.sigs)
+	if l.fg != nil {
+		l.fg.restore()
+	}
+	if l.alloc == nil || l.done {
+		return
+	}
+	reason := l.reason
+	if reason == "" {
+		reason = "gracectl run stopped"
+	}
+	rel, err := l.cfg.Store.Release(l.bg, registry.ReleaseRequest{
+		Port: l.alloc.Port, Force: true, By: "run", Reason: reason,
+		Only: func(cur *registry.Allocation) bool { return cur.ID == l.alloc.ID },
+	})
+	if err != nil {
+		l.notify(Event{Kind: EventWarning, Msg: fmt.Sprintf("could not release port %d: %v", l.alloc.Port, err)})
+		return
+	}
+	for _, r := range rel {
+		l.notify(Event{Kind: EventReleased, Alloc: r})
+	}
 }
 
 // buildCommand prepares the child. It returns what the parent must close
