@@ -20,8 +20,12 @@ import (
 // github.com/go-json-experiment/json (encoding/json/v2) with these options.
 // Strings are escaped as encoding/json escaped them (<, >, &, U+2028 and
 // U+2029 as \u escapes), so files written by earlier versions read the same.
+//
+// When writing, names are not checked for duplicates: they come from Go
+// structs and maps, which cannot hold any, and the check costs a map insert
+// per name (docs/benchmarks). Reading always refuses duplicates.
 var (
-	compactJSON  = json.JoinOptions(jsontext.EscapeForHTML(true), jsontext.EscapeForJS(true))
+	compactJSON  = json.JoinOptions(jsontext.EscapeForHTML(true), jsontext.EscapeForJS(true), jsontext.AllowDuplicateNames(true))
 	indentedJSON = json.JoinOptions(compactJSON, jsontext.WithIndent("  "))
 )
 
@@ -31,12 +35,10 @@ func MarshalLine(v any) ([]byte, error) { return json.Marshal(v, compactJSON) }
 // WriteIndented writes v indented by two spaces with a final newline: the
 // form of every file gracectl writes and of every `--json` and API answer.
 func WriteIndented(w io.Writer, v any) error {
-	var buf bytes.Buffer
-	if err := json.MarshalWrite(&buf, v, indentedJSON); err != nil {
+	if err := json.MarshalWrite(w, v, indentedJSON); err != nil {
 		return err
 	}
-	buf.WriteByte('\n')
-	_, err := w.Write(buf.Bytes())
+	_, err := w.Write([]byte{'\n'})
 	return err
 }
 
@@ -56,7 +58,10 @@ func (t Time) MarshalJSONTo(enc *jsontext.Encoder) error {
 	if t.IsZero() {
 		return enc.WriteToken(jsontext.Null)
 	}
-	return enc.WriteToken(jsontext.String(t.String()))
+	b := enc.AvailableBuffer()
+	b = append(b, '"')
+	b = t.UTC().AppendFormat(b, TimeLayout)
+	return enc.WriteValue(append(b, '"'))
 }
 
 // UnmarshalJSONFrom accepts any RFC 3339 time (a hand-edited file may carry
