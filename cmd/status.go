@@ -71,8 +71,8 @@ func writeStatusReport(w io.Writer, st *watchdog.Status) error {
 	if len(st.Allocations) == 0 {
 		b.WriteString("No ports allocated\n\n")
 	}
-	// Appends rather than Fprintf: with thousands of allocations this loop
-	// is most of the command's time.
+	// Appends rather than Fprintf: measured faster at thousands of
+	// allocations (docs/benchmarks).
 	line := make([]byte, 0, 512)
 	for _, a := range st.Allocations {
 		line = append(line[:0], "Port "...)
