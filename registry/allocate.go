@@ -128,7 +128,7 @@ func (s *Store) Allocate(ctx context.Context, req Request) (*Allocation, error) 
 			a.HealthStatus = StatusStarting
 		}
 		r.Put(a)
-		tx.Log(AllocateEvent{
+		tx.Log(&AllocateEvent{
 			Timestamp: tx.Now(), Action: "allocate", Port: port, ServiceName: a.ServiceName,
 			StartedBy: a.StartedBy, Purpose: a.Purpose, PID: a.PID, HealthPath: a.HealthPath, Command: a.Command,
 		})
@@ -192,7 +192,7 @@ func (s *Store) Register(ctx context.Context, port int, owner probe.Identity, re
 		if a.HealthStatus == StatusReserved || a.HealthStatus == StatusDead || a.HealthStatus == StatusOrphaned || a.HealthStatus == "" {
 			a.HealthStatus = StatusStarting
 		}
-		tx.Log(RegisterEvent{Timestamp: tx.Now(), Action: "register", Port: port, ServiceName: a.ServiceName,
+		tx.Log(&RegisterEvent{Timestamp: tx.Now(), Action: "register", Port: port, ServiceName: a.ServiceName,
 			PID: owner.PID, PreviousPID: prev, Reason: reason})
 		got = a.Clone()
 		return nil
@@ -289,7 +289,7 @@ func (tx *Tx) Release(r *Registry, a *Allocation, by, byUser, reason string) {
 	if dur < 0 || a.AllocatedAt.IsZero() {
 		dur = 0 // a clock that went backwards never gives a negative duration
 	}
-	tx.Log(ReleaseEvent{
+	tx.Log(&ReleaseEvent{
 		Timestamp: tx.Now(), Action: "release", Port: a.Port, ServiceName: a.ServiceName,
 		DurationSeconds: dur, RequestCount: a.RequestCount, ErrorCount: a.ErrorCount, PID: a.PID,
 		By: by, ByPID: ownPID(), ByUser: byUser, Reason: reason,

@@ -5,14 +5,21 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
 // Audit log events, one JSON object per line in
 // logs/port_manager/allocations_YYYYMMDD.jsonl (the UTC date of the event).
 // The first fields of each are the seed's.
+
+// Event is an audit log event. Every event carries a sequence number, one
+// more than the line before it in the registry's history, so a missing or
+// repeated line shows.
+type Event interface{ setSeq(uint64) }
 
 // AllocateEvent is written when a port is handed out.
 type AllocateEvent struct {
@@ -25,7 +32,10 @@ type AllocateEvent struct {
 	PID         int      `json:"pid,omitzero"`
 	HealthPath  string   `json:"health_path,omitzero"`
 	Command     []string `json:"command,omitempty"`
+	Seq         uint64   `json:"seq"`
 }
+
+func (e *AllocateEvent) setSeq(n uint64) { e.Seq = n }
 
 // RegisterEvent is written when an owner is bound to an allocation.
 type RegisterEvent struct {
@@ -36,7 +46,11 @@ type RegisterEvent struct {
 	PID         int    `json:"pid"`
 	PreviousPID int    `json:"previous_pid,omitzero"`
 	Reason      string `json:"reason,omitzero"`
+	Forced      bool   `json:"forced,omitzero"` // a live owner was replaced with --force
+	Seq         uint64 `json:"seq"`
 }
+
+func (e *RegisterEvent) setSeq(n uint64) { e.Seq = n }
 
 // ReleaseEvent is written when a port is given back.
 type ReleaseEvent struct {
@@ -52,34 +66,43 @@ type ReleaseEvent struct {
 	ByPID           int    `json:"by_pid,omitzero"`
 	ByUser          string `json:"by_user,omitzero"`
 	Reason          string `json:"reason"`
+	Seq             uint64 `json:"seq"`
 }
+
+func (e *ReleaseEvent) setSeq(n uint64) { e.Seq = n }
 
 // LogPath is the audit log file for the day of t (UTC).
 func LogPath(dir string, t time.Time) string {
 	return filepath.Join(dir, "allocations_"+t.UTC().Format("20060102")+".jsonl")
 }
 
-// appendLog writes events as whole lines to the day's log with one write
-// call on an O_APPEND file, then fsyncs it. It runs under the registry
-// lock, so lines from different processes never interleave. If an earlier
-// writer died mid-line (power loss), a newline is written first so the new
-// lines stay whole.
-func appendLog(dir string, t time.Time, events []any) (*pendingLog, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+// appendLog writes lines whole to the day's log under root with one write call on an
+// O_APPEND file (never through a link; a new file gets perm). It runs under
+// the registry lock, so lines from different processes never interleave.
+// If an earlier writer died mid-line (power loss), a newline is written
+// first so the new lines stay whole. The caller syncs the result.
+func appendLog(root string, t time.Time, lines []string, perm fs.FileMode) (*pendingLog, error) {
+	if err := ensureDir(root, LogDir, 0o755); err != nil {
 		return nil, err
 	}
+	dir := filepath.Join(root, LogDir)
 	var buf bytes.Buffer
-	for _, ev := range events {
-		b, err := MarshalLine(ev)
-		if err != nil {
-			return nil, err
-		}
-		buf.Write(b)
+	for _, l := range lines {
+		buf.WriteString(l)
 		buf.WriteByte('\n')
 	}
-	f, err := os.OpenFile(LogPath(dir, t), os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o644)
+	f, err := openNoFollow(LogPath(dir, t), os.O_RDWR|os.O_APPEND|os.O_CREATE, perm)
 	if err != nil {
 		return nil, err
+	}
+	info, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	created := info.Size() == 0
+	if created && info.Mode().Perm() != perm && ownedBySelf(info) {
+		_ = f.Chmod(perm) // the umask narrowed a shared registry's mode
 	}
 	torn, err := endsWithoutNewline(f)
 	if err != nil {
@@ -89,19 +112,93 @@ func appendLog(dir string, t time.Time, events []any) (*pendingLog, error) {
 	if torn {
 		buf = *bytes.NewBuffer(append([]byte{'\n'}, buf.Bytes()...))
 	}
-	n, err := f.Write(buf.Bytes())
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	info, err := f.Stat()
-	if err != nil {
+	if _, err := f.Write(buf.Bytes()); err != nil {
 		f.Close()
 		return nil, err
 	}
 	// A file these lines started is a new name in the folder, which must
 	// reach the disk too.
-	return &pendingLog{f: f, dir: dir, created: info.Size() == int64(n)}, nil
+	return &pendingLog{f: f, dir: dir, created: created}, nil
+}
+
+// flushPending appends the audit lines of the last change that the log
+// lacks. A writer appends its lines after renaming the registry into place;
+// killed in between, it leaves a registry whose change has no line. Its
+// lines are in that registry (pending_audit), so the next writer, under the
+// lock, appends those not already at the end of their day's log. Lines are
+// only ever appended at the end, by the lock holder, so looking at the last
+// few kilobytes is enough.
+func flushPending(root string, lines []string, perm fs.FileMode) ([]*pendingLog, error) {
+	dir := filepath.Join(root, LogDir)
+	byDay := map[string][]string{}
+	var days []string
+	for _, l := range lines {
+		var head struct {
+			Timestamp Time `json:"timestamp"`
+		}
+		if err := Unmarshal([]byte(l), &head); err != nil || head.Timestamp.IsZero() {
+			return nil, fmt.Errorf("pending audit line %q has no timestamp", l)
+		}
+		path := LogPath(dir, head.Timestamp.Time)
+		if _, ok := byDay[path]; !ok {
+			days = append(days, path)
+		}
+		byDay[path] = append(byDay[path], l)
+	}
+	var out []*pendingLog
+	for _, path := range days {
+		missing, err := missingLines(path, byDay[path])
+		if err != nil {
+			return out, err
+		}
+		if len(missing) == 0 {
+			continue
+		}
+		var head struct {
+			Timestamp Time `json:"timestamp"`
+		}
+		_ = Unmarshal([]byte(missing[0]), &head)
+		l, err := appendLog(root, head.Timestamp.Time, missing, perm)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+// missingLines returns the lines not found whole in the tail of the log
+// file at path.
+func missingLines(path string, lines []string) ([]string, error) {
+	f, err := openNoFollow(path, os.O_RDONLY, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return lines, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	n := int64(4096)
+	for _, l := range lines {
+		n += int64(len(l)) + 1
+	}
+	off := max(info.Size()-n, 0)
+	tail := make([]byte, info.Size()-off)
+	if _, err := f.ReadAt(tail, off); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	text := "\n" + string(tail)
+	var missing []string
+	for _, l := range lines {
+		if !strings.Contains(text, "\n"+l+"\n") {
+			missing = append(missing, l)
+		}
+	}
+	return missing, nil
 }
 
 // pendingLog is an audit log file whose new lines are written but not yet

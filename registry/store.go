@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/gofrs/flock"
@@ -27,6 +27,9 @@ const DefaultLockTimeout = 10 * time.Second
 type Store struct {
 	Root        string
 	LockTimeout time.Duration
+	// Notice, if set, receives one-line messages for the user: a registry
+	// file created, and where.
+	Notice func(msg string)
 }
 
 // Open returns the store under root (not touching the disk).
@@ -49,6 +52,64 @@ func (s *Store) LockPath() string { return s.Path() + ".lock" }
 
 // LogDir is the folder of the daily audit logs.
 func (s *Store) LogDir() string { return filepath.Join(s.Root, LogDir) }
+
+// Shared reports whether the registry is shared by a group (`gracectl init
+// --group`): its folder has the setgid bit.
+func (s *Store) Shared() bool {
+	info, err := os.Lstat(s.Dir())
+	return err == nil && info.Mode()&fs.ModeSetgid != 0
+}
+
+// modes are the permissions of the files gracectl creates here: readable by
+// all and writable by the owner (and the group of a shared registry); lock
+// files readable by the owner and that group only, so nobody else can hold
+// a lock.
+func (s *Store) modes() (file, lock fs.FileMode) {
+	if s.Shared() {
+		return 0o664, 0o660
+	}
+	return 0o644, 0o600
+}
+
+// FileMode is the mode of files gracectl creates in this registry.
+func (s *Store) FileMode() fs.FileMode {
+	f, _ := s.modes()
+	return f
+}
+
+// EnsureDir creates the registry folder if needed, never through a link.
+func (s *Store) EnsureDir() error { return ensureDir(s.Root, RegistryDir, 0o755) }
+
+func (s *Store) notice(format string, args ...any) {
+	if s.Notice != nil {
+		s.Notice(fmt.Sprintf(format, args...))
+	}
+}
+
+// NewLock returns a lock on path, a lock file in the registry folder: made
+// with the registry's lock mode if missing, tightened to it if this user
+// owns a looser one, and never opened through a link.
+func (s *Store) NewLock(path string) (*flock.Flock, error) {
+	_, perm := s.modes()
+	f, err := openNoFollow(path, os.O_RDONLY|os.O_CREATE, perm)
+	if err != nil {
+		return nil, lockOpenErr(path, err)
+	}
+	info, err := f.Stat()
+	if err == nil && info.Mode().Perm() != perm && ownedBySelf(info) {
+		err = f.Chmod(perm)
+	}
+	f.Close()
+	if err != nil {
+		return nil, lockOpenErr(path, err)
+	}
+	return flock.New(path, flock.SetFlag(os.O_RDONLY|syscall.O_NOFOLLOW)), nil
+}
+
+func ownedBySelf(info fs.FileInfo) bool {
+	st, ok := info.Sys().(*syscall.Stat_t)
+	return ok && int(st.Uid) == os.Geteuid()
+}
 
 // LockError is returned when the lock could not be taken in time.
 type LockError struct {
@@ -73,25 +134,20 @@ func (e *CorruptError) Error() string {
 
 func (e *CorruptError) Unwrap() error { return e.Err }
 
-// lock takes the registry lock, shared or exclusive, waiting at most
-// s.LockTimeout. flock is taken by a blocking call in a goroutine, so a
-// waiter is woken the moment the holder unlocks instead of polling; if the
-// wait times out, the goroutine releases the lock as soon as it gets it.
-func (s *Store) lock(ctx context.Context, exclusive bool) (*flock.Flock, error) {
-	if exclusive {
-		if err := os.MkdirAll(s.Dir(), 0o755); err != nil {
-			return nil, fmt.Errorf("cannot create registry folder: %w", err)
-		}
+// lock takes the registry lock, waiting at most s.LockTimeout. flock is
+// taken by a blocking call in a goroutine, so a waiter is woken the moment
+// the holder unlocks instead of polling; if the wait times out, the
+// goroutine releases the lock as soon as it gets it. Only writers lock:
+// readers read the file, which is only ever replaced whole by a rename.
+func (s *Store) lock(ctx context.Context) (*flock.Flock, error) {
+	if err := s.EnsureDir(); err != nil {
+		return nil, fmt.Errorf("cannot create registry folder: %w", err)
 	}
-	fl := flock.New(s.LockPath(), flock.SetPermissions(0o644))
-	// Fast path: no contention.
-	var ok bool
-	var err error
-	if exclusive {
-		ok, err = fl.TryLock()
-	} else {
-		ok, err = fl.TryRLock()
+	fl, err := s.NewLock(s.LockPath())
+	if err != nil {
+		return nil, err
 	}
+	ok, err := fl.TryLock()
 	if err != nil {
 		return nil, lockOpenErr(s.LockPath(), err)
 	}
@@ -99,13 +155,7 @@ func (s *Store) lock(ctx context.Context, exclusive bool) (*flock.Flock, error) 
 		return fl, nil
 	}
 	done := make(chan error, 1)
-	go func() {
-		if exclusive {
-			done <- fl.Lock()
-		} else {
-			done <- fl.RLock()
-		}
-	}()
+	go func() { done <- fl.Lock() }()
 	timer := time.NewTimer(s.LockTimeout)
 	defer timer.Stop()
 	select {
@@ -134,19 +184,13 @@ func lockOpenErr(path string, err error) error {
 
 // read loads the registry file; a missing file is an empty registry.
 func (s *Store) read() (*Registry, fs.FileInfo, error) {
-	f, err := os.Open(s.Path())
+	if err := checkDirs(s.Root, RegistryDir); err != nil {
+		return nil, nil, fmt.Errorf("cannot read registry: %w", err)
+	}
+	data, info, err := ReadFile(s.Path())
 	if errors.Is(err, fs.ErrNotExist) {
 		return &Registry{Allocations: Allocations{}}, nil, nil
 	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("cannot read registry: %w", err)
-	}
-	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return nil, nil, fmt.Errorf("cannot read registry: %w", err)
-	}
-	data, err := io.ReadAll(f)
 	if err != nil {
 		return nil, nil, fmt.Errorf("cannot read registry: %w", err)
 	}
@@ -157,54 +201,51 @@ func (s *Store) read() (*Registry, fs.FileInfo, error) {
 	return r, info, nil
 }
 
-// Read returns the registry under a shared lock.
+// Read returns the registry as it is now, without locking: the file is
+// only ever replaced whole by a rename, so this is a consistent snapshot,
+// and no reader can hold up a writer.
 func (s *Store) Read(ctx context.Context) (*Registry, error) {
-	if _, err := os.Stat(s.LockPath()); errors.Is(err, fs.ErrNotExist) {
-		// Nothing was ever written here: do not create folders to read.
-		if _, err := os.Stat(s.Path()); errors.Is(err, fs.ErrNotExist) {
-			return &Registry{Allocations: Allocations{}}, nil
-		}
-	}
-	fl, err := s.lock(ctx, false)
-	if err != nil {
-		if errors.Is(err, fs.ErrPermission) {
-			// A read-only user may still read an unlocked snapshot; the
-			// atomic rename means it is never a torn file.
-			r, _, rerr := s.read()
-			return r, rerr
-		}
-		return nil, err
-	}
-	defer fl.Close()
 	r, _, err := s.read()
 	return r, err
 }
 
-// Tx is one change to the registry in progress. Log lines added to it are
-// appended to the audit log after the registry is written, under the same
-// lock.
+// Tx is one change to the registry in progress. Audit events logged in it
+// are numbered, written into the registry file as its pending audit lines,
+// and appended to the audit log after the registry is written, under the
+// same lock (audit.go says how a crash between the two is repaired).
 type Tx struct {
-	events []any
-	now    Time
+	now   Time
+	seq   uint64   // the last sequence number used
+	lines []string // encoded events, each with its sequence number
+	err   error
 }
 
 // Now is the time of this change, the same for every record it touches.
 func (tx *Tx) Now() Time { return tx.now }
 
-// Log queues an audit log event.
-func (tx *Tx) Log(ev any) { tx.events = append(tx.events, ev) }
+// Log queues an audit event, numbering it.
+func (tx *Tx) Log(ev Event) {
+	tx.seq++
+	ev.setSeq(tx.seq)
+	b, err := MarshalLine(ev)
+	if err != nil && tx.err == nil {
+		tx.err = err
+	}
+	tx.lines = append(tx.lines, string(b))
+}
 
 // ErrNoChange may be returned by an Update function to leave the registry
 // file as it is (nothing is written, no error is returned to the caller).
 var ErrNoChange = errors.New("no change")
 
 // Update locks the registry exclusively, reads it, calls fn and, if fn
-// succeeds, writes the result atomically and appends fn's log events, both
+// succeeds, writes the result atomically and appends fn's audit lines, both
 // before unlocking; it returns once the folder and the log are fsynced
 // (after unlocking, so other writers need not wait for those). If fn fails
-// nothing is written.
+// nothing is written. Audit lines an earlier writer left pending (it died
+// between its rename and its append) are appended first, in any case.
 func (s *Store) Update(ctx context.Context, fn func(r *Registry, tx *Tx) error) (err error) {
-	fl, err := s.lock(ctx, true)
+	fl, err := s.lock(ctx)
 	if err != nil {
 		return err
 	}
@@ -219,26 +260,49 @@ func (s *Store) Update(ctx context.Context, fn func(r *Registry, tx *Tx) error) 
 		return err
 	}
 	s.removeStaleTemps()
-	tx := &Tx{now: Now()}
+	filePerm, _ := s.modes()
+	var logs []*pendingLog
+	defer func() {
+		for _, l := range logs {
+			if serr := l.sync(); serr != nil && err == nil {
+				err = fmt.Errorf("the audit log could not be written: %w", serr)
+			}
+		}
+	}()
+	repaired, err := flushPending(s.Root, r.PendingAudit, filePerm)
+	logs = append(logs, repaired...)
+	if err != nil {
+		return fmt.Errorf("cannot append the audit lines an interrupted change left: %w", err)
+	}
+	tx := &Tx{now: Now(), seq: r.AuditSeq}
 	if err := fn(r, tx); err != nil {
 		if errors.Is(err, ErrNoChange) {
 			return nil
 		}
 		return err
 	}
+	if tx.err != nil {
+		return tx.err
+	}
 	r.LastUpdated = tx.now
-	perm := fs.FileMode(0o644)
+	r.AuditSeq = tx.seq
+	r.PendingAudit = tx.lines
+	perm := filePerm
 	if info != nil {
 		perm = info.Mode().Perm()
 	}
 	if err := writeFileAtomicFunc(s.Path(), r.Encode, perm, info, false); err != nil {
 		return fmt.Errorf("cannot write registry %s: %w", s.Path(), err)
 	}
-	var log *pendingLog
-	if len(tx.events) > 0 {
-		if log, err = appendLog(s.LogDir(), tx.now.Time, tx.events); err != nil {
-			return fmt.Errorf("registry updated, but the audit log could not be written: %w", err)
+	if info == nil {
+		s.notice("created registry %s", s.Path())
+	}
+	if len(tx.lines) > 0 {
+		l, err := appendLog(s.Root, tx.now.Time, tx.lines, filePerm)
+		if err != nil {
+			return fmt.Errorf("registry updated, but the audit log could not be written (the next change will append it): %w", err)
 		}
+		logs = append(logs, l)
 	}
 	// Everything another gracectl reads is in place: the registry file is
 	// written, synced and renamed, the log lines are appended. Waiting for
@@ -248,9 +312,6 @@ func (s *Store) Update(ctx context.Context, fn func(r *Registry, tx *Tx) error) 
 	unlocked = true
 	if err := syncDir(s.Dir()); err != nil {
 		return fmt.Errorf("cannot write registry %s: %w", s.Path(), err)
-	}
-	if err := log.sync(); err != nil {
-		return fmt.Errorf("registry updated, but the audit log could not be written: %w", err)
 	}
 	return nil
 }

@@ -113,6 +113,11 @@ type Allocations map[string]*Allocation
 type Registry struct {
 	Allocations Allocations `json:"allocations"`
 	LastUpdated Time        `json:"last_updated,omitzero"`
+	// AuditSeq is the sequence number of the last audit line written.
+	AuditSeq uint64 `json:"audit_seq,omitzero"`
+	// PendingAudit are the audit lines of the last change, exactly as they
+	// are appended to the log: the next writer appends any the log lacks.
+	PendingAudit []string `json:"pending_audit,omitempty"`
 
 	// Unknown holds top-level fields gracectl does not know.
 	Unknown jsontext.Value `json:",embed"`

@@ -288,8 +288,8 @@ func decide(a *registry.Allocation, ob Observation, now time.Time, opts Options)
 // probeOne observes one allocation and decides on it.
 func probeOne(ctx context.Context, a *registry.Allocation, listening bool, listeners []int, procs *probe.ProcessTable, opts Options) *Result {
 	ob := observe(ctx, a, listening, listeners, procs, opts)
+	v := decide(a, ob, time.Now(), opts)
 	now := registry.Now()
-	v := decide(a, ob, now.Time, opts)
 	return &Result{
 		Port: a.Port, Service: a.ServiceName, PID: a.PID, Process: ob.Process, Alive: ob.Alive,
 		Listening: ob.Listening, ListenerPIDs: ob.Listeners, Health: v.Health, Status: v.Status, Issue: v.Issue,

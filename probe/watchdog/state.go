@@ -51,14 +51,16 @@ func SaveState(store *registry.Store, st *State) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(store.Dir(), 0o755); err != nil {
+	if err := store.EnsureDir(); err != nil {
 		return err
 	}
 	path := StatePath(store)
-	perm := fs.FileMode(0o644)
-	info, _ := os.Stat(path)
-	if info != nil {
+	perm := store.FileMode()
+	info, _ := os.Lstat(path)
+	if info != nil && info.Mode().IsRegular() {
 		perm = info.Mode().Perm()
+	} else {
+		info = nil
 	}
 	return registry.WriteFileAtomic(path, b, perm, info)
 }
@@ -69,7 +71,7 @@ func SaveState(store *registry.Store, st *State) error {
 func LoadState(store *registry.Store) (*State, error) {
 	st := &State{IntervalSeconds: DefaultInterval.Seconds()}
 	path := StatePath(store)
-	b, err := os.ReadFile(path)
+	b, _, err := registry.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return st, nil
 	}

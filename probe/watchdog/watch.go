@@ -3,12 +3,10 @@ package watchdog
 import (
 	"context"
 	"fmt"
-	"os"
 	"sync"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
-	"github.com/gofrs/flock"
 	"github.com/gracectl/gracectl/probe"
 	"github.com/gracectl/gracectl/registry"
 )
@@ -128,10 +126,13 @@ func (w *Watcher) report(rep *Report) {
 // called. It fails at once if another watchdog holds it. Run takes it
 // itself unless Lock was called first (to set up the API under the lock).
 func (w *Watcher) Lock() (release func(), err error) {
-	if err := os.MkdirAll(w.Store.Dir(), 0o755); err != nil {
+	if err := w.Store.EnsureDir(); err != nil {
 		return nil, err
 	}
-	fl := flock.New(LockPath(w.Store), flock.SetPermissions(0o644))
+	fl, err := w.Store.NewLock(LockPath(w.Store))
+	if err != nil {
+		return nil, err
+	}
 	ok, err := fl.TryLock()
 	if err != nil {
 		return nil, fmt.Errorf("cannot lock %s: %w", LockPath(w.Store), err)

@@ -1,0 +1,128 @@
+package registry
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// Nothing under a state root is followed through a symbolic link: another
+// user who can plant a link there must not make gracectl write, create or
+// read a file elsewhere (an audit line appended to a root-only file, a lock
+// created at a path of their choosing). Folders are checked component by
+// component with Lstat and created with Mkdir; files are opened with
+// O_NOFOLLOW; temp files are created with O_EXCL, which never follows a
+// link; renames replace a link instead of following it.
+
+// LinkError is a symbolic link where gracectl keeps its state.
+type LinkError struct{ Path string }
+
+func (e *LinkError) Error() string {
+	return fmt.Sprintf("%s is a symbolic link; gracectl does not follow links in its state folder (remove it, or point --root at the real folder)", e.Path)
+}
+
+// ensureDir makes root/rel a real folder, creating what is missing with
+// mode perm (the setgid bit of a shared registry is inherited from root's
+// folders). Every component under root must be a folder, not a link.
+func ensureDir(root, rel string, perm fs.FileMode) error {
+	return walkDir(root, rel, func(path string) error {
+		if err := os.Mkdir(path, perm); err != nil {
+			if errors.Is(err, fs.ErrExist) {
+				return checkDir(path)
+			}
+			return err
+		}
+		return nil
+	}, true)
+}
+
+// checkDirs verifies that every component of root/rel that exists is a
+// real folder; a missing one is not an error.
+func checkDirs(root, rel string) error {
+	return walkDir(root, rel, func(string) error { return nil }, false)
+}
+
+func walkDir(root, rel string, missing func(string) error, create bool) error {
+	path := root
+	for _, part := range strings.Split(filepath.ToSlash(rel), "/") {
+		if part == "" {
+			continue
+		}
+		path = filepath.Join(path, part)
+		info, err := os.Lstat(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			if !create {
+				return nil
+			}
+			if err := missing(path); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := dirOnly(path, info); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkDir(path string) error {
+	info, err := os.Lstat(path)
+	if err != nil {
+		return err
+	}
+	return dirOnly(path, info)
+}
+
+func dirOnly(path string, info fs.FileInfo) error {
+	if info.Mode()&fs.ModeSymlink != 0 {
+		return &LinkError{Path: path}
+	}
+	if !info.IsDir() {
+		return fmt.Errorf("%s is not a folder", path)
+	}
+	return nil
+}
+
+// openNoFollow opens a file under a state root without following a link
+// at its last component (the folders above were checked by the caller).
+func openNoFollow(path string, flag int, perm fs.FileMode) (*os.File, error) {
+	f, err := os.OpenFile(path, flag|syscall.O_NOFOLLOW, perm)
+	if err != nil && isLinkErr(err) {
+		return nil, &LinkError{Path: path}
+	}
+	return f, err
+}
+
+// isLinkErr reports the errno of O_NOFOLLOW meeting a link: ELOOP on
+// Linux, EMLINK on some BSDs.
+func isLinkErr(err error) bool {
+	return errors.Is(err, syscall.ELOOP) || errors.Is(err, syscall.EMLINK)
+}
+
+// ReadFile reads a file under a state root without following a link. It
+// returns the file's own FileInfo (never a link target's).
+func ReadFile(path string) ([]byte, fs.FileInfo, error) {
+	f, err := openNoFollow(path, os.O_RDONLY, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	if !info.Mode().IsRegular() {
+		return nil, nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	data, err := io.ReadAll(f)
+	return data, info, err
+}
