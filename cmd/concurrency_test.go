@@ -34,7 +34,6 @@ func TestConcurrentAllocateProcesses(t *testing.T) {
 		cmds[i] = gracectlCmd(t, root, "allocate", "--service", "svc"+strconv.Itoa(i), "--range", "24000-24099")
 		outs[i] = new(bytes.Buffer)
 		cmds[i].Stdout = outs[i]
-		cmds[i].Stderr = outs[i]
 	}
 	var wg sync.WaitGroup
 	start := make(chan struct{})

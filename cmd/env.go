@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/gracectl/gracectl/registry"
@@ -14,6 +15,11 @@ type environment struct {
 	rangeSpec   string        // GRACECTL_RANGE
 	lockTimeout time.Duration // GRACECTL_LOCK_TIMEOUT
 	journal     bool          // JOURNAL_STREAM: stderr goes to journald, which stamps lines itself
+	// hostRoot is GRACECTL_HOST_ROOT: where the host registry is, when
+	// not /var/lib/gracectl (tests point it at a temp folder).
+	hostRoot string
+	// privateRoot is ${XDG_STATE_HOME:-$HOME/.local/state}/gracectl.
+	privateRoot string
 }
 
 func readEnv() environment {
@@ -22,6 +28,12 @@ func readEnv() environment {
 		rangeSpec:   registry.DefaultRange.String(),
 		lockTimeout: registry.DefaultLockTimeout,
 		journal:     os.Getenv("JOURNAL_STREAM") != "",
+		hostRoot:    os.Getenv("GRACECTL_HOST_ROOT"),
+	}
+	if v := os.Getenv("XDG_STATE_HOME"); v != "" {
+		e.privateRoot = filepath.Join(v, "gracectl")
+	} else if v := os.Getenv("HOME"); v != "" {
+		e.privateRoot = filepath.Join(v, ".local", "state", "gracectl")
 	}
 	if v := os.Getenv("GRACECTL_RANGE"); v != "" {
 		e.rangeSpec = v

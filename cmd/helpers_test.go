@@ -144,6 +144,7 @@ type auditEvent struct {
 	Action          string `json:"action"`
 	Port            int    `json:"port"`
 	DurationSeconds int64  `json:"duration_seconds"`
+	Seq             uint64 `json:"seq"`
 	Line            string `json:"-"`
 }
 
@@ -171,4 +172,46 @@ func auditLog(t *testing.T, root string) []auditEvent {
 		}
 	}
 	return out
+}
+
+// checkAuditMatchesRegistry checks the audit trail against the registry:
+// for every port, the allocate lines outnumber the release lines by one if
+// the port is allocated and by none otherwise, and the lines' sequence
+// numbers are 1 to the registry's audit_seq, each exactly once.
+func checkAuditMatchesRegistry(t *testing.T, root string) {
+	t.Helper()
+	reg := readRegistry(t, root)
+	net := map[int]int{}
+	seqs := map[uint64]int{}
+	for _, ev := range auditLog(t, root) {
+		switch ev.Action {
+		case "allocate":
+			net[ev.Port]++
+		case "release":
+			net[ev.Port]--
+		}
+		seqs[ev.Seq]++
+	}
+	for port, n := range net {
+		want := 0
+		if reg.Get(port) != nil {
+			want = 1
+		}
+		if n != want {
+			t.Errorf("port %d: %d more allocate than release lines, want %d (in registry: %v)", port, n, want, reg.Get(port) != nil)
+		}
+	}
+	for _, a := range reg.Allocations {
+		if net[a.Port] != 1 {
+			t.Errorf("port %d is allocated but the log does not say so", a.Port)
+		}
+	}
+	for seq := uint64(1); seq <= reg.AuditSeq; seq++ {
+		if seqs[seq] != 1 {
+			t.Errorf("audit seq %d appears %d times", seq, seqs[seq])
+		}
+	}
+	if len(seqs) != int(reg.AuditSeq) {
+		t.Errorf("%d distinct audit seqs, registry says %d", len(seqs), reg.AuditSeq)
+	}
 }

@@ -10,8 +10,9 @@ import (
 type registerOptions struct {
 	g    *globals
 	port int
-	pid  int
-	json bool
+	pid   int
+	force bool
+	json  bool
 }
 
 func newRegisterCmd(g *globals) *cobra.Command {
@@ -21,7 +22,8 @@ func newRegisterCmd(g *globals) *cobra.Command {
 		Short: "Bind an allocation to the process that owns it",
 		Long: `Bind an allocation (typically a reservation made by 'allocate' without --pid)
 to its owner. The owner is recorded by PID and start time, so a later process
-that reuses the PID is never taken for it.` + exitStatusHelp,
+that reuses the PID is never taken for it. An owner that is still running is
+replaced only with --force, and the audit log says so.` + exitStatusHelp,
 		Example: `  PORT=$(gracectl allocate --service api)
   python serve.py --port "$PORT" & gracectl register "$PORT" --pid $!`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -40,6 +42,7 @@ that reuses the PID is never taken for it.` + exitStatusHelp,
 		},
 	}
 	c.Flags().IntVar(&o.pid, "pid", 0, "PID of the owner (required)")
+	c.Flags().BoolVar(&o.force, "force", false, "replace an owner that is still running")
 	c.Flags().BoolVar(&o.json, "json", false, "print the allocation as JSON")
 	return c
 }
@@ -49,7 +52,7 @@ func runRegister(cmd *cobra.Command, o *registerOptions) error {
 	if err != nil {
 		return err
 	}
-	a, err := o.g.store().Register(cmd.Context(), o.port, id, "registered by user")
+	a, err := o.g.store().Register(cmd.Context(), o.port, id, "registered by user", o.force)
 	if err != nil {
 		return err
 	}

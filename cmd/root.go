@@ -77,12 +77,21 @@ type globals struct {
 	root        string
 	rangeSpec   string
 	lockTimeout time.Duration
+	rootSource  string // registry.Root* constants
+	hostRoot    string
 	stdout      io.Writer
 	stderr      io.Writer
 }
 
 func (g *globals) store() *registry.Store {
-	return registry.Open(g.root, g.lockTimeout)
+	s := registry.Open(g.root, g.lockTimeout)
+	s.Notice = func(msg string) {
+		if g.rootSource == registry.RootPrivate {
+			msg += fmt.Sprintf(" (a registry of your own: you cannot write the host registry %s; to share it, ask root for 'gracectl init --group NAME' and join that group)", g.hostRoot)
+		}
+		fmt.Fprintf(g.stderr, "gracectl: %s\n", escape(msg))
+	}
+	return s
 }
 
 func (g *globals) portRange() (registry.Range, error) {
@@ -179,16 +188,23 @@ their port, watches them, and keeps a daily audit log.` + exitStatusHelp,
 				debug.SetGCPercent(-1)
 				debug.SetMemoryLimit(256 << 20)
 			}
-			if g.root == "" {
-				g.root = env.root
+			wd, err := os.Getwd()
+			if err != nil {
+				return err
 			}
-			if g.root == "" {
-				wd, err := os.Getwd()
-				if err != nil {
-					return err
-				}
-				g.root = registry.FindRoot(wd)
+			g.hostRoot = env.hostRoot
+			if g.hostRoot == "" {
+				g.hostRoot = registry.DefaultHostRoot
 			}
+			root, err := registry.ResolveRoot(registry.RootQuery{Flag: g.root, Env: env.root, WorkDir: wd,
+				HostRoot: g.hostRoot, PrivateRoot: env.privateRoot})
+			if err != nil {
+				return err
+			}
+			for _, w := range root.Warnings {
+				fmt.Fprintf(g.stderr, "gracectl: warning: %s\n", escape(w))
+			}
+			g.root, g.rootSource = root.Dir, root.Source
 			if g.lockTimeout <= 0 {
 				return usageErrorf("--lock-timeout must be positive, got %s", g.lockTimeout)
 			}
@@ -199,10 +215,10 @@ their port, watches them, and keeps a daily audit log.` + exitStatusHelp,
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &usageError{msg: err.Error()} })
 	pf := root.PersistentFlags()
-	pf.StringVar(&g.root, "root", "", "state directory holding databases/ and logs/ (default: $GRACECTL_ROOT, else the nearest directory at or above the working directory with databases/port_registry/, else the working directory)")
+	pf.StringVar(&g.root, "root", "", "state directory holding databases/ and logs/ (default: $GRACECTL_ROOT, else the nearest safe directory at or above the working directory with databases/port_registry/, else the host registry /var/lib/gracectl, else ~/.local/state/gracectl for a user who cannot write it)")
 	pf.StringVar(&g.rangeSpec, "range", env.rangeSpec, "managed port range START-END; $GRACECTL_RANGE sets the default")
 	pf.DurationVar(&g.lockTimeout, "lock-timeout", env.lockTimeout, "how long to wait for the registry lock; $GRACECTL_LOCK_TIMEOUT sets the default")
 	root.AddCommand(newAllocateCmd(g), newReleaseCmd(g), newRegisterCmd(g), newStatusCmd(g), newRunCmd(g),
-		newCheckCmd(g), newWatchCmd(g), newExecTrampolineCmd())
+		newCheckCmd(g), newWatchCmd(g), newInitCmd(g), newExecTrampolineCmd())
 	return root
 }

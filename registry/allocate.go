@@ -174,7 +174,10 @@ func (e *NotAllocatedError) Error() string {
 
 // Register binds an owner process to an allocation (claiming a
 // reservation, or replacing the owner of any allocation).
-func (s *Store) Register(ctx context.Context, port int, owner probe.Identity, reason string) (*Allocation, error) {
+//
+// An owner that is still alive is replaced only with force, and the audit
+// line says it was forced.
+func (s *Store) Register(ctx context.Context, port int, owner probe.Identity, reason string, force bool) (*Allocation, error) {
 	if owner.PID <= 0 {
 		return nil, fmt.Errorf("pid %d is not a process", owner.PID)
 	}
@@ -185,6 +188,13 @@ func (s *Store) Register(ctx context.Context, port int, owner probe.Identity, re
 			return &NotAllocatedError{Port: port}
 		}
 		prev := a.PID
+		forced := false
+		if prev > 0 && a.Owner() != owner && probe.Alive(a.Owner()) {
+			if !force {
+				return &OwnerAliveError{Port: port, PID: prev, Service: a.ServiceName, Action: fmt.Sprintf("register pid %d", owner.PID)}
+			}
+			forced = true
+		}
 		a.PID, a.PIDStart, a.BootID = owner.PID, owner.Start, owner.Boot
 		a.RegisteredAt = tx.Now()
 		a.HealthFailures = 0
@@ -193,22 +203,28 @@ func (s *Store) Register(ctx context.Context, port int, owner probe.Identity, re
 			a.HealthStatus = StatusStarting
 		}
 		tx.Log(&RegisterEvent{Timestamp: tx.Now(), Action: "register", Port: port, ServiceName: a.ServiceName,
-			PID: owner.PID, PreviousPID: prev, Reason: reason})
+			PID: owner.PID, PreviousPID: prev, Reason: reason, Forced: forced})
 		got = a.Clone()
 		return nil
 	})
 	return got, err
 }
 
-// OwnerAliveError refuses to release a port whose owner still runs.
+// OwnerAliveError refuses to release, or register another owner for, a
+// port whose owner still runs.
 type OwnerAliveError struct {
 	Port    int
 	PID     int
 	Service string
+	Action  string // what was refused; "release it" when empty
 }
 
 func (e *OwnerAliveError) Error() string {
-	return fmt.Sprintf("port %d is held by pid %d (%s), which is still running; use --force to release it anyway", e.Port, e.PID, e.Service)
+	action := e.Action
+	if action == "" {
+		action = "release it"
+	}
+	return fmt.Sprintf("port %d is held by pid %d (%s), which is still running; use --force to %s anyway", e.Port, e.PID, e.Service, action)
 }
 
 // ReleaseRequest selects what to release and says who asks and why.

@@ -76,22 +76,3 @@ func isScriptExt(ext string) bool {
 	}
 	return false
 }
-
-// FindRoot returns the nearest directory at or above dir that already holds
-// databases/port_registry/, or dir itself when none does.
-func FindRoot(dir string) string {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return dir
-	}
-	for d := abs; ; {
-		if info, err := os.Stat(filepath.Join(d, RegistryDir)); err == nil && info.IsDir() {
-			return d
-		}
-		parent := filepath.Dir(d)
-		if parent == d {
-			return abs
-		}
-		d = parent
-	}
-}

@@ -332,7 +332,7 @@ func TestAuditLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Register(ctx, a.Port, probe.Self(), "test"); err != nil {
+	if _, err := s.Register(ctx, a.Port, probe.Self(), "test", false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Release(ctx, ReleaseRequest{Port: a.Port, Force: true, By: "cli", ByUser: "tester", Reason: "done"}); err != nil {
@@ -566,5 +566,65 @@ func TestFileShape(t *testing.T) {
 	again, _ := MarshalIndented(back)
 	if string(again) != want {
 		t.Errorf("not stable across a read and a write:\n%s", again)
+	}
+}
+
+// A writer killed between renaming the registry into place and appending
+// its audit lines leaves a registry whose change the log lacks; its lines
+// are in the registry (pending_audit). The next writer appends them, once,
+// in order, before its own, and a writer after it appends none again.
+func TestPendingAuditLinesAreAppendedOnce(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	a, err := s.Allocate(ctx, Request{Service: "first", Range: rng(21200)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logPath := LogPath(s.LogDir(), time.Now())
+	full, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The state a kill -9 after the rename leaves: the registry has the
+	// allocation, the log does not.
+	if err := os.WriteFile(logPath, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := parseFile(t, s.Path()); len(r.PendingAudit) != 1 || r.AuditSeq != 1 || r.Get(a.Port) == nil {
+		t.Fatalf("registry after the change: seq %d, pending %q", r.AuditSeq, r.PendingAudit)
+	}
+	// A reader changes nothing.
+	if _, err := s.Read(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(logPath); len(b) != 0 {
+		t.Fatalf("a reader wrote the log: %s", b)
+	}
+	// The next writer, even one that changes nothing, repairs the log.
+	if err := s.Update(ctx, func(*Registry, *Tx) error { return ErrNoChange }); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(logPath); string(b) != string(full) {
+		t.Fatalf("log after repair:\n%s\nwant:\n%s", b, full)
+	}
+	if _, err := s.Allocate(ctx, Request{Service: "second", Range: rng(21200)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Release(ctx, ReleaseRequest{Port: a.Port, Force: true, By: "test", Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(logPath)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("want 3 lines (allocate, allocate, release), got:\n%s", b)
+	}
+	for i, l := range lines {
+		var ev struct {
+			Seq    uint64 `json:"seq"`
+			Action string `json:"action"`
+		}
+		if err := json.Unmarshal([]byte(l), &ev); err != nil || ev.Seq != uint64(i+1) {
+			t.Errorf("line %d: seq %d (%v): %s", i+1, ev.Seq, err, l)
+		}
 	}
 }

@@ -223,7 +223,7 @@ func (l *launch) register() {
 		owner = probe.Identity{PID: child, Boot: probe.BootID()} // it already exited
 	}
 	l.owner = owner
-	if _, err := l.cfg.Store.Register(l.bg, l.alloc.Port, owner, "started by gracectl run"); err != nil {
+	if _, err := l.cfg.Store.Register(l.bg, l.alloc.Port, owner, "started by gracectl run", false); err != nil {
 		l.notify(Event{Kind: EventWarning, Msg: fmt.Sprintf("could not register pid %d for port %d: %v", child, l.alloc.Port, err)})
 	}
 	l.notify(Event{Kind: EventStarted, Alloc: l.alloc, PID: child})
@@ -276,7 +276,7 @@ func (l *launch) settle(code int) {
 	if pids := snap.Owners(l.alloc.Port); len(pids) > 0 {
 		if id, err := probe.Identify(pids[0]); err == nil {
 			reason := fmt.Sprintf("pid %d still listens after pid %d exited", id.PID, l.cmd.Process.Pid)
-			if _, err := l.cfg.Store.Register(l.bg, l.alloc.Port, id, reason); err == nil {
+			if _, err := l.cfg.Store.Register(l.bg, l.alloc.Port, id, reason, false); err == nil {
 				l.notify(Event{Kind: EventStillInUse, Alloc: l.alloc, PID: id.PID})
 				return
 			}
