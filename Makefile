@@ -52,7 +52,7 @@ bench: build
 # with tmpfs mounts), and wall-clock jumps during watch (it moves the host's
 # clock and puts it back, so it is not part of `make test`).
 chaos:
-	GRACECTL_CHAOS_OPS=1000 GRACECTL_CHAOS_CLOCK=1 $(GO) test -race -count=1 -run 'Chaos|DiskFull|ReadOnly|Permission|Hostile|ClockJumps' -v ./cmd
+	GRACECTL_CHAOS_OPS=1000 GRACECTL_KILL_ROUNDS=80 GRACECTL_CHAOS_CLOCK=1 $(GO) test -race -count=1 -run 'Chaos|AuditSurvivesKill|DiskFull|ReadOnly|Permission|Hostile|ClockJumps' -v ./cmd
 	$(GO) test -run '^$$' -fuzz '^FuzzUpdateLeavesBadFileUntouched$$' -fuzztime 60s ./registry
 
 # 10 minutes of `watch --interval 1s` over 101 allocations; prints RSS and

@@ -25,6 +25,9 @@ func TestScripts(t *testing.T) {
 		Dir: "testdata/script",
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("GRACECTL_ROOT", env.WorkDir)
+			// Scripts that unset GRACECTL_ROOT find this host registry, never
+			// /var/lib/gracectl.
+			env.Setenv("GRACECTL_HOST_ROOT", env.WorkDir+"/host")
 			env.Setenv("HOME", env.WorkDir)
 			return nil
 		},

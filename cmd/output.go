@@ -14,12 +14,14 @@ import (
 func printJSON(w io.Writer, v any) error { return registry.WriteIndented(w, v) }
 
 // escape makes a stored string safe for a terminal: control characters
-// (C0, DEL, C1, which include ESC and CSI) are shown as Go escapes, so a
-// service name cannot move the cursor or recolour the screen.
+// (C0, DEL, C1, which include ESC and CSI) and Unicode's bidirectional
+// controls (U+202A-U+202E, U+2066-U+2069, …) are shown as Go escapes, so a
+// service name can neither move the cursor, recolour the screen, nor show
+// its text reordered to pass for another.
 func escape(s string) string {
 	clean := true
 	for _, r := range s {
-		if unicode.IsControl(r) || r == unicode.ReplacementChar {
+		if unicode.IsControl(r) || r == unicode.ReplacementChar || unicode.Is(unicode.Bidi_Control, r) {
 			clean = false
 			break
 		}

@@ -8,8 +8,8 @@ import (
 )
 
 type registerOptions struct {
-	g    *globals
-	port int
+	g     *globals
+	port  int
 	pid   int
 	force bool
 	json  bool

@@ -28,8 +28,13 @@ func (e *LinkError) Error() string {
 
 // ensureDir makes root/rel a real folder, creating what is missing with
 // mode perm (the setgid bit of a shared registry is inherited from root's
-// folders). Every component under root must be a folder, not a link.
+// folders). Every component under root must be a folder, not a link; root
+// itself is made with MkdirAll if missing.
 func ensureDir(root, rel string, perm fs.FileMode) error {
+	// The root itself is the user's choice, links and all.
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return err
+	}
 	return walkDir(root, rel, func(path string) error {
 		if err := os.Mkdir(path, perm); err != nil {
 			if errors.Is(err, fs.ErrExist) {

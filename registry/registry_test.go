@@ -628,3 +628,56 @@ func TestPendingAuditLinesAreAppendedOnce(t *testing.T) {
 		}
 	}
 }
+
+// Under a state root nothing is followed through a link, whatever the root:
+// a linked log, lock, registry file or registry folder is an error naming
+// the link, and the link's target is left as it was (or not created).
+func TestLinksUnderTheRootAreNotFollowed(t *testing.T) {
+	ctx := context.Background()
+	target := filepath.Join(t.TempDir(), "target")
+	cases := map[string]func(s *Store) string{
+		"today's log": func(s *Store) string {
+			os.MkdirAll(s.LogDir(), 0o755)
+			return LogPath(s.LogDir(), time.Now())
+		},
+		"lock file":       func(s *Store) string { os.MkdirAll(s.Dir(), 0o755); return s.LockPath() },
+		"registry file":   func(s *Store) string { os.MkdirAll(s.Dir(), 0o755); return s.Path() },
+		"registry folder": func(s *Store) string { os.MkdirAll(filepath.Dir(s.Dir()), 0o755); return s.Dir() },
+		"logs folder":     func(s *Store) string { os.MkdirAll(filepath.Join(s.Root, "logs"), 0o755); return s.LogDir() },
+	}
+	for name, link := range cases {
+		t.Run(name, func(t *testing.T) {
+			os.RemoveAll(target)
+			if strings.Contains(name, "folder") {
+				os.Mkdir(target, 0o755)
+			} else if name != "lock file" {
+				os.WriteFile(target, []byte("untouched"), 0o600)
+			}
+			s := newStore(t)
+			path := link(s)
+			if err := os.Symlink(target, path); err != nil {
+				t.Fatal(err)
+			}
+			_, err := s.Allocate(ctx, Request{Service: "x", Range: rng(21210)})
+			var le *LinkError
+			if !errors.As(err, &le) || le.Path != path {
+				t.Fatalf("want a LinkError naming %s, got %v", path, err)
+			}
+			info, err := os.Lstat(target)
+			switch {
+			case name == "lock file":
+				if err == nil {
+					t.Errorf("the lock's target was created")
+				}
+			case strings.Contains(name, "folder"):
+				if entries, _ := os.ReadDir(target); len(entries) != 0 {
+					t.Errorf("files were made through the linked folder: %v", entries)
+				}
+			default:
+				if b, _ := os.ReadFile(target); string(b) != "untouched" || info.Mode().Perm() != 0o600 {
+					t.Errorf("the target was changed: %q %v", b, info.Mode())
+				}
+			}
+		})
+	}
+}
