@@ -47,7 +47,9 @@ bench: build
 	python3 docs/benchmarks/compare.py $(BIN)
 	python3 docs/benchmarks/bench.py --scale $(BIN)
 
-# The fault suite at full size: 1000 operations under random SIGKILLs, plus
+# The fault suite at full size: 1000 operations under random SIGKILLs, 80
+# rounds of 10 writers with half SIGKILLed (the audit log must match the
+# registry change for change), plus
 # disk-full, read-only root, permission denied and hostile input (as root,
 # with tmpfs mounts), and wall-clock jumps during watch (it moves the host's
 # clock and puts it back, so it is not part of `make test`).
