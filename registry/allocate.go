@@ -108,6 +108,10 @@ func (s *Store) Allocate(ctx context.Context, req Request) (*Allocation, error) 
 	var got *Allocation
 	err := s.Update(ctx, func(r *Registry, tx *Tx) error {
 		port, err := pickPort(r, req)
+		var xe *ExhaustedError
+		if errors.As(err, &xe) && reclaimDead(r, tx, req.Range) > 0 {
+			port, err = pickPort(r, req)
+		}
 		if err != nil {
 			return err
 		}
@@ -139,6 +143,22 @@ func (s *Store) Allocate(ctx context.Context, req Request) (*Allocation, error) 
 		return nil, err
 	}
 	return got, nil
+}
+
+// reclaimDead releases, under the lock, the allocations in rg whose owner
+// is gone (PID and start time) and whose port nothing holds, as the
+// watchdog would at its next cycle: a full range never waits for it. It is
+// only called when the range is exhausted, and returns how many it freed.
+func reclaimDead(r *Registry, tx *Tx, rg Range) int {
+	n := 0
+	for _, a := range r.Sorted() {
+		if !rg.Contains(a.Port) || a.Reserved() || probe.Alive(a.Owner()) || probe.Bindable(a.Port) != nil {
+			continue
+		}
+		tx.Release(r, a, "allocate", "", fmt.Sprintf("owner pid %d is gone (reclaimed: range %s exhausted)", a.PID, rg))
+		n++
+	}
+	return n
 }
 
 func pickPort(r *Registry, req Request) (int, error) {

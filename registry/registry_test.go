@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -259,6 +260,55 @@ func TestExhausted(t *testing.T) {
 	after, _ := os.ReadFile(s.Path())
 	if string(before) != string(after) {
 		t.Errorf("registry changed on a failed allocation")
+	}
+}
+
+// A range full of dead owners' ports does not wait for the watchdog:
+// allocate releases the dead (with a release line saying why) and hands one
+// out. Live owners and ports something listens on are never reclaimed.
+func TestExhaustedRangeReclaimsDeadOwners(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	rg := Range{Start: 21220, End: 21223}
+	dead := func() probe.Identity {
+		c := exec.Command("sleep", "600")
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		id, err := probe.Identify(c.Process.Pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Process.Kill()
+		c.Wait()
+		return id
+	}
+	owners := []probe.Identity{dead(), dead(), probe.Self(), dead()}
+	for _, o := range owners {
+		if _, err := s.Allocate(ctx, Request{Service: "held", Owner: o, Range: rg}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Something listens on the last dead owner's port: not free.
+	l, err := net.Listen("tcp", "127.0.0.1:21223")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	a, err := s.Allocate(ctx, Request{Service: "new", Range: rg})
+	if err != nil {
+		t.Fatalf("allocate in a range of dead owners: %v", err)
+	}
+	if a.Port != 21220 {
+		t.Errorf("got port %d, want 21220", a.Port)
+	}
+	r, _ := s.Read(ctx)
+	if r.Get(21221) != nil || r.Get(21222) == nil || r.Get(21223) == nil {
+		t.Errorf("reclaimed the wrong ports: %v", r.Sorted())
+	}
+	log, _ := os.ReadFile(LogPath(s.LogDir(), time.Now()))
+	if n := strings.Count(string(log), `"reason":"owner pid `); n != 2 || !strings.Contains(string(log), "reclaimed: range 21220-21223 exhausted") {
+		t.Errorf("want 2 reclaim release lines, log:\n%s", log)
 	}
 }
 
