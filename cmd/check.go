@@ -73,6 +73,11 @@ EXIT STATUS
 
 func runCheck(cmd *cobra.Command, o *checkOptions) error {
 	o.probe.DryRun = o.dryRun
+	rg, err := o.g.portRange()
+	if err != nil {
+		return err
+	}
+	o.probe.Range = rg
 	rep, err := watchdog.Cycle(cmd.Context(), o.g.store(), o.probe)
 	if err != nil {
 		return err
@@ -111,6 +116,17 @@ func writeCheckTable(w io.Writer, rep *watchdog.Report) error {
 			return err
 		}
 	}
+	// Listeners without an allocation, after the allocations.
+	for _, u := range rep.Unmanaged {
+		pid := "-"
+		if u.PID > 0 {
+			pid = strconv.Itoa(u.PID)
+		}
+		if err := t.Append([]string{strconv.Itoa(u.Port), "-", pid, orDash(escape(u.Command)), "yes", "-", "unmanaged",
+			rep.StartedAt.Format("15:04:05"), "-", "-"}); err != nil {
+			return err
+		}
+	}
 	if err := t.Render(); err != nil {
 		return err
 	}
@@ -120,6 +136,9 @@ func writeCheckTable(w io.Writer, rep *watchdog.Report) error {
 		if r.Issue != "" {
 			fmt.Fprintf(&b, "issue: port %d (%s): %s\n", r.Port, escape(r.Service), escape(r.Issue))
 		}
+	}
+	for _, u := range rep.Unmanaged {
+		fmt.Fprintf(&b, "issue: port %d: %s (gracectl adopt %d takes it in)\n", u.Port, escape(u.Issue()), u.Port)
 	}
 	for _, r := range rep.Results {
 		if r.Action != "" {

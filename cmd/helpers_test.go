@@ -185,7 +185,7 @@ func checkAuditMatchesRegistry(t *testing.T, root string) {
 	seqs := map[uint64]int{}
 	for _, ev := range auditLog(t, root) {
 		switch ev.Action {
-		case "allocate":
+		case "allocate", "adopt":
 			net[ev.Port]++
 		case "release":
 			net[ev.Port]--

@@ -66,7 +66,11 @@ func writeStatusReport(w io.Writer, st *watchdog.Status) error {
 	fmt.Fprintf(b, "Port Range: %d-%d\n", st.Range.Start, st.Range.End)
 	fmt.Fprintf(b, "Total Ports Available: %d\n", st.TotalPorts)
 	fmt.Fprintf(b, "Allocated: %d\n", st.Allocated)
-	fmt.Fprintf(b, "Available: %d\n\n", st.Available)
+	fmt.Fprintf(b, "Available: %d\n", st.Available)
+	if n := len(st.Unmanaged); n > 0 {
+		fmt.Fprintf(b, "Unmanaged: %d\n", n) // listened on without an allocation
+	}
+	b.WriteString("\n")
 	section(b, "ALLOCATED PORTS")
 	if len(st.Allocations) == 0 {
 		b.WriteString("No ports allocated\n\n")

@@ -76,6 +76,7 @@ func runWatch(cmd *cobra.Command, o *watchOptions) error {
 		}
 	}
 	store := o.g.store()
+	o.probe.Range = rg
 	w := &watchdog.Watcher{Store: store, Options: o.probe, Interval: o.interval, Range: rg, Log: logf}
 	if o.api != "" {
 		// The API is bound under the watchdog lock, so a second watchdog

@@ -99,3 +99,25 @@ func containsInt(s []int, v int) bool {
 	}
 	return false
 }
+
+// ListeningIn returns the ports from lo to hi that something listens on,
+// in order. Without /proc it connects to each (a refused connect on
+// loopback answers at once).
+func (s *Snapshot) ListeningIn(ctx context.Context, lo, hi int) []int {
+	var out []int
+	if s.ports == nil {
+		for p := lo; p <= hi; p++ {
+			if DialListening(ctx, p, DialTimeout) {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	for p, inodes := range s.ports {
+		if p >= lo && p <= hi && len(inodes) > 0 {
+			out = append(out, p)
+		}
+	}
+	sort.Ints(out)
+	return out
+}

@@ -15,7 +15,10 @@ package probe
 import (
 	"errors"
 	"os"
+	"os/user"
+	"strconv"
 	"sync"
+	"syscall"
 
 	ps "github.com/mitchellh/go-ps"
 )
@@ -139,4 +142,22 @@ func (t *ProcessTable) IsDescendant(pid, ancestor int) bool {
 func Self() Identity {
 	id, _ := Identify(os.Getpid())
 	return id
+}
+
+// ProcessUser names the user a process runs as (from the owner of
+// /proc/PID), or its uid when the name is unknown, or "" without /proc.
+func ProcessUser(pid int) string {
+	info, err := os.Stat("/proc/" + strconv.Itoa(pid))
+	if err != nil {
+		return ""
+	}
+	st, ok := info.Sys().(*syscall.Stat_t)
+	if !ok {
+		return ""
+	}
+	uid := strconv.Itoa(int(st.Uid))
+	if u, err := user.LookupId(uid); err == nil {
+		return u.Username
+	}
+	return uid
 }

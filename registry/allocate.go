@@ -185,6 +185,49 @@ func pickPort(r *Registry, req Request) (int, error) {
 	return 0, &ExhaustedError{Range: rg, Managed: managed, Unmanaged: unmanaged}
 }
 
+// AdoptRequest turns a process already listening on a port without an
+// allocation into that port's owner.
+type AdoptRequest struct {
+	Port      int
+	Owner     probe.Identity // the listener
+	Service   string
+	StartedBy string
+	Command   []string
+}
+
+// Adopt makes an allocation for a port something already listens on,
+// owned by that listener, and logs it as "adopt". The port must not be
+// allocated and must still be in use when the lock is held.
+func (s *Store) Adopt(ctx context.Context, req AdoptRequest) (*Allocation, error) {
+	if err := CheckText("service name", req.Service, MaxServiceName); err != nil || req.Service == "" {
+		if err == nil {
+			err = errors.New("service name is empty")
+		}
+		return nil, &ValidationError{Err: err}
+	}
+	var got *Allocation
+	err := s.Update(ctx, func(r *Registry, tx *Tx) error {
+		if cur := r.Get(req.Port); cur != nil {
+			return fmt.Errorf("port %d is already allocated to %s", req.Port, cur.ServiceName)
+		}
+		if probe.Bindable(req.Port) == nil {
+			return fmt.Errorf("nothing listens on port %d any more", req.Port)
+		}
+		a := &Allocation{
+			ID: newID(), Port: req.Port, ServiceName: req.Service, StartedBy: SafeText(req.StartedBy, MaxStartedBy),
+			Purpose: "adopted: was listening without an allocation", AllocatedAt: tx.Now(), RegisteredAt: tx.Now(),
+			PID: req.Owner.PID, PIDStart: req.Owner.Start, BootID: req.Owner.Boot,
+			HealthStatus: StatusActive, Command: req.Command,
+		}
+		r.Put(a)
+		tx.Log(&AdoptEvent{Timestamp: tx.Now(), Action: "adopt", Port: a.Port, ServiceName: a.ServiceName,
+			StartedBy: a.StartedBy, PID: a.PID, Command: a.Command})
+		got = a.Clone()
+		return nil
+	})
+	return got, err
+}
+
 // NotAllocatedError means a port has no allocation.
 type NotAllocatedError struct{ Port int }
 

@@ -37,6 +37,21 @@ type AllocateEvent struct {
 
 func (e *AllocateEvent) setSeq(n uint64) { e.Seq = n }
 
+// AdoptEvent is written when a process already listening without an
+// allocation (a squatter) is made the owner of a new allocation.
+type AdoptEvent struct {
+	Timestamp   Time     `json:"timestamp"`
+	Action      string   `json:"action"` // "adopt"
+	Port        int      `json:"port"`
+	ServiceName string   `json:"service_name"`
+	StartedBy   string   `json:"started_by"`
+	PID         int      `json:"pid"`
+	Command     []string `json:"command,omitempty"`
+	Seq         uint64   `json:"seq"`
+}
+
+func (e *AdoptEvent) setSeq(n uint64) { e.Seq = n }
+
 // RegisterEvent is written when an owner is bound to an allocation.
 type RegisterEvent struct {
 	Timestamp   Time   `json:"timestamp"`

@@ -30,6 +30,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gracectl/gracectl/probe"
 	"github.com/gracectl/gracectl/probe/watchdog"
 	"github.com/gracectl/gracectl/registry"
 	"github.com/prometheus/client_golang/prometheus"
@@ -109,7 +110,7 @@ func (s *Server) snapshot(ctx context.Context) (*entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := watchdog.BuildStatus(s.Store.Path(), s.Range, reg, wd)
+	st := watchdog.BuildStatus(s.Store.Path(), s.Range, reg, wd, watchdog.FindUnmanaged(ctx, probe.TakeSnapshot(), s.Range, reg))
 	if c.status, err = encode(st); err != nil {
 		return nil, err
 	}
@@ -322,7 +323,8 @@ type metrics struct {
 var (
 	descInRange   = prometheus.NewDesc("gracectl_ports_in_range", "Ports in the managed range.", nil, nil)
 	descAllocated = prometheus.NewDesc("gracectl_ports_allocated", "Ports of the managed range that are allocated.", nil, nil)
-	descFree      = prometheus.NewDesc("gracectl_ports_free", "Ports of the managed range that are not allocated.", nil, nil)
+	descFree      = prometheus.NewDesc("gracectl_ports_free", "Ports of the managed range that are neither allocated nor listened on.", nil, nil)
+	descUnmanaged = prometheus.NewDesc("gracectl_ports_unmanaged", "Ports of the managed range listened on without an allocation.", nil, nil)
 	descHealth    = prometheus.NewDesc("gracectl_port_health_status", "1 for the allocation's current health_status.", []string{"port", "service", "status"}, nil)
 	descRequests  = prometheus.NewDesc("gracectl_port_requests", "Request count the service last reported on its health endpoint.", []string{"port", "service"}, nil)
 	descErrors    = prometheus.NewDesc("gracectl_port_errors", "Error count the service last reported on its health endpoint.", []string{"port", "service"}, nil)
@@ -357,7 +359,7 @@ func (m *metrics) observe(rep *watchdog.Report) {
 
 // Describe implements prometheus.Collector.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInRange, descAllocated, descFree, descHealth, descRequests, descErrors, descUp} {
+	for _, d := range []*prometheus.Desc{descInRange, descAllocated, descFree, descUnmanaged, descHealth, descRequests, descErrors, descUp} {
 		ch <- d
 	}
 }
@@ -372,10 +374,11 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, 1)
-	st := watchdog.BuildStatus(m.s.Store.Path(), m.s.Range, reg, &watchdog.State{})
+	st := watchdog.BuildStatus(m.s.Store.Path(), m.s.Range, reg, &watchdog.State{}, watchdog.FindUnmanaged(ctx, probe.TakeSnapshot(), m.s.Range, reg))
 	ch <- prometheus.MustNewConstMetric(descInRange, prometheus.GaugeValue, float64(st.TotalPorts))
 	ch <- prometheus.MustNewConstMetric(descAllocated, prometheus.GaugeValue, float64(st.Allocated))
 	ch <- prometheus.MustNewConstMetric(descFree, prometheus.GaugeValue, float64(st.Available))
+	ch <- prometheus.MustNewConstMetric(descUnmanaged, prometheus.GaugeValue, float64(len(st.Unmanaged)))
 	for _, a := range st.Allocations {
 		p := strconv.Itoa(a.Port)
 		status := a.HealthStatus

@@ -37,6 +37,9 @@ type Options struct {
 	ReservationLease time.Duration // unclaimed reservations are released after this
 	Concurrency      int           // probes in flight at once
 	DryRun           bool          // report, change nothing
+	// Range is the managed range, where listeners without an allocation
+	// are reported (none are looked for when it is zero).
+	Range registry.Range
 }
 
 func (o *Options) fill() {
@@ -89,6 +92,9 @@ type Report struct {
 	Dead       int           `json:"dead"`
 	Issues     int           `json:"issues"`
 	Released   []int         `json:"released"`
+	// Unmanaged are listeners in the managed range without an allocation;
+	// each counts as an issue.
+	Unmanaged []Unmanaged `json:"unmanaged"`
 }
 
 // Summary is the seed's health-check line.
@@ -100,7 +106,7 @@ func (r *Report) Summary() string {
 func Cycle(ctx context.Context, store *registry.Store, opts Options) (*Report, error) {
 	opts.fill()
 	start := time.Now()
-	rep := &Report{StartedAt: registry.Now(), DryRun: opts.DryRun, Released: []int{}}
+	rep := &Report{StartedAt: registry.Now(), DryRun: opts.DryRun, Released: []int{}, Unmanaged: []Unmanaged{}}
 	reg, err := store.Read(ctx)
 	if err != nil {
 		return nil, err
@@ -116,6 +122,11 @@ func Cycle(ctx context.Context, store *registry.Store, opts Options) (*Report, e
 		ports[i] = a.Port
 	}
 	owners := socks.OwnersOf(ports) // one pass over /proc/*/fd for all of them
+	if opts.Range.Start > 0 {
+		if u := FindUnmanaged(ctx, socks, opts.Range, reg); u != nil {
+			rep.Unmanaged = u
+		}
+	}
 
 	rep.Results = make([]*Result, len(allocs))
 	sem := make(chan struct{}, opts.Concurrency)
@@ -154,6 +165,7 @@ func Cycle(ctx context.Context, store *registry.Store, opts Options) (*Report, e
 			rep.Issues++
 		}
 	}
+	rep.Issues += len(rep.Unmanaged)
 	rep.DurationMS = float64(time.Since(start).Microseconds()) / 1000
 	return rep, nil
 }

@@ -104,8 +104,9 @@ type Status struct {
 	Range       registry.Range         `json:"port_range"`
 	TotalPorts  int                    `json:"total_ports"`
 	Allocated   int                    `json:"allocated"`
-	Available   int                    `json:"available"`
+	Available   int                    `json:"available"` // neither allocated nor listened on
 	Allocations []*registry.Allocation `json:"allocations"`
+	Unmanaged   []Unmanaged            `json:"unmanaged"` // listeners in the range without an allocation
 	Watchdog    *State                 `json:"watchdog"`
 }
 
@@ -120,17 +121,21 @@ func ReadStatus(ctx context.Context, store *registry.Store, rg registry.Range) (
 	if err != nil {
 		return nil, err
 	}
-	return BuildStatus(store.Path(), rg, r, wd), nil
+	return BuildStatus(store.Path(), rg, r, wd, FindUnmanaged(ctx, probe.TakeSnapshot(), rg, r)), nil
 }
 
-// BuildStatus assembles the status document from a registry snapshot.
-func BuildStatus(path string, rg registry.Range, r *registry.Registry, wd *State) *Status {
-	st := &Status{Registry: path, Range: rg, TotalPorts: rg.Size(), Allocations: r.Sorted(), Watchdog: wd}
+// BuildStatus assembles the status document from a registry snapshot and
+// the unmanaged listeners found in the range.
+func BuildStatus(path string, rg registry.Range, r *registry.Registry, wd *State, unmanaged []Unmanaged) *Status {
+	st := &Status{Registry: path, Range: rg, TotalPorts: rg.Size(), Allocations: r.Sorted(), Watchdog: wd, Unmanaged: unmanaged}
+	if st.Unmanaged == nil {
+		st.Unmanaged = []Unmanaged{}
+	}
 	for _, a := range st.Allocations {
 		if rg.Contains(a.Port) {
 			st.Allocated++
 		}
 	}
-	st.Available = st.TotalPorts - st.Allocated
+	st.Available = st.TotalPorts - st.Allocated - len(unmanaged)
 	return st
 }

@@ -120,6 +120,9 @@ func (w *Watcher) report(rep *Report) {
 			w.log("[PORT-MANAGER] Released port %d", r.Port)
 		}
 	}
+	for _, u := range rep.Unmanaged {
+		w.log("[PORT-WATCHDOG] Port %d: %s", u.Port, u.Issue())
+	}
 }
 
 // Lock takes the one-watchdog-per-registry lock, held until release is

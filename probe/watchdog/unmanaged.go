@@ -1,0 +1,60 @@
+package watchdog
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/gracectl/gracectl/probe"
+	"github.com/gracectl/gracectl/registry"
+)
+
+// Unmanaged is a process listening in the managed range on a port that no
+// allocation holds (a squatter): allocate skips its port, and check counts
+// it as an issue until it is adopted (`gracectl adopt`) or goes away.
+type Unmanaged struct {
+	Port    int    `json:"port"`
+	PID     int    `json:"pid,omitzero"`     // 0: not visible (another user's process, or no /proc)
+	Command string `json:"command,omitzero"` // its command line
+	User    string `json:"user,omitzero"`
+}
+
+// Issue is how check names it.
+func (u Unmanaged) Issue() string {
+	who := "an unknown process"
+	if u.PID > 0 {
+		who = fmt.Sprintf("pid %d", u.PID)
+		if u.Command != "" {
+			who += " (" + u.Command + ")"
+		}
+		if u.User != "" {
+			who += " of user " + u.User
+		}
+	}
+	return fmt.Sprintf("unmanaged listener: port %d is served by %s without an allocation", u.Port, who)
+}
+
+// FindUnmanaged lists the listeners in rg on ports reg does not hold.
+func FindUnmanaged(ctx context.Context, socks *probe.Snapshot, rg registry.Range, reg *registry.Registry) []Unmanaged {
+	var ports []int
+	for _, p := range socks.ListeningIn(ctx, rg.Start, rg.End) {
+		if reg.Get(p) == nil {
+			ports = append(ports, p)
+		}
+	}
+	if len(ports) == 0 {
+		return nil
+	}
+	owners := socks.OwnersOf(ports)
+	out := make([]Unmanaged, 0, len(ports))
+	for _, p := range ports {
+		u := Unmanaged{Port: p}
+		if pids := owners[p]; len(pids) > 0 {
+			u.PID = pids[0]
+			u.Command = registry.SafeText(strings.Join(probe.Cmdline(u.PID), " "), 256)
+			u.User = registry.SafeText(probe.ProcessUser(u.PID), 64)
+		}
+		out = append(out, u)
+	}
+	return out
+}
