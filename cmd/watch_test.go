@@ -2,6 +2,7 @@ package cmd_test
 
 import (
 	"net"
+	"runtime"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -193,3 +194,60 @@ func TestCheckExitStatus(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// With the default 30 s interval, a registered owner killed with SIGKILL
+// loses its port moments later, not at the next cycle: watch holds a pidfd
+// for every owner. So does one that dies before watch has picked its
+// allocation up. (How fast: docs/benchmarks, `bench.py`; this test proves it
+// happens without a cycle.)
+func TestWatchSeesDeathsBetweenCycles(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("owner exits are watched with pidfds, on Linux only")
+	}
+	root := t.TempDir()
+	const rg = "24230-24239"
+	sleeper := func() *exec.Cmd {
+		c := exec.Command("sleep", "600")
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Process.Kill(); c.Wait() })
+		return c
+	}
+	allocate := func(service string, pid int) int {
+		out, err := gracectlCmd(t, root, "allocate", "--service", service, "--range", rg, "--pid", strconv.Itoa(pid)).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		port, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+		return port
+	}
+	released := func(w *started, port int, service string) {
+		t.Helper()
+		waitFor(t, "port "+strconv.Itoa(port)+" to be released (the next cycle is 30 s away)", 10*time.Second, func() bool {
+			return readRegistry(t, root).Get(port) == nil
+		})
+		waitFor(t, "the release lines", 5*time.Second, func() bool {
+			o := w.out.String()
+			return strings.Contains(o, "[PORT-WATCHDOG] Port "+strconv.Itoa(port)+" ("+service+"): dead") &&
+				strings.Contains(o, "[PORT-MANAGER] Released port "+strconv.Itoa(port))
+		})
+	}
+	// An owner watched from the start: its pidfd tells.
+	first := sleeper()
+	p1 := allocate("watched", first.Process.Pid)
+	w := startGracectl(t, root, "watch", "--range", rg)
+	waitFor(t, "the watchdog to watch owner exits", 10*time.Second, func() bool {
+		return strings.Contains(w.out.String(), "Watching owner exits (pidfd): 1 owners now")
+	})
+	first.Process.Signal(syscall.SIGKILL)
+	released(w, p1, "watched")
+	// An owner that dies before its allocation is picked up.
+	second := sleeper()
+	p2 := allocate("late", second.Process.Pid)
+	second.Process.Signal(syscall.SIGKILL)
+	released(w, p2, "late")
+	if n := strings.Count(w.out.String(), "Health check:"); n != 1 {
+		t.Errorf("%d cycles ran; the releases must not have waited for one", n)
+	}
+}

@@ -131,3 +131,18 @@ func ReadFile(path string) ([]byte, fs.FileInfo, error) {
 	data, err := io.ReadAll(f)
 	return data, info, err
 }
+
+// FileStamp identifies a file's current contents without reading it:
+// gracectl only ever replaces its files whole by a rename, so a new inode,
+// size or mtime means new contents. "-" when the file does not exist.
+func FileStamp(path string) string {
+	info, err := os.Lstat(path)
+	if err != nil {
+		return "-"
+	}
+	var ino uint64
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		ino = uint64(st.Ino)
+	}
+	return fmt.Sprintf("%d/%d/%d", ino, info.Size(), info.ModTime().UnixNano())
+}

@@ -23,11 +23,9 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/gracectl/gracectl/probe"
@@ -74,23 +72,9 @@ type entry struct {
 const cacheMaxAge = time.Second
 
 // version identifies the current contents of the registry and watchdog
-// files without reading them: every write replaces a file by rename, so a
-// new inode, size or mtime means new contents.
+// files without reading them.
 func version(store *registry.Store) string {
-	var b strings.Builder
-	for _, p := range []string{store.Path(), watchdog.StatePath(store)} {
-		info, err := os.Stat(p)
-		if err != nil {
-			b.WriteString("-;")
-			continue
-		}
-		var ino uint64
-		if st, ok := info.Sys().(*syscall.Stat_t); ok {
-			ino = uint64(st.Ino)
-		}
-		fmt.Fprintf(&b, "%d/%d/%d;", ino, info.Size(), info.ModTime().UnixNano())
-	}
-	return b.String()
+	return registry.FileStamp(store.Path()) + ";" + registry.FileStamp(watchdog.StatePath(store))
 }
 
 // snapshot returns the current cache entry, rebuilding it if needed.

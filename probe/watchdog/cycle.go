@@ -13,6 +13,7 @@ package watchdog
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -40,6 +41,10 @@ type Options struct {
 	// Range is the managed range, where listeners without an allocation
 	// are reported (none are looked for when it is zero).
 	Range registry.Range
+	// Ports, if set, limits the cycle to these allocations (the watcher's
+	// check of an owner that just exited); unmanaged listeners are then
+	// not looked for.
+	Ports []int
 }
 
 func (o *Options) fill() {
@@ -111,9 +116,11 @@ func Cycle(ctx context.Context, store *registry.Store, opts Options) (*Report, e
 	if err != nil {
 		return nil, err
 	}
-	allocs := reg.Sorted()
-	for i, a := range allocs {
-		allocs[i] = a.Clone()
+	var allocs []*registry.Allocation
+	for _, a := range reg.Sorted() {
+		if opts.Ports == nil || slices.Contains(opts.Ports, a.Port) {
+			allocs = append(allocs, a.Clone())
+		}
 	}
 	socks := probe.TakeSnapshot()
 	procs := probe.TakeProcessTable()
@@ -122,7 +129,7 @@ func Cycle(ctx context.Context, store *registry.Store, opts Options) (*Report, e
 		ports[i] = a.Port
 	}
 	owners := socks.OwnersOf(ports) // one pass over /proc/*/fd for all of them
-	if opts.Range.Start > 0 {
+	if opts.Range.Start > 0 && opts.Ports == nil {
 		if u := FindUnmanaged(ctx, socks, opts.Range, reg); u != nil {
 			rep.Unmanaged = u
 		}
@@ -313,6 +320,9 @@ func probeOne(ctx context.Context, a *registry.Allocation, listening bool, liste
 // apply writes the results under the lock, to allocations that are still
 // the ones probed, and releases the dead and the stale.
 func apply(ctx context.Context, store *registry.Store, rep *Report) error {
+	if len(rep.Results) == 0 {
+		return nil
+	}
 	return store.Update(ctx, func(reg *registry.Registry, tx *registry.Tx) error {
 		for _, r := range rep.Results {
 			cur := reg.Get(r.Port)

@@ -110,6 +110,11 @@ func (w *Watcher) record(rep *Report) {
 // report writes the seed's log lines for a cycle.
 func (w *Watcher) report(rep *Report) {
 	w.log("[PORT-WATCHDOG] %s", rep.Summary())
+	w.logFindings(rep)
+}
+
+// logFindings writes a line for each issue and cleanup of rep.
+func (w *Watcher) logFindings(rep *Report) {
 	for _, r := range rep.Results {
 		if r.Issue == "" {
 			continue
@@ -200,6 +205,11 @@ func (w *Watcher) Run(ctx context.Context, now <-chan struct{}) error {
 	}
 	cycle()
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
+	// Owner exits, between cycles.
+	exitsCtx, stopExits := context.WithCancel(ctx)
+	exitsDone := make(chan struct{})
+	go func() { defer close(exitsDone); w.exits(exitsCtx) }()
+	defer func() { stopExits(); <-exitsDone }()
 	ticker := time.NewTicker(w.Interval)
 	defer ticker.Stop()
 	for {

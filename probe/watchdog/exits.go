@@ -1,0 +1,116 @@
+package watchdog
+
+import (
+	"context"
+	"errors"
+	"syscall"
+	"time"
+
+	"github.com/gracectl/gracectl/probe"
+	"github.com/gracectl/gracectl/registry"
+)
+
+// PickUpEvery is how often the watcher looks for new and changed
+// allocations between cycles (a stat of the registry file).
+const PickUpEvery = 250 * time.Millisecond
+
+// exits releases a dead owner's port moments after its death instead of at
+// the next cycle: it holds a pidfd for every live owner (probe.ExitWatch)
+// and, when one ends, runs the cycle's own rules on that owner's ports at
+// once, with the same log lines and reasons. New and changed allocations
+// are picked up within PickUpEvery. The cycle stays the backstop for what
+// pidfds cannot see: kernels or platforms without them, and owners beyond
+// the open-file limit.
+func (w *Watcher) exits(ctx context.Context) {
+	ew, err := probe.NewExitWatch()
+	if err != nil {
+		w.log("[PORT-WATCHDOG] Owner exits are not watched (%v); dead owners are found by the cycle every %s", err, fmtInterval(w.Interval))
+		return
+	}
+	defer ew.Close()
+	probe.RaiseFileLimit()
+	var (
+		stamp   string
+		owners  map[probe.Identity][]int // owner → its ports, as last read
+		limited bool
+	)
+	sync := func() {
+		stamp = registry.FileStamp(w.Store.Path())
+		reg, err := w.Store.Read(ctx)
+		if err != nil {
+			return // the cycle reports it
+		}
+		next := map[probe.Identity][]int{}
+		var dead []int
+		for _, a := range reg.Sorted() {
+			if a.Reserved() {
+				continue
+			}
+			id := a.Owner()
+			next[id] = append(next[id], a.Port)
+			if limited && !ew.Watching(id) {
+				continue
+			}
+			alive, err := ew.Watch(id)
+			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				limited = true
+				w.log("[PORT-WATCHDOG] Out of file descriptors watching owners; the rest are checked by the cycle every %s", fmtInterval(w.Interval))
+				continue
+			}
+			if !alive {
+				dead = append(dead, a.Port)
+			}
+		}
+		for id := range owners {
+			if _, ok := next[id]; !ok {
+				ew.Forget(id)
+			}
+		}
+		owners = next
+		if len(dead) > 0 {
+			w.checkPorts(ctx, dead)
+		}
+	}
+	sync()
+	w.log("[PORT-WATCHDOG] Watching owner exits (pidfd): %d owners now, new ones within %s", len(owners), PickUpEvery)
+	tick := time.NewTicker(PickUpEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case id := <-ew.Exited():
+			if ports := owners[id]; len(ports) > 0 {
+				w.checkPorts(ctx, ports)
+			}
+		case <-tick.C:
+			if registry.FileStamp(w.Store.Path()) != stamp {
+				sync()
+			}
+		}
+	}
+}
+
+// checkPorts runs the cycle's rules on some allocations now, outside the
+// cycle: the owner of these ports just exited.
+func (w *Watcher) checkPorts(ctx context.Context, ports []int) {
+	opts := w.Options
+	opts.Ports = ports
+	rep, err := Cycle(ctx, w.Store, opts)
+	if err != nil {
+		w.log("[PORT-WATCHDOG] Checking ports %v after their owner exited: %v", ports, err)
+		return
+	}
+	w.mu.Lock()
+	w.state.StaleCleaned += int64(len(rep.Released))
+	w.mu.Unlock()
+	// A cycle running meanwhile may have released them first.
+	var mine []*Result
+	for _, r := range rep.Results {
+		if r.Action != "skipped: changed during the cycle" {
+			mine = append(mine, r)
+		}
+	}
+	rep.Results = mine
+	w.logFindings(rep)
+}
