@@ -2,10 +2,10 @@ package cmd_test
 
 import (
 	"net"
-	"runtime"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
