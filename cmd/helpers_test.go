@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -214,4 +215,15 @@ func checkAuditMatchesRegistry(t *testing.T, root string) {
 	if len(seqs) != int(reg.AuditSeq) {
 		t.Errorf("%d distinct audit seqs, registry says %d", len(seqs), reg.AuditSeq)
 	}
+}
+
+// probeListening reports whether something accepts connections on
+// 127.0.0.1:port.
+func probeListening(port int) bool {
+	c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }

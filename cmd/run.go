@@ -24,6 +24,7 @@ type runOptions struct {
 	envName    string
 	listenFD   bool
 	quiet      bool
+	noWait     bool
 	argv       []string
 }
 
@@ -45,8 +46,16 @@ the port between allocation and bind.
 
 SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are forwarded to the
 command; the stopping ones reach its whole process group. If gracectl is
-killed outright, the command gets SIGTERM (Linux). If the port still listens
-after the command exits, it is not released: its listener is tracked instead.
+killed outright, the command gets SIGTERM (Linux).
+
+A command that daemonizes (forks, setsid, exits) does not lose its port: on
+Linux gracectl is the child subreaper of everything the command starts, so
+when the command exits while processes it started live on, gracectl stays,
+makes the one listening on the port (or, before any listens, the oldest) the
+port's owner, forwards signals to them, and exits with the command's status
+once the last has ended; the port is released then. --no-wait-descendants
+exits with the command instead. If the port still listens after that, it is
+not released: its listener is tracked instead.
 
 EXIT STATUS
   the command's exit status, or 128+N if it died of signal N
@@ -81,6 +90,7 @@ EXIT STATUS
 	f.StringVar(&o.healthPath, "health-path", "", "HTTP path the watchdog checks, e.g. /health")
 	f.StringVar(&o.envName, "env", "PORT", "environment variable that receives the port")
 	f.BoolVar(&o.listenFD, "listen-fd", false, "bind the port in gracectl and pass the socket as fd 3 (LISTEN_FDS)")
+	f.BoolVar(&o.noWait, "no-wait-descendants", false, "exit when the command exits, even if processes it started live on (they keep the port only while they listen)")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "print nothing")
 	return c
 }
@@ -99,7 +109,7 @@ func runRun(cmd *cobra.Command, o *runOptions) error {
 			Service: o.service, Purpose: o.purpose, StartedBy: o.startedBy,
 			Preferred: o.preferred, Range: rg, HealthPath: o.healthPath,
 		},
-		Argv: o.argv, EnvName: o.envName, ListenFD: o.listenFD,
+		Argv: o.argv, EnvName: o.envName, ListenFD: o.listenFD, NoWaitDescendants: o.noWait,
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 	}
 	if o.listenFD {
@@ -162,6 +172,8 @@ func (b *banner) event(ev runner.Event) {
 		} else {
 			fmt.Fprintf(b.w, "gracectl: port %d is still in use by an unknown process after the service exited; not released (the watchdog reports it as orphaned)\n", ev.Alloc.Port)
 		}
+	case runner.EventOwner:
+		fmt.Fprintf(b.w, "gracectl: port %d is owned by pid %d now, a process the service started that lives on\n", ev.Alloc.Port, ev.PID)
 	case runner.EventReleased:
 		fmt.Fprintf(b.w, "[PORT-MANAGER] Released port %d\n", ev.Alloc.Port)
 	case runner.EventWarning:

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -75,10 +76,10 @@ func TestRunKilledGracectlStopsChild(t *testing.T) {
 
 // A service whose worker keeps the port after the service exits: the port
 // is not released, and the worker becomes its tracked owner.
-func TestRunGrandchildKeepsPort(t *testing.T) {
-	root := t.TempDir()
-	pidFile := filepath.Join(root, "worker.pid")
-	script := `
+// The script of TestRunGrandchildKeepsPort and TestRunWaitsForDaemon: the
+// child binds the port, forks a daemon (its own session) that keeps the
+// socket, writes the daemon's PID and exits.
+const daemonizingScript = `
 import os, socket, sys, time
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -96,7 +97,66 @@ else:
         time.sleep(0.01)
     os._exit(0)
 `
-	g := startGracectl(t, root, "run", "--range", "24120-24129", "--", "python3", "-c", script, pidFile)
+
+// By default run outlives a child that daemonized: the daemon, re-parented
+// to gracectl (the child subreaper), owns the port while it lives, and
+// when it ends run exits with the child's status and releases the port.
+// A daemon that binds only later owns it too, from the start.
+func TestRunWaitsForDaemon(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("child subreaper: Linux only")
+	}
+	for _, tc := range []struct{ name, port, script string }{
+		{"binds then daemonizes", "24170", daemonizingScript},
+		{"daemon binds later", "24171", `
+import os, socket, sys, time
+if os.fork() == 0:
+    os.setsid()
+    open(sys.argv[1] + ".tmp", "w").write(str(os.getpid()))
+    os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+    time.sleep(0.5)
+    s = socket.socket()
+    s.bind(("127.0.0.1", int(os.environ["PORT"])))
+    s.listen()
+    time.sleep(600)
+else:
+    os._exit(0)
+`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			pidFile := filepath.Join(root, "worker.pid")
+			g := startGracectl(t, root, "run", "--range", tc.port+"-"+tc.port, "--", "python3", "-c", tc.script, pidFile)
+			waitFor(t, "the worker's pid", 20*time.Second, func() bool { _, err := os.Stat(pidFile); return err == nil })
+			worker := readPID(t, pidFile)
+			port, _ := strconv.Atoi(tc.port)
+			waitFor(t, "the daemon to own the port and listen", 20*time.Second, func() bool {
+				a := readRegistry(t, root).Get(port)
+				return a != nil && a.PID == worker && probeListening(port)
+			})
+			select {
+			case <-g.done:
+				t.Fatalf("run exited while the daemon lives:\n%s", g.out)
+			default:
+			}
+			syscall.Kill(worker, syscall.SIGKILL)
+			if code := g.wait(t, 20*time.Second); code != 0 {
+				t.Fatalf("exit %d, want the child's 0:\n%s", code, g.out)
+			}
+			if readRegistry(t, root).Get(port) != nil {
+				t.Fatalf("port %d not released after the daemon ended", port)
+			}
+		})
+	}
+}
+
+// With --no-wait-descendants run ends with its child; a daemon still
+// listening on the port becomes its owner, and the port is not released.
+func TestRunGrandchildKeepsPort(t *testing.T) {
+	root := t.TempDir()
+	pidFile := filepath.Join(root, "worker.pid")
+	script := daemonizingScript
+	g := startGracectl(t, root, "run", "--range", "24120-24129", "--no-wait-descendants", "--", "python3", "-c", script, pidFile)
 	if code := g.wait(t, 20*time.Second); code != 0 {
 		t.Fatalf("exit %d: %s", code, g.out)
 	}

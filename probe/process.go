@@ -16,6 +16,7 @@ import (
 	"errors"
 	"os"
 	"os/user"
+	"sort"
 	"strconv"
 	"sync"
 	"syscall"
@@ -160,4 +161,16 @@ func ProcessUser(pid int) string {
 		return u.Username
 	}
 	return uid
+}
+
+// Children returns the PIDs whose parent is pid.
+func (t *ProcessTable) Children(pid int) []int {
+	var out []int
+	for p, parent := range t.parent {
+		if parent == pid && p != pid {
+			out = append(out, p)
+		}
+	}
+	sort.Ints(out)
+	return out
 }

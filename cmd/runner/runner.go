@@ -50,6 +50,11 @@ type Config struct {
 	// PollEvery is how often Run looks for the child's listener while it
 	// is starting (default 100 ms).
 	PollEvery time.Duration
+	// NoWaitDescendants makes Run end when the child exits even if
+	// processes it started live on (a daemonized service): the port then
+	// goes to whatever listens on it, or is released, as the watchdog would.
+	// By default (Linux) Run is their child subreaper and waits for them.
+	NoWaitDescendants bool
 }
 
 // Event kinds reported to Notify.
@@ -60,6 +65,7 @@ const (
 	EventExited     = "exited"       // Code set
 	EventReleased   = "released"     // Alloc set
 	EventStillInUse = "still_in_use" // PID (0 if unknown) set
+	EventOwner      = "owner"        // PID set: a descendant owns the port now
 	EventWarning    = "warning"      // Msg set
 )
 
@@ -110,6 +116,8 @@ type launch struct {
 	done bool
 	// reason is why cleanup releases the port.
 	reason string
+	// subreaper: daemonized descendants are re-parented to gracectl.
+	subreaper bool
 }
 
 // Run does the whole run and returns the exit status gracectl should exit
@@ -171,6 +179,9 @@ func newLaunch(ctx context.Context, cfg Config) (*launch, error) {
 		// short the registration, the listening checks or the release.
 		bg: context.WithoutCancel(ctx)}
 	signal.Notify(l.sigs, forwarded...)
+	if !cfg.NoWaitDescendants {
+		l.subreaper = becomeSubreaper()
+	}
 	return l, nil
 }
 
@@ -259,6 +270,9 @@ loop:
 	l.fg.restore()
 	code := exitCode(l.cmd.ProcessState, waitErr)
 	l.notify(Event{Kind: EventExited, Alloc: l.alloc, PID: child, Code: code})
+	if l.subreaper {
+		l.awaitDescendants()
+	}
 	return code
 }
 
@@ -275,7 +289,7 @@ func (l *launch) settle(code int) {
 	l.done = true
 	if pids := snap.Owners(l.alloc.Port); len(pids) > 0 {
 		if id, err := probe.Identify(pids[0]); err == nil {
-			reason := fmt.Sprintf("pid %d still listens after pid %d exited", id.PID, l.cmd.Process.Pid)
+			reason := fmt.Sprintf("pid %d still listens after pid %d exited", id.PID, l.owner.PID)
 			if _, err := l.cfg.Store.Register(l.bg, l.alloc.Port, id, reason, false); err == nil {
 				l.notify(Event{Kind: EventStillInUse, Alloc: l.alloc, PID: id.PID})
 				return

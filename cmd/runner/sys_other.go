@@ -13,3 +13,7 @@ import (
 func setChildAttrs(c *exec.Cmd) {
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 }
+
+// becomeSubreaper is Linux-only: elsewhere a daemonized descendant goes to
+// init, and run behaves as with --no-wait-descendants.
+func becomeSubreaper() bool { return false }

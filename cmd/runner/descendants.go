@@ -1,0 +1,102 @@
+package runner
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"syscall"
+	"time"
+
+	"github.com/gracectl/gracectl/probe"
+)
+
+// awaitDescendants goes on supervising after the child exited, while any
+// of its descendants lives: a service that daemonized was re-parented to
+// gracectl (the child subreaper), and its port is still its own. It reaps
+// them, forwards signals to them, and keeps the allocation's owner on the
+// descendant that listens on the port or, before any listens, the oldest.
+// It returns when the last one has ended.
+func (l *launch) awaitDescendants() {
+	self := os.Getpid()
+	reaped := make(chan struct{}, 1)
+	gone := make(chan struct{})
+	go func() {
+		defer close(gone)
+		for {
+			var ws syscall.WaitStatus
+			_, err := syscall.Wait4(-1, &ws, 0, nil)
+			if errors.Is(err, syscall.EINTR) {
+				continue
+			}
+			if err != nil {
+				return // ECHILD: no descendant is left
+			}
+			select {
+			case reaped <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	poll := time.NewTicker(l.cfg.PollEvery)
+	defer poll.Stop()
+	for {
+		l.followDescendants(self)
+		select {
+		case <-gone:
+			return
+		case sig := <-l.sigs:
+			for _, pid := range probe.TakeProcessTable().Children(self) {
+				forward(pid, sig)
+			}
+		case <-reaped:
+		case <-poll.C:
+		}
+	}
+}
+
+// followDescendants moves the allocation to the descendant that should own
+// it now: the one listening on the port, else the oldest still alive.
+func (l *launch) followDescendants(self int) {
+	tab := probe.TakeProcessTable()
+	kids := tab.Children(self)
+	if len(kids) == 0 {
+		return
+	}
+	next := 0
+	for _, pid := range probe.TakeSnapshot().Owners(l.alloc.Port) {
+		if pid != self && tab.IsDescendant(pid, self) {
+			next = pid
+			break
+		}
+	}
+	var id probe.Identity
+	if next != 0 {
+		var err error
+		if id, err = probe.Identify(next); err != nil {
+			return
+		}
+	} else {
+		var ids []probe.Identity
+		for _, pid := range kids {
+			if id, err := probe.Identify(pid); err == nil {
+				ids = append(ids, id)
+			}
+		}
+		if len(ids) == 0 {
+			return
+		}
+		sort.Slice(ids, func(i, j int) bool { return ids[i].Start < ids[j].Start })
+		id = ids[0]
+	}
+	if id == l.owner {
+		return
+	}
+	reason := fmt.Sprintf("pid %d, a descendant of the service, owns it now (pid %d is gone or not listening)", id.PID, l.owner.PID)
+	if _, err := l.cfg.Store.Register(l.bg, l.alloc.Port, id, reason, true); err != nil {
+		l.notify(Event{Kind: EventWarning, Msg: fmt.Sprintf("could not register pid %d for port %d: %v", id.PID, l.alloc.Port, err)})
+		return
+	}
+	l.owner = id
+	l.notify(Event{Kind: EventOwner, Alloc: l.alloc, PID: id.PID})
+}
