@@ -29,6 +29,10 @@ type ExitWatch struct {
 // no pidfds; deaths are then seen by the watchdog's cycles only.
 var ErrExitWatchUnsupported = errors.New("pidfd_open is not available")
 
+// ErrOwnerUnknown means the process cannot be looked at from here (its PID
+// namespace cannot be looked into): it is not watched.
+var ErrOwnerUnknown = errors.New("the process cannot be looked at from here")
+
 // NewExitWatch starts watching no process.
 func NewExitWatch() (*ExitWatch, error) {
 	// Probe for pidfd_open with our own PID.
@@ -82,7 +86,14 @@ func (w *ExitWatch) Watch(id Identity) (alive bool, err error) {
 		return true, nil
 	}
 	w.mu.Unlock()
-	fd, err := unix.PidfdOpen(id.PID, 0)
+	local, l := Resolve(id) // its PID here, if it lives in another PID namespace
+	switch l {
+	case Dead:
+		return false, nil
+	case Unknown:
+		return true, ErrOwnerUnknown
+	}
+	fd, err := unix.PidfdOpen(local, 0)
 	if errors.Is(err, unix.ESRCH) {
 		return false, nil
 	}
@@ -91,7 +102,7 @@ func (w *ExitWatch) Watch(id Identity) (alive bool, err error) {
 	}
 	// The PID may have been reused before the pidfd was opened: the pidfd
 	// is for whatever process holds the PID now, so check it is id.
-	if !Alive(id) {
+	if again, l := Resolve(id); l != Running || again != local {
 		unix.Close(fd)
 		return false, nil
 	}

@@ -11,6 +11,9 @@ type ExitWatch struct{}
 // ErrExitWatchUnsupported means there are no pidfds here.
 var ErrExitWatchUnsupported = errors.New("process exits are only watched on Linux (pidfd)")
 
+// ErrOwnerUnknown means the process cannot be looked at from here.
+var ErrOwnerUnknown = errors.New("the process cannot be looked at from here")
+
 // NewExitWatch fails off Linux.
 func NewExitWatch() (*ExitWatch, error) { return nil, ErrExitWatchUnsupported }
 

@@ -30,6 +30,10 @@ type Identity struct {
 	PID   int
 	Start uint64 // platform start stamp, 0 if unknown
 	Boot  string // boot ID (Linux), "" if unknown
+	// PIDNS is the PID namespace PID belongs to, NetNS the network
+	// namespace the process listens in (Linux inodes; 0 if unknown).
+	PIDNS uint64
+	NetNS uint64
 }
 
 // ErrNoProcess means the PID names no running process.
@@ -44,24 +48,67 @@ func Identify(pid int) (Identity, error) {
 	if err != nil {
 		return Identity{}, err
 	}
-	return Identity{PID: pid, Start: start, Boot: BootID()}, nil
+	pidNS, netNS := namespacesOf(pid)
+	return Identity{PID: pid, Start: start, Boot: BootID(), PIDNS: pidNS, NetNS: netNS}, nil
 }
 
-// Alive reports whether the process id describes is still running: the PID
-// exists and, where its start time was recorded, it started at that time in
-// this boot. A reused PID is not alive.
-func Alive(id Identity) bool {
+// Liveness is what can be told of a recorded owner.
+type Liveness int
+
+const (
+	Dead    Liveness = iota // gone, or its PID now names another process
+	Running                 // alive, the same process
+	Unknown                 // cannot be told from here (its PID namespace cannot be looked into)
+)
+
+// Resolve finds the owner id describes in this process's view of the
+// system and tells whether it runs. An owner recorded in another PID
+// namespace is found by its NSpid; local is its PID here (0 unless
+// Running). Where that cannot be done — another host's /proc, processes
+// this user may not look at, a namespace above this one — the answer is
+// Unknown, never Dead: no port is released on PID evidence alone.
+func Resolve(id Identity) (local int, l Liveness) {
 	if id.PID <= 0 {
-		return false
+		return 0, Dead
 	}
 	if id.Boot != "" && BootID() != "" && id.Boot != BootID() {
-		return false
+		return 0, Dead
 	}
-	start, err := processStart(id.PID)
+	pid := id.PID
+	if self, _ := SelfNamespaces(); id.PIDNS != 0 && self != 0 && id.PIDNS != self {
+		p, found, complete := localPID(id.PID, id.PIDNS)
+		switch {
+		case found:
+			pid = p
+		case complete:
+			return 0, Dead
+		default:
+			return 0, Unknown
+		}
+	}
+	start, err := processStart(pid)
 	if err != nil {
-		return false
+		return 0, Dead
 	}
-	return id.Start == 0 || start == 0 || start == id.Start
+	if id.Start == 0 || start == 0 || start == id.Start {
+		return pid, Running
+	}
+	return 0, Dead
+}
+
+// ListeningInOwnNetNS reports whether the process local (a PID in this
+// view) has a LISTEN socket for port in its network namespace, for an
+// owner that listens in a namespace other than the watchdog's.
+func ListeningInOwnNetNS(local, port int) (bool, error) { return listeningInNetNS(local, port) }
+
+// Alive reports whether the process id describes is known to be running:
+// the PID exists (mapped from its namespace) and, where its start time was
+// recorded, it started at that time in this boot. A reused PID is not
+// alive; an owner that cannot be looked at (Unknown) is not either, so
+// callers deciding to release use Resolve.
+func Alive(id Identity) bool {
+	_, l := Resolve(id)
+	return l == Running
 }
 
 var bootOnce sync.Once

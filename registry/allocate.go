@@ -127,7 +127,7 @@ func (s *Store) Allocate(ctx context.Context, req Request) (*Allocation, error) 
 			Command:      req.Command,
 		}
 		if req.Owner.PID > 0 {
-			a.PID, a.PIDStart, a.BootID = req.Owner.PID, req.Owner.Start, req.Owner.Boot
+			a.SetOwner(req.Owner)
 			a.RegisteredAt = tx.Now()
 			a.HealthStatus = StatusStarting
 		}
@@ -152,7 +152,7 @@ func (s *Store) Allocate(ctx context.Context, req Request) (*Allocation, error) 
 func reclaimDead(r *Registry, tx *Tx, rg Range) int {
 	n := 0
 	for _, a := range r.Sorted() {
-		if !rg.Contains(a.Port) || a.Reserved() || probe.Alive(a.Owner()) || probe.Bindable(a.Port) != nil {
+		if _, l := probe.Resolve(a.Owner()); !rg.Contains(a.Port) || a.Reserved() || l != probe.Dead || probe.Bindable(a.Port) != nil {
 			continue
 		}
 		tx.Release(r, a, "allocate", "", fmt.Sprintf("owner pid %d is gone (reclaimed: range %s exhausted)", a.PID, rg))
@@ -216,9 +216,9 @@ func (s *Store) Adopt(ctx context.Context, req AdoptRequest) (*Allocation, error
 		a := &Allocation{
 			ID: newID(), Port: req.Port, ServiceName: req.Service, StartedBy: SafeText(req.StartedBy, MaxStartedBy),
 			Purpose: "adopted: was listening without an allocation", AllocatedAt: tx.Now(), RegisteredAt: tx.Now(),
-			PID: req.Owner.PID, PIDStart: req.Owner.Start, BootID: req.Owner.Boot,
 			HealthStatus: StatusActive, Command: req.Command,
 		}
+		a.SetOwner(req.Owner)
 		r.Put(a)
 		tx.Log(&AdoptEvent{Timestamp: tx.Now(), Action: "adopt", Port: a.Port, ServiceName: a.ServiceName,
 			StartedBy: a.StartedBy, PID: a.PID, Command: a.Command})
@@ -252,13 +252,13 @@ func (s *Store) Register(ctx context.Context, port int, owner probe.Identity, re
 		}
 		prev := a.PID
 		forced := false
-		if prev > 0 && a.Owner() != owner && probe.Alive(a.Owner()) {
+		if prev > 0 && a.Owner() != owner && ownerMayLive(a) {
 			if !force {
 				return &OwnerAliveError{Port: port, PID: prev, Service: a.ServiceName, Action: fmt.Sprintf("register pid %d", owner.PID)}
 			}
 			forced = true
 		}
-		a.PID, a.PIDStart, a.BootID = owner.PID, owner.Start, owner.Boot
+		a.SetOwner(owner)
 		a.RegisteredAt = tx.Now()
 		a.HealthFailures = 0
 		a.ListenerPID, a.ListenerName = 0, ""
@@ -332,7 +332,7 @@ func (s *Store) Release(ctx context.Context, req ReleaseRequest) ([]*Allocation,
 				continue
 			}
 			if !req.Force && a.PID > 0 && !containsPID(req.Callers, a.PID) &&
-				probe.Alive(a.Owner()) {
+				ownerMayLive(a) {
 				return &OwnerAliveError{Port: a.Port, PID: a.PID, Service: a.ServiceName}
 			}
 		}
@@ -349,6 +349,13 @@ func (s *Store) Release(ctx context.Context, req ReleaseRequest) ([]*Allocation,
 		return nil
 	})
 	return released, err
+}
+
+// ownerMayLive: the owner runs, or cannot be looked at (another PID
+// namespace): either way replacing or releasing it needs --force.
+func ownerMayLive(a *Allocation) bool {
+	_, l := probe.Resolve(a.Owner())
+	return l != probe.Dead
 }
 
 func containsPID(pids []int, pid int) bool {

@@ -80,7 +80,12 @@ type Allocation struct {
 	PIDStart uint64 `json:"pid_start,omitzero"`
 	// BootID is the kernel boot the PID belongs to (Linux), since start
 	// times restart from zero at every boot.
-	BootID       string   `json:"boot_id,omitzero"`
+	BootID string `json:"boot_id,omitzero"`
+	// PIDNS is the inode of the PID namespace PID belongs to (a service
+	// started inside a container has its own), NetNS that of the network
+	// namespace the owner listens in; 0 when unknown or off Linux.
+	PIDNS        uint64   `json:"pid_ns,omitzero"`
+	NetNS        uint64   `json:"net_ns,omitzero"`
 	RegisteredAt Time     `json:"registered_at,omitzero"`
 	HealthPath   string   `json:"health_path,omitzero"`
 	Command      []string `json:"command,omitempty"`
@@ -102,7 +107,12 @@ func (a *Allocation) Reserved() bool { return a.PID <= 0 }
 
 // Owner is the recorded owner process.
 func (a *Allocation) Owner() probe.Identity {
-	return probe.Identity{PID: a.PID, Start: a.PIDStart, Boot: a.BootID}
+	return probe.Identity{PID: a.PID, Start: a.PIDStart, Boot: a.BootID, PIDNS: a.PIDNS, NetNS: a.NetNS}
+}
+
+// SetOwner records id as the owner.
+func (a *Allocation) SetOwner(id probe.Identity) {
+	a.PID, a.PIDStart, a.BootID, a.PIDNS, a.NetNS = id.PID, id.Start, id.Boot, id.PIDNS, id.NetNS
 }
 
 // Allocations are keyed by port number as a string, as in the seed; they are

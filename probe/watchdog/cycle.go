@@ -74,6 +74,7 @@ type Result struct {
 	Process      string        `json:"process,omitzero"`
 	Alive        bool          `json:"alive"`
 	Listening    bool          `json:"listening"`
+	NetNS        uint64        `json:"listening_in_net_ns,omitzero"` // the owner's network namespace, when not the watchdog's
 	ListenerPIDs []int         `json:"listener_pids,omitempty"`
 	Health       string        `json:"health"` // "ok", "failing: …", "none" (no path), "skipped"
 	Status       string        `json:"health_status"`
@@ -180,10 +181,16 @@ func Cycle(ctx context.Context, store *registry.Store, opts Options) (*Report, e
 // Observation is what one cycle saw of one allocation. It decides nothing:
 // decide does.
 type Observation struct {
-	Alive     bool   // the owner's PID exists with its recorded start time and boot
-	Process   string // the owner's process name, when alive
-	Listening bool   // a LISTEN socket exists for the port
-	Listeners []int  // the processes holding it, where /proc shows them
+	Alive bool // the owner's PID exists with its recorded start time and boot
+	// OwnerUnknown: the owner's PID namespace cannot be looked into from
+	// here, so whether it runs is not known.
+	OwnerUnknown bool
+	// OtherNetNS is the owner's network namespace when it is not the
+	// watchdog's and the port was looked for there (0 otherwise).
+	OtherNetNS uint64
+	Process    string // the owner's process name, when alive
+	Listening  bool   // a LISTEN socket exists for the port
+	Listeners  []int  // the processes holding it, where /proc shows them
 	// Foreign is the first listener that is neither the owner nor one of
 	// its descendants (0: none, or unknown).
 	Foreign     int
@@ -214,19 +221,29 @@ type Verdict struct {
 // the port listening: otherwise there is no one to answer.
 func observe(ctx context.Context, a *registry.Allocation, listening bool, listeners []int, procs *probe.ProcessTable, opts Options) Observation {
 	ob := Observation{Listening: listening, Listeners: listeners}
+	local := 0 // the owner's PID in this view
 	if a.PID > 0 {
-		ob.Alive = probe.Alive(a.Owner())
+		var l probe.Liveness
+		local, l = probe.Resolve(a.Owner())
+		ob.Alive, ob.OwnerUnknown = l == probe.Running, l == probe.Unknown
 		if ob.Alive {
-			ob.Process = procs.Name(a.PID)
+			ob.Process = procs.Name(local)
 		}
 	}
-	for _, pid := range listeners {
-		if !(a.PID > 0 && ob.Alive && procs.IsDescendant(pid, a.PID)) {
+	// An owner in another network namespace listens where this watchdog's
+	// socket table cannot see: look in its own.
+	if _, selfNet := probe.SelfNamespaces(); ob.Alive && a.NetNS != 0 && selfNet != 0 && a.NetNS != selfNet {
+		if l, err := probe.ListeningInOwnNetNS(local, a.Port); err == nil {
+			ob.Listening, ob.Listeners, ob.OtherNetNS = l, nil, a.NetNS
+		}
+	}
+	for _, pid := range ob.Listeners {
+		if !(local > 0 && ob.Alive && procs.IsDescendant(pid, local)) {
 			ob.Foreign, ob.ForeignName = pid, procs.Name(pid)
 			break
 		}
 	}
-	if a.PID > 0 && ob.Alive && listening && a.HealthPath != "" {
+	if ob.Alive && ob.Listening && ob.OtherNetNS == 0 && a.HealthPath != "" {
 		h := probe.CheckHealth(ctx, a.Port, a.HealthPath, opts.HealthTimeout)
 		ob.Health = &h
 	}
@@ -257,6 +274,20 @@ func decide(a *registry.Allocation, ob Observation, now time.Time, opts Options)
 			v.Issue = "stale allocation: reservation not claimed within " + opts.ReservationLease.String()
 			v.Release = "stale reservation, never claimed"
 		}
+	case ob.OwnerUnknown && ob.Listening:
+		// The owner cannot be verified, but its port is in use: never
+		// released on PID evidence alone.
+		v.Status, v.Health = registry.StatusActive, "skipped"
+	case ob.OwnerUnknown:
+		since := a.RegisteredAt.Time
+		if since.IsZero() {
+			since = a.AllocatedAt.Time
+		}
+		v.Status, v.Health = registry.StatusNotListening, "skipped"
+		v.Issue = fmt.Sprintf("unverifiable owner: pid %d is in a PID namespace this watchdog cannot look into, and the port is not listening", a.PID)
+		if now.Sub(since) > opts.ReservationLease {
+			v.Release = fmt.Sprintf("owner pid %d cannot be verified (another PID namespace) and the port has not listened for over %s", a.PID, opts.ReservationLease)
+		}
 	case !ob.Alive && ob.Listening:
 		v.Status, v.Health = registry.StatusOrphaned, "skipped"
 		v.Issue = fmt.Sprintf("orphaned: owner pid %d is gone, %s still listens", a.PID, describe(ob.Foreign, ob.ForeignName))
@@ -278,6 +309,9 @@ func decide(a *registry.Allocation, ob Observation, now time.Time, opts Options)
 		}
 	default:
 		v.Status = registry.StatusActive
+		if ob.OtherNetNS != 0 {
+			v.Health = fmt.Sprintf("skipped: listens in network namespace %d", ob.OtherNetNS)
+		}
 		if h := ob.Health; h != nil {
 			if h.RequestCount != nil {
 				v.RequestCount, v.Counts = *h.RequestCount, true
@@ -311,7 +345,7 @@ func probeOne(ctx context.Context, a *registry.Allocation, listening bool, liste
 	now := registry.Now()
 	return &Result{
 		Port: a.Port, Service: a.ServiceName, PID: a.PID, Process: ob.Process, Alive: ob.Alive,
-		Listening: ob.Listening, ListenerPIDs: ob.Listeners, Health: v.Health, Status: v.Status, Issue: v.Issue,
+		Listening: ob.Listening, NetNS: ob.OtherNetNS, ListenerPIDs: ob.Listeners, Health: v.Health, Status: v.Status, Issue: v.Issue,
 		LastCheck: now, RequestCount: v.RequestCount, ErrorCount: v.ErrorCount,
 		verdict: v, probed: a,
 	}

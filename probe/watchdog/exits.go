@@ -52,6 +52,9 @@ func (w *Watcher) exits(ctx context.Context) {
 				continue
 			}
 			alive, err := ew.Watch(id)
+			if errors.Is(err, probe.ErrOwnerUnknown) {
+				continue // another PID namespace: the cycle decides
+			}
 			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
 				limited = true
 				w.log("[PORT-WATCHDOG] Out of file descriptors watching owners; the rest are checked by the cycle every %s", fmtInterval(w.Interval))

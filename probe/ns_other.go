@@ -1,0 +1,19 @@
+//go:build !linux
+
+package probe
+
+import "errors"
+
+// Namespaces are a Linux matter: elsewhere none are recorded (0) and every
+// PID is taken to be in the watchdog's own view.
+
+// SelfNamespaces are unknown here.
+func SelfNamespaces() (pidNS, netNS uint64) { return 0, 0 }
+
+func namespacesOf(int) (pidNS, netNS uint64) { return 0, 0 }
+
+func localPID(int, uint64) (int, bool, bool) { return 0, false, false }
+
+func listeningInNetNS(int, int) (bool, error) {
+	return false, errors.New("network namespaces are only looked into on Linux")
+}
