@@ -338,3 +338,117 @@ func TestPermissionDenied(t *testing.T) {
 		t.Fatalf("status as another user: %v\n%s", err, out)
 	}
 }
+
+// No live owner's port is ever released: owners in a PID namespace of
+// their own (as root), services that daemonize, and services that bind
+// seconds after they start, while `watch` cycles every 200 ms and other
+// processes allocate, release and check around them (GRACECTL_CHAOS_OPS
+// operations: 150 in `make test`, 1,000 in `make chaos`).
+func TestNoFalseRelease(t *testing.T) {
+	ops := envInt("GRACECTL_CHAOS_OPS", 150)
+	root := t.TempDir()
+	const keep, churn = "24970-24979", "24980-24999"
+	w := startGracectl(t, root, "watch", "--interval", "200ms", "--range", "24970-24999")
+	waitFor(t, "the watchdog's first cycle", 10*time.Second, func() bool {
+		return strings.Contains(w.out.String(), "Health check:")
+	})
+	daemon := `
+import os, socket, time
+if os.fork() == 0:
+    os.setsid()
+    time.sleep(1)
+    s = socket.socket()
+    s.bind(("127.0.0.1", int(os.environ["PORT"])))
+    s.listen()
+    time.sleep(600)
+`
+	slow := `
+import os, socket, time
+time.sleep(1.5)
+s = socket.socket()
+s.bind(("127.0.0.1", int(os.environ["PORT"])))
+s.listen()
+time.sleep(600)
+`
+	var long []*started
+	for _, script := range []string{daemon, daemon, slow, slow} {
+		long = append(long, startGracectl(t, root, "run", "--quiet", "--range", keep, "--", "python3", "-c", script))
+	}
+	want := len(long)
+	if os.Geteuid() == 0 {
+		if _, err := exec.LookPath("unshare"); err == nil {
+			for i := 0; i < 2; i++ {
+				startInNamespaces(t, root, keep, "--pid")
+			}
+			want += 2
+		}
+	}
+	var ports []int
+	defer func() {
+		if t.Failed() {
+			for _, a := range readRegistry(t, root).Sorted() {
+				t.Logf("port %d: %s pid %d %s listening %v", a.Port, a.ServiceName, a.PID, a.HealthStatus, probeListening(a.Port))
+			}
+			for _, s := range long {
+				t.Logf("run: %s", s.out.String())
+			}
+		}
+	}()
+	waitFor(t, "every long-lived service to listen on its port", 30*time.Second, func() bool {
+		ports = ports[:0]
+		for _, a := range readRegistry(t, root).Allocations {
+			if parseRange(t, keep).Contains(a.Port) && probeListening(a.Port) {
+				ports = append(ports, a.Port)
+			}
+		}
+		return len(ports) == want
+	})
+	var wg sync.WaitGroup
+	var done atomic.Int64
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := done.Add(1); n <= int64(ops); n = done.Add(1) {
+				switch rand.Intn(4) {
+				case 0, 1:
+					gracectlCmd(t, root, "allocate", "--service", "churn", "--range", churn).Run()
+				case 2:
+					gracectlCmd(t, root, "release", "--service", "churn", "--force").Run()
+				case 3:
+					gracectlCmd(t, root, "check", "--range", "24970-24999").Run()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	reg := readRegistry(t, root)
+	for _, p := range ports {
+		if reg.Get(p) == nil {
+			t.Errorf("port %d of a live service was released", p)
+		}
+	}
+	for _, ev := range auditLog(t, root) {
+		for _, p := range ports {
+			if ev.Action == "release" && ev.Port == p {
+				t.Errorf("release line for the live service's port %d: %s", p, ev.Line)
+			}
+		}
+	}
+	// SIGTERM reaches the daemons through run, which waits for them.
+	for _, s := range long {
+		s.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	for _, s := range long {
+		s.wait(t, 20*time.Second)
+	}
+}
+
+func parseRange(t *testing.T, s string) registry.Range {
+	t.Helper()
+	r, err := registry.ParseRange(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}

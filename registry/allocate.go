@@ -13,11 +13,15 @@ import (
 
 // Request describes a port wanted by a service.
 type Request struct {
-	Service    string
-	Purpose    string
-	StartedBy  string
-	Owner      probe.Identity // PID 0: a reservation, claimed later by Register
-	Preferred  int            // 0: the range start
+	Service   string
+	Purpose   string
+	StartedBy string
+	Owner     probe.Identity // PID 0: a reservation, claimed later by Register
+	// Supervisor is the process that answers for the port while it lives
+	// (`gracectl run`): it releases the port or hands it on when the owner
+	// ends, so the watchdog leaves a dead owner's port to it.
+	Supervisor probe.Identity
+	Preferred  int // 0: the range start
 	Range      Range
 	HealthPath string
 	Command    []string
@@ -126,6 +130,9 @@ func (s *Store) Allocate(ctx context.Context, req Request) (*Allocation, error) 
 			HealthPath:   req.HealthPath,
 			Command:      req.Command,
 		}
+		if req.Supervisor.PID > 0 {
+			a.SupervisorPID, a.SupervisorStart, a.SupervisorPIDNS = req.Supervisor.PID, req.Supervisor.Start, req.Supervisor.PIDNS
+		}
 		if req.Owner.PID > 0 {
 			a.SetOwner(req.Owner)
 			a.RegisteredAt = tx.Now()
@@ -152,7 +159,7 @@ func (s *Store) Allocate(ctx context.Context, req Request) (*Allocation, error) 
 func reclaimDead(r *Registry, tx *Tx, rg Range) int {
 	n := 0
 	for _, a := range r.Sorted() {
-		if _, l := probe.Resolve(a.Owner()); !rg.Contains(a.Port) || a.Reserved() || l != probe.Dead || probe.Bindable(a.Port) != nil {
+		if _, l := probe.Resolve(a.Owner()); !rg.Contains(a.Port) || a.Reserved() || l != probe.Dead || a.Supervised() || probe.Bindable(a.Port) != nil {
 			continue
 		}
 		tx.Release(r, a, "allocate", "", fmt.Sprintf("owner pid %d is gone (reclaimed: range %s exhausted)", a.PID, rg))

@@ -84,11 +84,16 @@ type Allocation struct {
 	// PIDNS is the inode of the PID namespace PID belongs to (a service
 	// started inside a container has its own), NetNS that of the network
 	// namespace the owner listens in; 0 when unknown or off Linux.
-	PIDNS        uint64   `json:"pid_ns,omitzero"`
-	NetNS        uint64   `json:"net_ns,omitzero"`
-	RegisteredAt Time     `json:"registered_at,omitzero"`
-	HealthPath   string   `json:"health_path,omitzero"`
-	Command      []string `json:"command,omitempty"`
+	PIDNS        uint64 `json:"pid_ns,omitzero"`
+	NetNS        uint64 `json:"net_ns,omitzero"`
+	RegisteredAt Time   `json:"registered_at,omitzero"`
+	// SupervisorPID and SupervisorStart name the `gracectl run` that
+	// launched the owner and answers for the port while it lives.
+	SupervisorPID   int      `json:"supervisor_pid,omitzero"`
+	SupervisorStart uint64   `json:"supervisor_start,omitzero"`
+	SupervisorPIDNS uint64   `json:"supervisor_pid_ns,omitzero"`
+	HealthPath      string   `json:"health_path,omitzero"`
+	Command         []string `json:"command,omitempty"`
 	// HealthFailures counts consecutive failed health checks.
 	HealthFailures int `json:"health_failures,omitzero"`
 	// ListenerPID is the process found serving the port when it is not the
@@ -108,6 +113,16 @@ func (a *Allocation) Reserved() bool { return a.PID <= 0 }
 // Owner is the recorded owner process.
 func (a *Allocation) Owner() probe.Identity {
 	return probe.Identity{PID: a.PID, Start: a.PIDStart, Boot: a.BootID, PIDNS: a.PIDNS, NetNS: a.NetNS}
+}
+
+// Supervised reports whether the `gracectl run` that launched the owner
+// still runs: it, not the watchdog, settles the port when the owner ends.
+func (a *Allocation) Supervised() bool {
+	if a.SupervisorPID <= 0 {
+		return false
+	}
+	_, l := probe.Resolve(probe.Identity{PID: a.SupervisorPID, Start: a.SupervisorStart, Boot: a.BootID, PIDNS: a.SupervisorPIDNS})
+	return l != probe.Dead
 }
 
 // SetOwner records id as the owner.

@@ -189,6 +189,7 @@ func newLaunch(ctx context.Context, cfg Config) (*launch, error) {
 func (l *launch) allocate(ctx context.Context) error {
 	req := l.cfg.Request
 	req.Command = l.cfg.Argv
+	req.Supervisor = probe.Self() // until run ends, run answers for the port
 	a, err := l.cfg.Store.Allocate(ctx, req)
 	if err != nil {
 		return err

@@ -188,6 +188,9 @@ type Observation struct {
 	// OtherNetNS is the owner's network namespace when it is not the
 	// watchdog's and the port was looked for there (0 otherwise).
 	OtherNetNS uint64
+	// Supervised: the `gracectl run` that launched the owner still runs,
+	// and settles the port itself when the owner ends.
+	Supervised bool
 	Process    string // the owner's process name, when alive
 	Listening  bool   // a LISTEN socket exists for the port
 	Listeners  []int  // the processes holding it, where /proc shows them
@@ -228,6 +231,8 @@ func observe(ctx context.Context, a *registry.Allocation, listening bool, listen
 		ob.Alive, ob.OwnerUnknown = l == probe.Running, l == probe.Unknown
 		if ob.Alive {
 			ob.Process = procs.Name(local)
+		} else {
+			ob.Supervised = a.Supervised()
 		}
 	}
 	// An owner in another network namespace listens where this watchdog's
@@ -288,6 +293,10 @@ func decide(a *registry.Allocation, ob Observation, now time.Time, opts Options)
 		if now.Sub(since) > opts.ReservationLease {
 			v.Release = fmt.Sprintf("owner pid %d cannot be verified (another PID namespace) and the port has not listened for over %s", a.PID, opts.ReservationLease)
 		}
+	case !ob.Alive && !ob.Listening && ob.Supervised:
+		// The owner ended, but the gracectl run that launched it lives:
+		// it hands the port to a descendant or releases it.
+		v.Status, v.Health = registry.StatusStarting, "skipped"
 	case !ob.Alive && ob.Listening:
 		v.Status, v.Health = registry.StatusOrphaned, "skipped"
 		v.Issue = fmt.Sprintf("orphaned: owner pid %d is gone, %s still listens", a.PID, describe(ob.Foreign, ob.ForeignName))

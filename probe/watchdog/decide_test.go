@@ -86,6 +86,8 @@ func TestDecide(t *testing.T) {
 			status: registry.StatusActive, health: "ok"},
 		{name: "dead: owner gone, nothing listens: released", a: owned(time.Hour), ob: Observation{},
 			status: registry.StatusDead, health: "skipped", issue: "crashed process: owner pid 4242 is gone", release: "owner pid 4242 is gone"},
+		{name: "owner gone, its gracectl run still supervises: left to run", a: owned(time.Hour), ob: Observation{Supervised: true},
+			status: registry.StatusStarting, health: "skipped"},
 		{name: "orphaned: owner gone, a named process listens: kept", a: owned(time.Hour),
 			ob:     Observation{Listening: true, Listeners: []int{777}, Foreign: 777, ForeignName: "python3"},
 			status: registry.StatusOrphaned, health: "skipped", issue: "pid 777 (python3) still listens",
