@@ -23,7 +23,7 @@ func newAdoptCmd(g *globals) *cobra.Command {
 		Long: `Turn an unmanaged listener (a process listening on a port of the managed range
 without an allocation, which 'gracectl check' reports) into an allocation owned
 by that process, recorded by PID and start time and logged as "adopt". The
-service name defaults to one derived from its command line.` + exitStatusHelp,
+service name defaults to one derived from its command line.` + exitHelp(writerExits, nil),
 		Example: `  gracectl check          # issue: port 8050: unmanaged listener: ... python3 serve.py
   gracectl adopt 8050 --service legacy_api`,
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -1,8 +1,10 @@
 package cmd
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/gracectl/gracectl/probe"
 	"github.com/gracectl/gracectl/registry"
@@ -34,7 +36,7 @@ allocation holds it and it can be bound right now on the IPv4 and IPv6
 wildcard addresses, so a port any other process listens on is skipped.
 
 Without --pid the allocation is a reservation: bind it to its owner with
-'gracectl register PORT --pid N', or the watchdog expires it after its lease.` + exitStatusHelp,
+'gracectl register PORT --pid N', or the watchdog expires it after its lease.` + exitHelp(append(writerExits, exitExhausted), nil),
 		Example: `  PORT=$(gracectl allocate --service grace_backend --purpose "Main API" --pid $$)
   gracectl allocate --service worker --preferred 8050 --json`,
 		Args: noArgs,
@@ -80,11 +82,33 @@ func runAllocate(cmd *cobra.Command, o *allocateOptions) error {
 	if err != nil {
 		return requestError(err)
 	}
+	if cmd.Flags().Changed("preferred") {
+		notePreferred(cmd.Context(), o.g, o.preferred, a.Port)
+	}
 	if o.json {
 		return printJSON(o.g.stdout, a)
 	}
 	_, err = fmt.Fprintln(o.g.stdout, a.Port)
 	return err
+}
+
+// notePreferred says on stderr why a --preferred port was not the one
+// handed out, and who holds it.
+func notePreferred(ctx context.Context, g *globals, preferred, got int) {
+	if preferred == got {
+		return
+	}
+	who := "in use"
+	if r, err := g.store().Read(ctx); err == nil && r.Get(preferred) != nil {
+		cur := r.Get(preferred)
+		who = "by " + escape(cur.ServiceName)
+		if cur.PID > 0 {
+			who += fmt.Sprintf(", pid %d", cur.PID)
+		}
+	} else if pids := probe.TakeSnapshot().Owners(preferred); len(pids) > 0 {
+		who = fmt.Sprintf("by pid %d %s", pids[0], escape(strings.Join(probe.Cmdline(pids[0]), " ")))
+	}
+	fmt.Fprintf(g.stderr, "gracectl: port %d is taken (%s); allocated %d\n", preferred, strings.TrimSpace(who), got)
 }
 
 // requestError turns validation failures of a request into usage errors.

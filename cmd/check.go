@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gracectl/gracectl/probe/watchdog"
+	"github.com/gracectl/gracectl/registry"
 	"github.com/olekukonko/tablewriter"
 	"github.com/olekukonko/tablewriter/tw"
 	"github.com/spf13/cobra"
@@ -48,12 +49,10 @@ start time), is the port listening, does the health endpoint answer. Print a
 table, apply the new health statuses, and release the ports of dead services
 and stale reservations. --dry-run reports without changing anything.
 
-EXIT STATUS
-  0  every port is fine
-  1  an issue was found (crashed process, non-responsive port, failed health
-     check, stale allocation, orphaned or foreign listener), or check failed
-  2  usage error
-  3  the registry lock could not be taken in time`,
+` + exitHelp([]int{exitOK, exitFailure, exitUsage, exitLocked, exitCheckFailed}, map[int]string{
+			exitOK:      "every port is fine",
+			exitFailure: "an issue was found (crashed process, non-responsive port, failed health check, stale reservation, orphaned, foreign or unmanaged listener)",
+		}),
 		Example: `  gracectl check
   gracectl check --dry-run --json`,
 		Args: noArgs,
@@ -79,6 +78,11 @@ func runCheck(cmd *cobra.Command, o *checkOptions) error {
 	}
 	o.probe.Range = rg
 	rep, err := watchdog.Cycle(cmd.Context(), o.g.store(), o.probe)
+	var le *registry.LockError
+	if err != nil && !asErr(err, &le) {
+		// Not "an issue was found": the check itself could not run.
+		return &exitError{code: exitCheckFailed, err: err, hint: permissionHint(err)}
+	}
 	if err != nil {
 		return err
 	}

@@ -25,7 +25,7 @@ registry file and its lock. With --group NAME the folders become root:NAME with
 the setgid bit and the files group-writable, so the members of NAME share one
 registry without sudo; the lock file stays unreadable to everyone else, so no
 other user can hold the registry up. It may be run again; it says what it
-created on stderr. The systemd unit in docs/systemd uses the same folder.` + exitStatusHelp,
+created on stderr. The systemd unit in docs/systemd uses the same folder.` + exitHelp(writerExits, nil),
 		Example: `  sudo gracectl init --group gracectl
   sudo usermod -aG gracectl alice`,
 		Args: noArgs,

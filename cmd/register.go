@@ -23,7 +23,7 @@ func newRegisterCmd(g *globals) *cobra.Command {
 		Long: `Bind an allocation (typically a reservation made by 'allocate' without --pid)
 to its owner. The owner is recorded by PID and start time, so a later process
 that reuses the PID is never taken for it. An owner that is still running is
-replaced only with --force, and the audit log says so.` + exitStatusHelp,
+replaced only with --force, and the audit log says so.` + exitHelp(writerExits, nil),
 		Example: `  PORT=$(gracectl allocate --service api)
   python serve.py --port "$PORT" & gracectl register "$PORT" --pid $!`,
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -3,7 +3,6 @@ package cmd
 import (
 	"fmt"
 	"os"
-	"os/user"
 
 	"github.com/gracectl/gracectl/probe"
 	"github.com/gracectl/gracectl/registry"
@@ -27,7 +26,7 @@ func newReleaseCmd(g *globals) *cobra.Command {
 		Long: `Release a port and log it with its duration and request/error counts.
 
 A port whose owner is still running, and is not the caller (gracectl's parent
-or one of its ancestors), is only released with --force.` + exitStatusHelp,
+or one of its ancestors), is only released with --force.` + exitHelp(writerExits, nil),
 		Example: `  gracectl release 8000
   gracectl release --service grace_backend --reason "deploy"
   gracectl release 8001 --force`,
@@ -64,7 +63,7 @@ func runRelease(cmd *cobra.Command, o *releaseOptions) error {
 	released, err := o.g.store().Release(cmd.Context(), registry.ReleaseRequest{
 		Port: o.port, Service: o.service, Force: o.force,
 		Callers: append([]int{os.Getpid()}, probe.Ancestors(os.Getpid())...),
-		By:      "cli", ByUser: userName(), Reason: o.reason,
+		By:      "cli", ByUser: userName(os.Getuid()), Reason: o.reason,
 	})
 	if err != nil {
 		return err
@@ -76,11 +75,4 @@ func runRelease(cmd *cobra.Command, o *releaseOptions) error {
 		fmt.Fprintf(o.g.stderr, "[PORT-MANAGER] Released port %d (%s)\n", a.Port, escape(a.ServiceName))
 	}
 	return nil
-}
-
-func userName() string {
-	if u, err := user.Current(); err == nil {
-		return u.Username
-	}
-	return fmt.Sprintf("uid %d", os.Getuid())
 }

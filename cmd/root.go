@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -21,21 +22,47 @@ import (
 
 // Exit codes, stable and documented in README.md and each command's help.
 const (
-	exitOK        = 0
-	exitFailure   = 1
-	exitUsage     = 2
-	exitLocked    = 3 // the registry lock could not be taken in time
-	exitExhausted = 4 // no free port in the range
+	exitOK          = 0
+	exitFailure     = 1
+	exitUsage       = 2
+	exitLocked      = 3 // the registry lock could not be taken in time
+	exitExhausted   = 4 // no free port in the range
+	exitCheckFailed = 5 // check: the check itself could not run (1 means an issue was found)
+	exitStartup     = 6 // watch: could not start (another watchdog, the API's address in use)
 )
 
-const exitStatusHelp = `
+// exitMeanings are the codes' lines in the help.
+var exitMeanings = map[int]string{
+	exitOK:          "success",
+	exitFailure:     "failure (the message says what went wrong)",
+	exitUsage:       "usage error (a wrong flag or argument)",
+	exitLocked:      "the registry lock could not be taken in time",
+	exitExhausted:   "no free port in the range",
+	exitCheckFailed: "the check could not run (the registry could not be read or written)",
+	exitStartup:     "the watchdog could not start: another one watches this registry, or the API's address is in use",
+}
 
-EXIT STATUS
-  0  success
-  1  failure (the message says what went wrong)
-  2  usage error (a wrong flag or argument)
-  3  the registry lock could not be taken in time
-  4  no free port in the range`
+// exitHelp is the EXIT STATUS section of a command's help: the codes it can
+// return, with overrides for those it means differently.
+func exitHelp(codes []int, override map[int]string) string {
+	var b strings.Builder
+	b.WriteString("\n\nEXIT STATUS")
+	for _, c := range codes {
+		m := exitMeanings[c]
+		if o, ok := override[c]; ok {
+			m = o
+		}
+		fmt.Fprintf(&b, "\n  %d  %s", c, m)
+	}
+	return b.String()
+}
+
+// The codes of a command that changes the registry, and of one that only
+// reads it.
+var (
+	writerExits = []int{exitOK, exitFailure, exitUsage, exitLocked}
+	readerExits = []int{exitOK, exitFailure, exitUsage}
+)
 
 // version is set at build time with -ldflags "-X github.com/gracectl/gracectl/cmd.version=…".
 var version = ""
@@ -59,10 +86,12 @@ func usageErrorf(format string, args ...any) error {
 	return &usageError{msg: fmt.Sprintf(format, args...)}
 }
 
-// exitError carries an exit code; if err is nil nothing is printed.
+// exitError carries an exit code; if err is nil nothing is printed. hint,
+// if set, is printed after the error.
 type exitError struct {
 	code int
 	err  error
+	hint string
 }
 
 func (e *exitError) Error() string {
@@ -125,11 +154,22 @@ func reportError(stderr io.Writer, cmd *cobra.Command, err error) int {
 		if ee.err != nil {
 			fmt.Fprintf(stderr, "gracectl: error: %s\n", oneLine(ee.err.Error()))
 		}
+		if ee.hint != "" {
+			fmt.Fprintf(stderr, "gracectl: hint: %s\n", oneLine(ee.hint))
+		}
 		return ee.code
 	}
 	var ue *usageError
 	if errors.As(err, &ue) || isCobraUsageError(err) {
-		fmt.Fprintf(stderr, "gracectl: error: %s\n", oneLine(err.Error()))
+		// cobra's "Did you mean this?" goes on lines of its own.
+		msg, suggestions, _ := strings.Cut(err.Error(), "\n\nDid you mean this?\n")
+		fmt.Fprintf(stderr, "gracectl: error: %s\n", oneLine(msg))
+		if suggestions = strings.TrimSpace(suggestions); suggestions != "" {
+			fmt.Fprintln(stderr, "Did you mean this?")
+			for _, sug := range strings.Fields(suggestions) {
+				fmt.Fprintf(stderr, "\t%s\n", escape(sug))
+			}
+		}
 		name := "gracectl"
 		if cmd != nil {
 			name = cmd.CommandPath()
@@ -151,8 +191,38 @@ func reportError(stderr io.Writer, cmd *cobra.Command, err error) int {
 	case errors.As(err, &ce):
 		return exitFailure
 	}
+	if h := permissionHint(err); h != "" {
+		fmt.Fprintf(stderr, "gracectl: hint: %s\n", oneLine(h))
+	}
 	return exitFailure
 }
+
+// flagMessage rewrites pflag's "invalid argument "abc" for "--pid" flag:
+// strconv.ParseInt: parsing "abc": invalid syntax" as `--pid: "abc" is not a
+// whole number`: the flag and what it expects, no Go internals.
+func flagMessage(c *cobra.Command, err error) string {
+	m := flagErrRE.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err.Error()
+	}
+	value, name := m[1], m[2]
+	want := "valid"
+	if f := c.Flags().Lookup(name); f != nil {
+		switch f.Value.Type() {
+		case "int", "int64", "uint", "uint64", "int32":
+			want = "a whole number"
+		case "duration":
+			want = "a duration such as 500ms, 30s or 1m30s"
+		case "bool":
+			want = "true or false"
+		case "float64":
+			want = "a number"
+		}
+	}
+	return fmt.Sprintf("--%s: %q is not %s", name, value, want)
+}
+
+var flagErrRE = regexp.MustCompile(`^invalid argument "(.*)" for "(?:-\w, )?--([\w-]+)" flag`)
 
 // cobra reports flag and argument mistakes as plain errors.
 func isCobraUsageError(err error) bool {
@@ -177,8 +247,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		Long: `gracectl owns a TCP port range (default 8000-8100) for every service on a host.
 It hands out ports without ever giving one port to two services, records who,
 what, when and why for each in a flock-guarded registry, launches services on
-their port, watches them, and keeps a daily audit log.` + exitStatusHelp,
-		Version:       versionString(),
+their port, watches them, and keeps a daily audit log.` + exitHelp([]int{exitOK, exitFailure, exitUsage, exitLocked, exitExhausted, exitCheckFailed, exitStartup}, nil),
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
@@ -213,12 +282,34 @@ their port, watches them, and keeps a daily audit log.` + exitStatusHelp,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &usageError{msg: err.Error()} })
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &usageError{msg: flagMessage(c, err)} })
+	// --version by hand: cobra's prints the version whatever follows it.
+	var showVersion bool
+	root.Flags().BoolVar(&showVersion, "version", false, "print the version")
+	root.RunE = func(cmd *cobra.Command, args []string) error {
+		if !showVersion {
+			return cmd.Help()
+		}
+		fmt.Fprintf(stdout, "gracectl version %s\n", versionString())
+		return nil
+	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.root, "root", "", "state directory holding databases/ and logs/ (default: $GRACECTL_ROOT, else the nearest safe directory at or above the working directory with databases/port_registry/, else the host registry /var/lib/gracectl, else ~/.local/state/gracectl for a user who cannot write it)")
 	pf.StringVar(&g.rangeSpec, "range", env.rangeSpec, "managed port range START-END; $GRACECTL_RANGE sets the default")
 	pf.DurationVar(&g.lockTimeout, "lock-timeout", env.lockTimeout, "how long to wait for the registry lock; $GRACECTL_LOCK_TIMEOUT sets the default")
 	root.AddCommand(newAllocateCmd(g), newReleaseCmd(g), newRegisterCmd(g), newStatusCmd(g), newRunCmd(g),
 		newCheckCmd(g), newWatchCmd(g), newAdoptCmd(g), newInitCmd(g), newExecTrampolineCmd())
+	// An unknown shell (`completion tcsh`) is a usage error, not help.
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() == "completion" {
+			c.RunE = func(cmd *cobra.Command, args []string) error {
+				if len(args) > 0 {
+					return usageErrorf("no completion for shell %q: choose bash, zsh, fish or powershell", args[0])
+				}
+				return cmd.Help()
+			}
+		}
+	}
 	return root
 }

@@ -1,10 +1,12 @@
 package cmd
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/gracectl/gracectl/cmd/runner"
@@ -83,7 +85,7 @@ EXIT STATUS
 	}
 	f := c.Flags()
 	f.SetInterspersed(false)
-	f.StringVar(&o.service, "service", "", "service name (default: derived from the command, `python serve.py` → serve)")
+	f.StringVar(&o.service, "service", "", "service `NAME` (default: derived from the command: python serve.py → serve)")
 	f.StringVar(&o.purpose, "purpose", "", "why the service needs the port")
 	f.StringVar(&o.startedBy, "started-by", "", "what started the service (default: the script or program run)")
 	f.IntVar(&o.preferred, "preferred", 0, "port to try first (default: the range start)")
@@ -102,6 +104,9 @@ func runRun(cmd *cobra.Command, o *runOptions) error {
 	}
 	if !validEnvName(o.envName) {
 		return usageErrorf("--env %q is not a valid environment variable name", o.envName)
+	}
+	if !cmd.Flags().Changed("service") {
+		noteSameName(cmd.Context(), o.g, o.service)
 	}
 	cfg := runner.Config{
 		Store: o.g.store(),
@@ -135,6 +140,24 @@ func runRun(cmd *cobra.Command, o *runOptions) error {
 		return &exitError{code: code}
 	}
 	return nil
+}
+
+// noteSameName says on stderr when a service name derived from the command
+// is already in use: every run of serve.py is "serve" unless told.
+func noteSameName(ctx context.Context, g *globals, service string) {
+	r, err := g.store().Read(ctx)
+	if err != nil {
+		return
+	}
+	var held []string
+	for _, a := range r.Sorted() {
+		if a.ServiceName == service {
+			held = append(held, fmt.Sprintf("%d (pid %d)", a.Port, a.PID))
+		}
+	}
+	if len(held) > 0 {
+		fmt.Fprintf(g.stderr, "gracectl: note: service %q already holds port %s; give --service NAME to tell them apart\n", escape(service), strings.Join(held, ", "))
+	}
 }
 
 // banner says what run does, in the seed's words.
@@ -175,7 +198,11 @@ func (b *banner) event(ev runner.Event) {
 	case runner.EventOwner:
 		fmt.Fprintf(b.w, "gracectl: port %d is owned by pid %d now, a process the service started that lives on\n", ev.Alloc.Port, ev.PID)
 	case runner.EventReleased:
-		fmt.Fprintf(b.w, "[PORT-MANAGER] Released port %d\n", ev.Alloc.Port)
+		if ev.Msg != "" {
+			fmt.Fprintf(b.w, "[PORT-MANAGER] Released port %d: %s\n", ev.Alloc.Port, oneLine(ev.Msg))
+		} else {
+			fmt.Fprintf(b.w, "[PORT-MANAGER] Released port %d\n", ev.Alloc.Port)
+		}
 	case runner.EventWarning:
 		fmt.Fprintf(b.w, "gracectl: warning: %s\n", oneLine(ev.Msg))
 	}

@@ -25,7 +25,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Long: `Print the port manager status report: the range, every allocation sorted by
 port, and the watchdog's state. The registry file read is named on stderr.
 --json prints the same facts as one document, the one GET /api/ports/status
-returns (see docs/json.md).` + exitStatusHelp,
+returns (see docs/json.md).` + exitHelp(readerExits, nil),
 		Example: `  gracectl status
   gracectl status --json | jq '.allocations[].port'`,
 		Args: noArgs,

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/gracectl/gracectl/cmd/api"
 	"github.com/gracectl/gracectl/probe/watchdog"
 	"github.com/spf13/cobra"
@@ -38,7 +40,7 @@ There is at most one watchdog per registry: a second exits at once naming the
 first. SIGTERM and SIGINT stop it; SIGHUP runs a cycle now. Under systemd
 (Type=notify) it sends READY=1 after the first cycle, STATUS= after each,
 WATCHDOG=1 when WatchdogSec= is set, and STOPPING=1 on shutdown. See
-docs/systemd/gracectl-watch.service.` + exitStatusHelp,
+docs/systemd/gracectl-watch.service.` + exitHelp([]int{exitOK, exitFailure, exitUsage, exitLocked, exitStartup}, nil),
 		Example: `  gracectl watch
   gracectl watch --interval 10s --health-timeout 1s`,
 		Args: noArgs,
@@ -83,7 +85,7 @@ func runWatch(cmd *cobra.Command, o *watchOptions) error {
 		// is refused as such rather than failing on the API's port.
 		unlock, err := w.Lock()
 		if err != nil {
-			return err
+			return startupError(err)
 		}
 		defer unlock()
 		l, err := api.Listen(cmd.Context(), api.ListenConfig{Addr: o.api, AllowRemote: o.remote, Store: store, Range: rg, Log: logf})
@@ -92,7 +94,7 @@ func runWatch(cmd *cobra.Command, o *watchOptions) error {
 			return &usageError{msg: err.Error()}
 		}
 		if err != nil {
-			return err
+			return startupError(err)
 		}
 		defer l.Close()
 		w.API = l.Addr().Network() + ":" + l.Addr().String()
@@ -112,5 +114,30 @@ func runWatch(cmd *cobra.Command, o *watchOptions) error {
 			}
 		}
 	}()
-	return w.Run(cmd.Context(), now)
+	err = w.Run(cmd.Context(), now)
+	var ar *watchdog.AlreadyRunningError
+	if asErr(err, &ar) {
+		return startupError(err)
+	}
+	return err
+}
+
+// startupError is a watchdog that cannot start: exit 6, which the unit's
+// RestartPreventExitStatus= keeps systemd from retrying, after telling
+// systemd why (STATUS=, ERRNO=).
+func startupError(err error) error {
+	status := "STATUS=cannot start: " + oneLine(err.Error())
+	if errno := errnoOf(err); errno != 0 {
+		status += "\nERRNO=" + strconv.Itoa(errno)
+	}
+	_, _ = daemon.SdNotify(false, status)
+	return &exitError{code: exitStartup, err: err}
+}
+
+func errnoOf(err error) int {
+	var e syscall.Errno
+	if asErr(err, &e) {
+		return int(e)
+	}
+	return 0
 }

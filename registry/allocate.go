@@ -297,6 +297,21 @@ func (e *OwnerAliveError) Error() string {
 	return fmt.Sprintf("port %d is held by pid %d (%s), which is still running; use --force to %s anyway", e.Port, e.PID, e.Service, action)
 }
 
+// LiveOwnersError refuses to release several ports whose owners still
+// run; it names them all.
+type LiveOwnersError struct{ Held []OwnerAliveError }
+
+func (e *LiveOwnersError) Error() string {
+	var b strings.Builder
+	for i, h := range e.Held {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%d (pid %d)", h.Port, h.PID)
+	}
+	return fmt.Sprintf("ports %s of %s are held by processes that are still running; use --force to release them anyway", b.String(), e.Held[0].Service)
+}
+
 // ReleaseRequest selects what to release and says who asks and why.
 type ReleaseRequest struct {
 	Port    int    // release this port, or
@@ -334,14 +349,22 @@ func (s *Store) Release(ctx context.Context, req ReleaseRequest) ([]*Allocation,
 			}
 			targets = append(targets, a)
 		}
+		var live []OwnerAliveError
 		for _, a := range targets {
 			if req.Only != nil && !req.Only(a) {
 				continue
 			}
 			if !req.Force && a.PID > 0 && !containsPID(req.Callers, a.PID) &&
 				ownerMayLive(a) {
-				return &OwnerAliveError{Port: a.Port, PID: a.PID, Service: a.ServiceName}
+				live = append(live, OwnerAliveError{Port: a.Port, PID: a.PID, Service: a.ServiceName})
 			}
+		}
+		switch len(live) {
+		case 0:
+		case 1:
+			return &live[0]
+		default:
+			return &LiveOwnersError{Held: live}
 		}
 		for _, a := range targets {
 			if req.Only != nil && !req.Only(a) {

@@ -25,13 +25,22 @@ func isInterpreter(prog string) bool {
 
 // StartedBy names what a command line runs, for the started_by field: the
 // script for an interpreter (`python serve.py` → serve.py), the module for
-// `python -m http.server` (→ http.server), the program's name otherwise.
+// `python -m http.server` (→ http.server), the program's name otherwise. A
+// login shell's dash is dropped (-bash → bash), and a script read from a
+// file descriptor (bash /dev/fd/3, process substitution) is named by its
+// interpreter.
 func StartedBy(argv []string) string {
 	if len(argv) == 0 {
 		return ""
 	}
-	prog := filepath.Base(argv[0])
+	prog := strings.TrimPrefix(filepath.Base(argv[0]), "-")
+	if prog == "" {
+		prog = "shell"
+	}
 	if !isInterpreter(prog) {
+		return prog
+	}
+	if len(argv) > 1 && isFDPath(argv[len(argv)-1]) {
 		return prog
 	}
 	for i := 1; i < len(argv); i++ {
@@ -55,6 +64,12 @@ func StartedBy(argv []string) string {
 		}
 	}
 	return prog
+}
+
+// isFDPath reports a path that names an open file descriptor, not a file:
+// what a shell's process substitution hands an interpreter.
+func isFDPath(p string) bool {
+	return strings.HasPrefix(p, "/dev/fd/") || strings.HasPrefix(p, "/proc/self/fd/") || p == "/dev/stdin"
 }
 
 // ServiceFromCommand derives a service name from a command line: what

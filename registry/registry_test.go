@@ -532,6 +532,10 @@ func TestStartedBy(t *testing.T) {
 		{[]string{"node18", "server.js"}, "node18"}, // only python, pypy and lua take a version
 		{[]string{"pythonista", "x.py"}, "pythonista"},
 		{[]string{"./myserver", "--port", "1"}, "myserver"},
+		{[]string{"-bash"}, "bash"},             // an interactive login shell
+		{[]string{"bash", "/dev/fd/3"}, "bash"}, // bash <(…)
+		{[]string{"sh", "/proc/self/fd/0"}, "sh"},
+		{[]string{"-"}, "shell"},
 		{nil, ""},
 	} {
 		if got := StartedBy(c.argv); got != c.want {

@@ -63,7 +63,7 @@ const (
 	EventStarted    = "started"      // PID set
 	EventUp         = "up"           // URL set
 	EventExited     = "exited"       // Code set
-	EventReleased   = "released"     // Alloc set
+	EventReleased   = "released"     // Alloc set, Msg the reason
 	EventStillInUse = "still_in_use" // PID (0 if unknown) set
 	EventOwner      = "owner"        // PID set: a descendant owns the port now
 	EventWarning    = "warning"      // Msg set
@@ -284,7 +284,7 @@ loop:
 func (l *launch) settle(code int) {
 	snap := probe.TakeSnapshot()
 	if !snap.Listening(l.bg, l.alloc.Port) {
-		l.reason = fmt.Sprintf("service exited (%s)", describeExit(code))
+		l.reason = describeExit(code)
 		return // cleanup releases it
 	}
 	l.done = true
@@ -323,7 +323,7 @@ func (l *launch) cleanup() {
 		return
 	}
 	for _, r := range rel {
-		l.notify(Event{Kind: EventReleased, Alloc: r})
+		l.notify(Event{Kind: EventReleased, Alloc: r, Msg: reason})
 	}
 }
 
@@ -402,9 +402,9 @@ func exitCode(st *os.ProcessState, err error) int {
 
 func describeExit(code int) string {
 	if code > 128 && code < 128+65 {
-		return "killed by signal " + strconv.Itoa(code-128)
+		return "service killed by signal " + strconv.Itoa(code-128)
 	}
-	return "exit status " + strconv.Itoa(code)
+	return "service exited with status " + strconv.Itoa(code)
 }
 
 func unwrapExec(err error) error {

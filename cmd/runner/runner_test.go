@@ -112,7 +112,7 @@ func TestSettleReleasesWhenNothingListens(t *testing.T) {
 	}
 	l.settle(code)
 	l.cleanup()
-	if log := auditLog(t, l); !strings.Contains(log, `"reason":"service exited (exit status 3)"`) {
+	if log := auditLog(t, l); !strings.Contains(log, `"reason":"service exited with status 3"`) {
 		t.Fatalf("release not logged:\n%s", log)
 	}
 }
