@@ -72,7 +72,7 @@ and stale reservations. --dry-run reports without changing anything.
 
 func runCheck(cmd *cobra.Command, o *checkOptions) error {
 	o.probe.DryRun = o.dryRun
-	rg, err := o.g.portRange()
+	rg, err := o.g.watchedRange()
 	if err != nil {
 		return err
 	}

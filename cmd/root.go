@@ -131,6 +131,19 @@ func (g *globals) portRange() (registry.Range, error) {
 	return rg, nil
 }
 
+// watchedRange is portRange for commands that only look at a range
+// (status, check, watch): one that allocate would refuse is shown all the
+// same, with a warning.
+func (g *globals) watchedRange() (registry.Range, error) {
+	rg, err := g.portRange()
+	if err == nil {
+		if cerr := registry.CheckRange(rg); cerr != nil {
+			fmt.Fprintf(g.stderr, "gracectl: warning: %s; allocate refuses this range\n", oneLine(cerr.Error()))
+		}
+	}
+	return rg, err
+}
+
 // Main runs gracectl with os.Args and returns the process exit code.
 func Main() int {
 	return run(os.Args[1:], os.Stdout, os.Stderr)

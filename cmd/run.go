@@ -125,7 +125,8 @@ func runRun(cmd *cobra.Command, o *runOptions) error {
 		cfg.Trampoline = []string{self, trampolineName, "--"}
 	}
 	if !o.quiet {
-		b := &banner{w: o.g.stderr, emoji: isTerminal(o.g.stderr), store: cfg.Store, rg: rg}
+		b := &banner{w: o.g.stderr, emoji: isTerminal(o.g.stderr), store: cfg.Store, rg: rg,
+			purpose: o.purpose, api: o.healthPath != "" || o.startedBy == "serve.py"}
 		cfg.Notify = b.event
 	}
 	code, err := runner.Run(cmd.Context(), cfg)
@@ -162,10 +163,14 @@ func noteSameName(ctx context.Context, g *globals, service string) {
 
 // banner says what run does, in the seed's words.
 type banner struct {
-	w     io.Writer
-	emoji bool
-	store *registry.Store
-	rg    registry.Range
+	w       io.Writer
+	emoji   bool
+	store   *registry.Store
+	rg      registry.Range
+	purpose string
+	// api: the service is an HTTP API (it has a health path, or is the
+	// seed's serve.py), so its URL is worth a line.
+	api bool
 }
 
 func (b *banner) mark(emoji string) string {
@@ -181,6 +186,9 @@ func (b *banner) event(ev runner.Event) {
 		fmt.Fprintf(b.w, "Allocating port from managed range (%s)...\n", b.rg)
 		fmt.Fprintf(b.w, "%sAllocated port %d\n", b.mark("✅"), ev.Alloc.Port)
 		fmt.Fprintf(b.w, "   Service: %s\n", escape(ev.Alloc.ServiceName))
+		if b.purpose != "" {
+			fmt.Fprintf(b.w, "   Purpose: %s\n", escape(b.purpose))
+		}
 		wd, err := watchdog.LoadState(b.store)
 		if err == nil && wd.Running {
 			fmt.Fprintf(b.w, "   Watchdog: Active (monitors health every %s)\n", seconds(wd.IntervalSeconds))
@@ -188,7 +196,11 @@ func (b *banner) event(ev runner.Event) {
 			fmt.Fprintf(b.w, "   Watchdog: Not running (start one with: gracectl watch)\n")
 		}
 	case runner.EventUp:
-		fmt.Fprintf(b.w, "\n%s is up\n%sAPI: %s\n\n", escape(ev.Alloc.ServiceName), b.mark("📡"), ev.URL)
+		if b.api {
+			fmt.Fprintf(b.w, "%s is up\n%sAPI: %s\n", escape(ev.Alloc.ServiceName), b.mark("📡"), ev.URL)
+		} else {
+			fmt.Fprintf(b.w, "%s is up on port %d\n", escape(ev.Alloc.ServiceName), ev.Alloc.Port)
+		}
 	case runner.EventStillInUse:
 		if ev.PID > 0 {
 			fmt.Fprintf(b.w, "gracectl: port %d is still in use by pid %d after the service exited; not released, now tracking pid %d\n", ev.Alloc.Port, ev.PID, ev.PID)

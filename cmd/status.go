@@ -36,7 +36,7 @@ returns (see docs/json.md).` + exitHelp(readerExits, nil),
 }
 
 func runStatus(cmd *cobra.Command, o *statusOptions) error {
-	rg, err := o.g.portRange()
+	rg, err := o.g.watchedRange()
 	if err != nil {
 		return err
 	}

@@ -63,7 +63,7 @@ docs/systemd/gracectl-watch.service.` + exitHelp([]int{exitOK, exitFailure, exit
 }
 
 func runWatch(cmd *cobra.Command, o *watchOptions) error {
-	rg, err := o.g.portRange()
+	rg, err := o.g.watchedRange()
 	if err != nil {
 		return err
 	}

@@ -130,8 +130,8 @@ func Parse(data []byte) (*Registry, error) {
 		return nil, errors.New("not a JSON object")
 	}
 	r := new(Registry)
-	if err := json.Unmarshal(trimmed, r); err != nil {
-		return nil, describeJSONError(err)
+	if err := json.Unmarshal(data, r); err != nil {
+		return nil, describeJSONError(err, data)
 	}
 	if r.Allocations == nil {
 		r.Allocations = Allocations{}
@@ -150,12 +150,12 @@ func Parse(data []byte) (*Registry, error) {
 // describeJSONError names the place in the file and the JSON the way a
 // person editing it would: `allocation "8000": field "port": expected a
 // whole number, got a JSON string`, not the Go types the library names.
-func describeJSONError(err error) error {
+func describeJSONError(err error, data []byte) error {
 	var se *json.SemanticError
 	if errors.As(err, &se) {
 		msg := "unexpected JSON"
 		if se.Err != nil && se.JSONKind == 0 { // a method's own error (Time)
-			return errors.New(where(se.JSONPointer) + se.Err.Error())
+			return errors.New(where(se.JSONPointer) + se.Err.Error() + lineCol(data, se.ByteOffset))
 		}
 		if se.GoType != nil {
 			msg = "expected " + jsonKind(se.GoType)
@@ -166,13 +166,31 @@ func describeJSONError(err error) error {
 		if se.Err != nil {
 			msg += ": " + se.Err.Error()
 		}
-		return errors.New(where(se.JSONPointer) + msg)
+		return errors.New(where(se.JSONPointer) + msg + lineCol(data, se.ByteOffset))
 	}
 	var syn *jsontext.SyntacticError
 	if errors.As(err, &syn) {
-		return fmt.Errorf("%sinvalid JSON at byte %d: %v", where(syn.JSONPointer), syn.ByteOffset, syn.Err)
+		line, col := position(data, syn.ByteOffset)
+		return fmt.Errorf("%sinvalid JSON at line %d, column %d: %v", where(syn.JSONPointer), line, col, syn.Err)
 	}
 	return err
+}
+
+// position turns a byte offset into a line and a column, both from 1.
+func position(data []byte, off int64) (line, col int) {
+	off = min(max(off, 0), int64(len(data)))
+	before := data[:off]
+	line = bytes.Count(before, []byte{'\n'}) + 1
+	return line, int(off) - bytes.LastIndexByte(before, '\n')
+}
+
+// lineCol is " (line L, column C)" for an offset the library knows.
+func lineCol(data []byte, off int64) string {
+	if off <= 0 {
+		return ""
+	}
+	line, col := position(data, off)
+	return fmt.Sprintf(" (line %d, column %d)", line, col)
 }
 
 // where turns a JSON pointer into words: /allocations/8000/port is
