@@ -1,6 +1,7 @@
 package cmd_test
 
 import (
+	"encoding/json"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -250,4 +251,48 @@ func TestWatchSeesDeathsBetweenCycles(t *testing.T) {
 	if n := strings.Count(w.out.String(), "Health check:"); n != 1 {
 		t.Errorf("%d cycles ran; the releases must not have waited for one", n)
 	}
+}
+
+// A lasting issue is one episode: logged and counted once when it starts,
+// logged again when it ends, not every cycle.
+func TestWatchCountsIssueEpisodes(t *testing.T) {
+	root := t.TempDir()
+	const rg = "24240-24249"
+	owner := exec.Command("sleep", "600")
+	if err := owner.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { owner.Process.Kill(); owner.Wait() }()
+	if err := gracectlCmd(t, root, "allocate", "--service", "quiet", "--range", rg, "--pid", strconv.Itoa(owner.Process.Pid)).Run(); err != nil {
+		t.Fatal(err)
+	}
+	w := startGracectl(t, root, "watch", "--interval", "150ms", "--startup-grace", "1ms", "--range", rg)
+	state := func() (checks, issues int64) {
+		out, _ := gracectlCmd(t, root, "status", "--json", "--range", rg).Output()
+		var st struct {
+			Watchdog struct {
+				Checks int64 `json:"checks_performed"`
+				Issues int64 `json:"issues_detected"`
+			} `json:"watchdog"`
+		}
+		_ = json.Unmarshal(out, &st)
+		return st.Watchdog.Checks, st.Watchdog.Issues
+	}
+	waitFor(t, "five cycles", 20*time.Second, func() bool { c, _ := state(); return c >= 5 })
+	if _, issues := state(); issues != 1 {
+		t.Errorf("issues detected %d over five cycles of one lasting issue, want 1", issues)
+	}
+	line := "Port 24240 (quiet): not_listening (non-responsive port: owner alive but not listening)"
+	if n := strings.Count(w.out.String(), line); n != 1 {
+		t.Errorf("issue line logged %d times, want once:\n%s", n, w.out)
+	}
+	// It ends: the port listens.
+	l, err := net.Listen("tcp", "127.0.0.1:24240")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	waitFor(t, "the end of the issue to be logged", 20*time.Second, func() bool {
+		return strings.Contains(w.out.String(), "Port 24240: non-responsive port resolved")
+	})
 }

@@ -322,7 +322,7 @@ func newMetrics(s *Server) *metrics {
 		cycles: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gracectl_watchdog_cycles_total", Help: "Watchdog cycles run by this process."}),
 		issues: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "gracectl_watchdog_issues_total", Help: "Issues found, summed over cycles."}),
+			Name: "gracectl_watchdog_issues_total", Help: "Issues found: each counted once, when it starts."}),
 		cleanups: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gracectl_watchdog_cleanups_total", Help: "Ports released by the watchdog."}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -336,7 +336,7 @@ func newMetrics(s *Server) *metrics {
 
 func (m *metrics) observe(rep *watchdog.Report) {
 	m.cycles.Inc()
-	m.issues.Add(float64(rep.Issues))
+	m.issues.Add(float64(rep.NewIssues))
 	m.cleanups.Add(float64(len(rep.Released)))
 	m.duration.Observe(rep.DurationMS / 1000)
 }

@@ -101,6 +101,9 @@ type Report struct {
 	// Unmanaged are listeners in the managed range without an allocation;
 	// each counts as an issue.
 	Unmanaged []Unmanaged `json:"unmanaged"`
+	// NewIssues counts the issues that were not there at the watchdog's
+	// cycle before (all of them for a one-off check).
+	NewIssues int `json:"new_issues"`
 }
 
 // Summary is the seed's health-check line.
@@ -174,6 +177,7 @@ func Cycle(ctx context.Context, store *registry.Store, opts Options) (*Report, e
 		}
 	}
 	rep.Issues += len(rep.Unmanaged)
+	rep.NewIssues = rep.Issues
 	rep.DurationMS = float64(time.Since(start).Microseconds()) / 1000
 	return rep, nil
 }
@@ -275,9 +279,9 @@ func decide(a *registry.Allocation, ob Observation, now time.Time, opts Options)
 	switch {
 	case a.Reserved():
 		v.Status, v.Health = registry.StatusReserved, "skipped"
-		if !ob.Listening && now.Sub(a.AllocatedAt.Time) > opts.ReservationLease {
-			v.Issue = "stale allocation: reservation not claimed within " + opts.ReservationLease.String()
-			v.Release = "stale reservation, never claimed"
+		if age := now.Sub(a.AllocatedAt.Time); !ob.Listening && age > opts.ReservationLease {
+			v.Issue = fmt.Sprintf("stale reservation: never claimed, its %s lease ran out (allocated %s ago)", opts.ReservationLease, age.Round(time.Second))
+			v.Release = v.Issue
 		}
 	case ob.OwnerUnknown && ob.Listening:
 		// The owner cannot be verified, but its port is in use: never
@@ -395,7 +399,7 @@ func apply(ctx context.Context, store *registry.Store, rep *Report) error {
 }
 
 // IssueLine is how the watchdog log names a finding: the seed's
-// "Port 8001 (grace_learning): dead".
+// "Port 8001 (grace_learning): dead", and why.
 func (r *Result) IssueLine() string {
-	return fmt.Sprintf("Port %d (%s): %s", r.Port, r.Service, strings.TrimSpace(r.Status))
+	return fmt.Sprintf("Port %d (%s): %s (%s)", r.Port, r.Service, strings.TrimSpace(r.Status), r.Issue)
 }

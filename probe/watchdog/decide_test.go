@@ -49,7 +49,7 @@ func TestDecide(t *testing.T) {
 		{name: "reserved within the lease", a: reserved(time.Minute),
 			status: registry.StatusReserved, health: "skipped"},
 		{name: "reserved past the lease, nothing listens: stale, released", a: reserved(6 * time.Minute),
-			status: registry.StatusReserved, health: "skipped", issue: "stale allocation", release: "stale reservation"},
+			status: registry.StatusReserved, health: "skipped", issue: "stale reservation: never claimed, its 5m0s lease ran out (allocated 6m0s ago)", release: "lease ran out"},
 		{name: "reserved past the lease, listening: kept", a: reserved(6 * time.Minute), ob: Observation{Listening: true},
 			status: registry.StatusReserved, health: "skipped"},
 		{name: "starting: alive, not listening, within the grace", a: owned(10 * time.Second), ob: Observation{Alive: true},

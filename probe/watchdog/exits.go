@@ -104,9 +104,6 @@ func (w *Watcher) checkPorts(ctx context.Context, ports []int) {
 		w.log("[PORT-WATCHDOG] Checking ports %v after their owner exited: %v", ports, err)
 		return
 	}
-	w.mu.Lock()
-	w.state.StaleCleaned += int64(len(rep.Released))
-	w.mu.Unlock()
 	// A cycle running meanwhile may have released them first.
 	var mine []*Result
 	for _, r := range rep.Results {
@@ -115,5 +112,13 @@ func (w *Watcher) checkPorts(ctx context.Context, ports []int) {
 		}
 	}
 	rep.Results = mine
-	w.logFindings(rep)
+	w.mu.Lock()
+	w.state.StaleCleaned += int64(len(rep.Released))
+	if w.open == nil {
+		w.open = episodes{}
+	}
+	started, _ := w.open.update(rep, false)
+	w.state.IssuesDetected += int64(rep.NewIssues)
+	w.mu.Unlock()
+	w.logFindings(rep, started, nil)
 }

@@ -27,6 +27,7 @@ type Watcher struct {
 	held   bool // Lock was called
 	flight *flight
 	state  State
+	open   episodes // issues open at the last cycle
 }
 
 type flight struct {
@@ -77,7 +78,12 @@ func (w *Watcher) Trigger(ctx context.Context) (*Report, error) {
 	f.rep, f.err = Cycle(context.WithoutCancel(ctx), w.Store, w.Options)
 	w.mu.Lock()
 	w.flight = nil
+	var started, ended []string
 	if f.err == nil {
+		if w.open == nil {
+			w.open = episodes{}
+		}
+		started, ended = w.open.update(f.rep, true)
 		w.record(f.rep)
 	}
 	w.mu.Unlock()
@@ -85,7 +91,7 @@ func (w *Watcher) Trigger(ctx context.Context) (*Report, error) {
 	if f.err != nil {
 		w.log("[PORT-WATCHDOG] Cycle failed: %v", f.err)
 	} else {
-		w.report(f.rep)
+		w.report(f.rep, started, ended)
 		if w.OnCycle != nil {
 			w.OnCycle(f.rep)
 		}
@@ -96,7 +102,7 @@ func (w *Watcher) Trigger(ctx context.Context) (*Report, error) {
 // record updates the persisted state after a cycle; w.mu is held.
 func (w *Watcher) record(rep *Report) {
 	w.state.ChecksPerformed++
-	w.state.IssuesDetected += int64(rep.Issues)
+	w.state.IssuesDetected += int64(rep.NewIssues)
 	w.state.StaleCleaned += int64(len(rep.Released))
 	w.state.MonitoredPorts = len(rep.Results)
 	w.state.LastCycleAt = rep.StartedAt
@@ -107,26 +113,25 @@ func (w *Watcher) record(rep *Report) {
 	}
 }
 
-// report writes the seed's log lines for a cycle.
-func (w *Watcher) report(rep *Report) {
+// report writes the seed's log lines for a cycle: the summary, each issue
+// that started, each that ended, and the cleanups.
+func (w *Watcher) report(rep *Report, started, ended []string) {
 	w.log("[PORT-WATCHDOG] %s", rep.Summary())
-	w.logFindings(rep)
+	w.logFindings(rep, started, ended)
 }
 
-// logFindings writes a line for each issue and cleanup of rep.
-func (w *Watcher) logFindings(rep *Report) {
+func (w *Watcher) logFindings(rep *Report, started, ended []string) {
+	for _, line := range started {
+		w.log("[PORT-WATCHDOG] %s", line)
+	}
+	for _, line := range ended {
+		w.log("[PORT-WATCHDOG] %s", line)
+	}
 	for _, r := range rep.Results {
-		if r.Issue == "" {
-			continue
-		}
-		w.log("[PORT-WATCHDOG] %s", r.IssueLine())
 		if r.Action == "released" {
 			w.log("[PORT-WATCHDOG] Cleaning up stale port %d", r.Port)
 			w.log("[PORT-MANAGER] Released port %d", r.Port)
 		}
-	}
-	for _, u := range rep.Unmanaged {
-		w.log("[PORT-WATCHDOG] Port %d: %s", u.Port, u.Issue())
 	}
 }
 
