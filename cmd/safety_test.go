@@ -259,3 +259,33 @@ func TestReadersDoNotLock(t *testing.T) {
 		t.Fatalf("allocate while the lock is held: %v, want exit 3", err)
 	}
 }
+
+// A user who cannot write a registry is told whose it is and the ways out;
+// check then exits 5 (it could not run), not 1 (an issue was found).
+func TestPermissionDeniedHint(t *testing.T) {
+	needRoot(t)
+	root := filepath.Join(openDir(t, 0o755), "reg")
+	s := registry.Open(root, time.Second)
+	if _, err := s.Allocate(context.Background(), registry.Request{Service: "x", Range: registry.Range{Start: 24930, End: 24939}}); err != nil {
+		t.Fatal(err)
+	}
+	bin := sharedBinary(t)
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"allocate", "--service", "y"}, 1},
+		{[]string{"check"}, 5},
+	} {
+		c := asNobody(append([]string{bin}, tc.args...)...)
+		c.Env = append(rootEnv(root, openDir(t, 0o755)), "GRACECTL_ROOT="+root, "GRACECTL_RANGE=24930-24939")
+		out, _ := c.CombinedOutput()
+		if c.ProcessState.ExitCode() != tc.code {
+			t.Errorf("%v as nobody: exit %d, want %d:\n%s", tc.args, c.ProcessState.ExitCode(), tc.code, out)
+		}
+		if !strings.Contains(string(out), "permission denied") || !strings.Contains(string(out), "belongs to root:root") ||
+			!strings.Contains(string(out), "gracectl init --group NAME") {
+			t.Errorf("%v as nobody: no hint:\n%s", tc.args, out)
+		}
+	}
+}
