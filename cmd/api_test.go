@@ -9,11 +9,14 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/gracectl/gracectl/registry"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 )
@@ -127,6 +130,15 @@ func TestAPIEndpoints(t *testing.T) {
 		t.Fatalf("watchdog status: %d %s", wd.code, wd.body)
 	}
 
+	// A service whose health endpoint reports counts, beside the API's own
+	// allocation, which reports none.
+	startGracectl(t, root, "run", "--quiet", "--range", rg, "--health-path", "/health", "--", "python3", serveScript(t))
+	waitFor(t, "the service's counts", 20*time.Second, func() bool {
+		request(t, c, "POST", base+"/api/ports/health-check", "", "application/json")
+		a := readRegistry(t, root).Get(24301)
+		return a != nil && !a.CountsAt.IsZero()
+	})
+
 	m := request(t, c, "GET", base+"/metrics", "", "")
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := p.TextToMetricFamilies(bytes.NewReader(m.body))
@@ -134,7 +146,7 @@ func TestAPIEndpoints(t *testing.T) {
 		t.Fatalf("metrics do not parse: %v\n%s", err, m.body)
 	}
 	for name, want := range map[string]float64{
-		"gracectl_ports_in_range": 10, "gracectl_ports_allocated": 1, "gracectl_ports_free": 9, "gracectl_watchdog_cycles_total": 2,
+		"gracectl_ports_in_range": 10, "gracectl_ports_allocated": 2, "gracectl_ports_free": 8, "gracectl_build_info": 1,
 	} {
 		f := fams[name]
 		if f == nil || len(f.Metric) != 1 {
@@ -145,11 +157,45 @@ func TestAPIEndpoints(t *testing.T) {
 			t.Errorf("%s = %v, want %v", name, v, want)
 		}
 	}
-	if h := fams["gracectl_watchdog_cycle_duration_seconds"]; h == nil || h.Metric[0].GetHistogram().GetSampleCount() != 2 {
+	if f := fams["gracectl_watchdog_cycles_total"]; f == nil || f.GetType() != dto.MetricType_COUNTER {
+		t.Errorf("cycles: %v", f)
+	}
+	if h := fams["gracectl_watchdog_cycle_duration_seconds"]; h == nil || h.Metric[0].GetHistogram().GetSampleCount() < 2 {
 		t.Errorf("cycle histogram: %v", h)
 	}
-	if f := fams["gracectl_port_health_status"]; f == nil || len(f.Metric) != 1 {
-		t.Errorf("per-port health: %v", f)
+	// The whole state set: every status for every port, 1 for the current.
+	if f := fams["gracectl_port_health_status"]; f == nil || len(f.Metric) != 2*len(registry.Statuses) {
+		t.Errorf("per-port health state set: %v", f)
+	} else {
+		ones := 0
+		for _, mt := range f.Metric {
+			ones += int(mt.GetGauge().GetValue())
+		}
+		if ones != 2 {
+			t.Errorf("%d series are 1, want one per port", ones)
+		}
+	}
+	// Counters, and only for the service that reports counts.
+	for _, name := range []string{"gracectl_port_requests_total", "gracectl_port_errors_total"} {
+		f := fams[name]
+		if f == nil || f.GetType() != dto.MetricType_COUNTER || len(f.Metric) != 1 || f.Metric[0].GetLabel()[0].GetValue() != "24301" {
+			t.Errorf("%s: %v", name, f)
+		}
+	}
+	if f := fams["gracectl_build_info"]; f != nil && !strings.Contains(f.String(), runtime.Version()) {
+		t.Errorf("build info without the Go version: %v", f)
+	}
+	// OpenMetrics when the scraper asks for it.
+	req, _ := http.NewRequest("GET", base+"/metrics", nil)
+	req.Header.Set("Accept", "application/openmetrics-text;version=1.0.0")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/openmetrics-text") || !strings.HasSuffix(string(body), "# EOF\n") {
+		t.Errorf("OpenMetrics: %s\n%s", resp.Header.Get("Content-Type"), body)
 	}
 }
 

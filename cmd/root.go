@@ -77,6 +77,18 @@ func versionString() string {
 	return "devel"
 }
 
+// vcsRevision is the commit the binary was built from, "" if unknown.
+func vcsRevision() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, kv := range bi.Settings {
+			if kv.Key == "vcs.revision" {
+				return kv.Value
+			}
+		}
+	}
+	return ""
+}
+
 // usageError is a wrong flag or argument: exit 2 with a hint.
 type usageError struct{ msg string }
 

@@ -98,7 +98,7 @@ func runWatch(cmd *cobra.Command, o *watchOptions) error {
 		}
 		defer l.Close()
 		w.API = l.Addr().Network() + ":" + l.Addr().String()
-		srv := api.New(store, w, rg, l.Hosts)
+		srv := api.New(store, w, rg, l.Hosts, api.Build{Version: versionString(), Revision: vcsRevision()})
 		w.OnCycle = srv.ObserveCycle
 		defer api.Serve(l, srv.Handler(), logf)()
 	}

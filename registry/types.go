@@ -56,6 +56,10 @@ const (
 	StatusOrphaned     = "orphaned"
 )
 
+// Statuses is the whole vocabulary, in the order docs/health-status.md
+// gives it.
+var Statuses = []string{StatusReserved, StatusStarting, StatusActive, StatusUnhealthy, StatusNotListening, StatusDead, StatusOrphaned}
+
 // Allocation is one port's record. The first ten fields are the seed's; the
 // rest are what correctness needs. The file holds the fields in this order.
 type Allocation struct {
@@ -94,6 +98,10 @@ type Allocation struct {
 	SupervisorPIDNS uint64   `json:"supervisor_pid_ns,omitzero"`
 	HealthPath      string   `json:"health_path,omitzero"`
 	Command         []string `json:"command,omitempty"`
+	// CountsAt is when the service last reported request_count and
+	// error_count on its health endpoint; zero if it never has (its
+	// counts are then unknown, not zero).
+	CountsAt Time `json:"counts_at,omitzero"`
 	// HealthFailures counts consecutive failed health checks.
 	HealthFailures int `json:"health_failures,omitzero"`
 	// ListenerPID is the process found serving the port when it is not the

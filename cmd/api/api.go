@@ -23,6 +23,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,6 +46,7 @@ type Server struct {
 	// AllowedHosts are the Host header values accepted (host or host:port,
 	// lower case). Empty means any host (Unix sockets, --api-allow-remote).
 	AllowedHosts []string
+	Build        Build
 
 	metrics *metrics
 	cache   cache
@@ -127,10 +129,13 @@ type ErrorBody struct {
 	Error string `json:"error"`
 }
 
+// Build identifies the running gracectl, for gracectl_build_info.
+type Build struct{ Version, Revision string }
+
 // New returns the API of w over store; hosts are the Host values accepted
 // (nil: any).
-func New(store *registry.Store, w *watchdog.Watcher, rg registry.Range, hosts []string) *Server {
-	s := &Server{Store: store, Watcher: w, Range: rg, AllowedHosts: hosts}
+func New(store *registry.Store, w *watchdog.Watcher, rg registry.Range, hosts []string, build Build) *Server {
+	s := &Server{Store: store, Watcher: w, Range: rg, AllowedHosts: hosts, Build: build}
 	s.metrics = newMetrics(s)
 	return s
 }
@@ -146,7 +151,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/api/ports/allocations/", only(http.MethodGet, s.allocation))
 	mux.Handle("/api/ports/health-check", only(http.MethodPost, s.healthCheck))
 	mux.Handle("/api/ports/watchdog/status", only(http.MethodGet, s.cached(func(e *entry) []byte { return e.watchdog })))
-	prom := promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+	prom := promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, EnableOpenMetrics: true})
 	mux.Handle("/metrics", only(http.MethodGet, prom.ServeHTTP))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
@@ -309,9 +314,10 @@ var (
 	descAllocated = prometheus.NewDesc("gracectl_ports_allocated", "Ports of the managed range that are allocated.", nil, nil)
 	descFree      = prometheus.NewDesc("gracectl_ports_free", "Ports of the managed range that are neither allocated nor listened on.", nil, nil)
 	descUnmanaged = prometheus.NewDesc("gracectl_ports_unmanaged", "Ports of the managed range listened on without an allocation.", nil, nil)
-	descHealth    = prometheus.NewDesc("gracectl_port_health_status", "1 for the allocation's current health_status.", []string{"port", "service", "status"}, nil)
-	descRequests  = prometheus.NewDesc("gracectl_port_requests", "Request count the service last reported on its health endpoint.", []string{"port", "service"}, nil)
-	descErrors    = prometheus.NewDesc("gracectl_port_errors", "Error count the service last reported on its health endpoint.", []string{"port", "service"}, nil)
+	descHealth    = prometheus.NewDesc("gracectl_port_health_status", "The allocation's health_status: one series per status, 1 for the current one.", []string{"port", "service", "status"}, nil)
+	descRequests  = prometheus.NewDesc("gracectl_port_requests_total", "Requests the service reports on its health endpoint (absent when it reports none).", []string{"port", "service"}, nil)
+	descErrors    = prometheus.NewDesc("gracectl_port_errors_total", "Errors the service reports on its health endpoint (absent when it reports none).", []string{"port", "service"}, nil)
+	descBuild     = prometheus.NewDesc("gracectl_build_info", "gracectl's version, Go version and VCS revision; always 1.", []string{"version", "goversion", "revision"}, nil)
 	descUp        = prometheus.NewDesc("gracectl_registry_up", "1 if the registry could be read at scrape time.", nil, nil)
 )
 
@@ -343,7 +349,7 @@ func (m *metrics) observe(rep *watchdog.Report) {
 
 // Describe implements prometheus.Collector.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInRange, descAllocated, descFree, descUnmanaged, descHealth, descRequests, descErrors, descUp} {
+	for _, d := range []*prometheus.Desc{descBuild, descInRange, descAllocated, descFree, descUnmanaged, descHealth, descRequests, descErrors, descUp} {
 		ch <- d
 	}
 }
@@ -358,6 +364,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, 1)
+	ch <- prometheus.MustNewConstMetric(descBuild, prometheus.GaugeValue, 1, m.s.Build.Version, runtime.Version(), m.s.Build.Revision)
 	st := watchdog.BuildStatus(m.s.Store.Path(), m.s.Range, reg, &watchdog.State{}, watchdog.FindUnmanaged(ctx, probe.TakeSnapshot(), m.s.Range, reg))
 	ch <- prometheus.MustNewConstMetric(descInRange, prometheus.GaugeValue, float64(st.TotalPorts))
 	ch <- prometheus.MustNewConstMetric(descAllocated, prometheus.GaugeValue, float64(st.Allocated))
@@ -365,12 +372,19 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descUnmanaged, prometheus.GaugeValue, float64(len(st.Unmanaged)))
 	for _, a := range st.Allocations {
 		p := strconv.Itoa(a.Port)
-		status := a.HealthStatus
-		if status == "" {
-			status = "unknown"
+		// The full state set, as node_exporter's systemd unit states.
+		for _, status := range registry.Statuses {
+			v := 0.0
+			if a.HealthStatus == status {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descHealth, prometheus.GaugeValue, v, p, a.ServiceName, status)
 		}
-		ch <- prometheus.MustNewConstMetric(descHealth, prometheus.GaugeValue, 1, p, a.ServiceName, status)
-		ch <- prometheus.MustNewConstMetric(descRequests, prometheus.GaugeValue, float64(a.RequestCount), p, a.ServiceName)
-		ch <- prometheus.MustNewConstMetric(descErrors, prometheus.GaugeValue, float64(a.ErrorCount), p, a.ServiceName)
+		if !a.CountsAt.IsZero() {
+			// The service's own running totals: a restart of the service
+			// is a counter reset, which rate() handles.
+			ch <- prometheus.MustNewConstMetric(descRequests, prometheus.CounterValue, float64(a.RequestCount), p, a.ServiceName)
+			ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(a.ErrorCount), p, a.ServiceName)
+		}
 	}
 }

@@ -391,6 +391,7 @@ func apply(ctx context.Context, store *registry.Store, rep *Report) error {
 			cur.LastError = v.LastError
 			if v.Counts {
 				cur.RequestCount, cur.ErrorCount = v.RequestCount, v.ErrorCount
+				cur.CountsAt = r.LastCheck
 			}
 			cur.ListenerPID, cur.ListenerName = v.ListenerPID, registry.SafeText(v.ListenerName, 64)
 		}
