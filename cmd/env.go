@@ -3,6 +3,9 @@ package cmd
 import (
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/gracectl/gracectl/registry"
@@ -27,7 +30,7 @@ func readEnv() environment {
 		root:        os.Getenv("GRACECTL_ROOT"),
 		rangeSpec:   registry.DefaultRange.String(),
 		lockTimeout: registry.DefaultLockTimeout,
-		journal:     os.Getenv("JOURNAL_STREAM") != "",
+		journal:     stderrIsJournal(os.Getenv("JOURNAL_STREAM")),
 		hostRoot:    os.Getenv("GRACECTL_HOST_ROOT"),
 	}
 	if v := os.Getenv("XDG_STATE_HOME"); v != "" {
@@ -46,4 +49,25 @@ func readEnv() environment {
 		}
 	}
 	return e
+}
+
+// stderrIsJournal: systemd sets JOURNAL_STREAM to the device and inode of
+// the stream it connects stdout and stderr to (systemd.exec(5)); stderr is
+// the journal only if it is still that stream, not a file or a pipe a child
+// of the service redirected it to.
+func stderrIsJournal(v string) bool {
+	d, i, ok := strings.Cut(v, ":")
+	if !ok {
+		return false
+	}
+	dev, err1 := strconv.ParseUint(d, 10, 64)
+	ino, err2 := strconv.ParseUint(i, 10, 64)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(2, &st); err != nil {
+		return false
+	}
+	return uint64(st.Dev) == dev && uint64(st.Ino) == ino
 }

@@ -2,7 +2,9 @@ package cmd_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -295,4 +297,46 @@ func TestWatchCountsIssueEpisodes(t *testing.T) {
 	waitFor(t, "the end of the issue to be logged", 20*time.Second, func() bool {
 		return strings.Contains(w.out.String(), "Port 24240: non-responsive port resolved")
 	})
+}
+
+// Timestamps are left to journald only when stderr is the stream
+// JOURNAL_STREAM names (device:inode), not whenever the variable is set.
+func TestJournalStreamIsCheckedAgainstStderr(t *testing.T) {
+	root := t.TempDir()
+	for _, tc := range []struct {
+		name  string
+		match bool
+	}{{"stderr is the journal stream", true}, {"another stream", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			var st syscall.Stat_t
+			if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+				t.Fatal(err)
+			}
+			stream := fmt.Sprintf("%d:%d", uint64(st.Dev), st.Ino)
+			if !tc.match {
+				stream = fmt.Sprintf("%d:%d", uint64(st.Dev), st.Ino+1)
+			}
+			c := gracectlCmd(t, root, "watch", "--interval", "1s", "--range", "24250-24259")
+			c.Env = append(c.Env, "JOURNAL_STREAM="+stream)
+			c.Stderr = f
+			if err := c.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { c.Process.Signal(syscall.SIGTERM); c.Wait() }()
+			var out []byte
+			waitFor(t, "the first cycle", 10*time.Second, func() bool {
+				out, _ = os.ReadFile(f.Name())
+				return strings.Contains(string(out), "Health check:")
+			})
+			stamped := regexp.MustCompile(`^\d{4}-\d\d-\d\dT`).Match(out)
+			if stamped == tc.match {
+				t.Errorf("timestamps %v with JOURNAL_STREAM %s:\n%s", stamped, stream, out)
+			}
+		})
+	}
 }
