@@ -1,8 +1,8 @@
-// Command minimal is the baseline of the allocate benchmark: the least a Go
-// program must do to hand out a port safely — flock, read the registry,
-// bind-test a port, write a temp file, fsync, rename — with none of
-// gracectl's checks, formats or dependencies. bench.py times it beside
-// `gracectl allocate`.
+// Command minimal is the floor of the allocate benchmark: the least a Go
+// program must do to hand out a port durably — flock, read the registry,
+// bind-test a port, write a temp file, fsync, rename, append a log line,
+// fsync the folder and the log — with none of gracectl's checks, formats or
+// dependencies. bench.py times it beside `gracectl allocate`, taking turns.
 //
 //	minimal DIR START END
 package main
@@ -58,8 +58,15 @@ func main() {
 		if err := os.Rename(tmp, path); err != nil {
 			panic(err)
 		}
+		log, err := os.OpenFile(filepath.Join(dir, "log.jsonl"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			panic(err)
+		}
+		fmt.Fprintf(log, "{\"action\":\"allocate\",\"port\":%d}\n", p)
 		d, _ := os.Open(dir)
 		d.Sync()
+		log.Sync()
+		log.Close()
 		fmt.Println(p)
 		return
 	}
