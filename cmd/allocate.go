@@ -20,6 +20,7 @@ type allocateOptions struct {
 	preferred  int
 	healthPath string
 	json       bool
+	name       string
 }
 
 func newAllocateCmd(g *globals) *cobra.Command {
@@ -30,8 +31,11 @@ func newAllocateCmd(g *globals) *cobra.Command {
 		Long: `Allocate a port from the managed range and print it alone on stdout, so that
 PORT=$(gracectl allocate --service api) works.
 
-The preferred port is tried first (default: the range start), then the next
-free one upward, wrapping to the range start. A port is free when no
+The preferred port is tried first, then the next free one upward, wrapping to
+the range start. Without --preferred, a service gets the port it held last if
+that is free (ports are stable across restarts), and a new service keeps off
+ports remembered for others while other ports are free; 'gracectl forget
+SERVICE' drops a service's remembered port. A port is free when no
 allocation holds it and it can be bound right now on the IPv4 and IPv6
 wildcard addresses, so a port any other process listens on is skipped.
 
@@ -52,7 +56,8 @@ Without --pid the allocation is a reservation: bind it to its owner with
 	f.StringVar(&o.purpose, "purpose", "", "why the service needs the port")
 	f.StringVar(&o.startedBy, "started-by", "", "what started the service (default: the calling program)")
 	f.IntVar(&o.pid, "pid", 0, "PID of the process that owns the port (default: none, a reservation)")
-	f.IntVar(&o.preferred, "preferred", 0, "port to try first (default: the range start)")
+	f.IntVar(&o.preferred, "preferred", 0, "port to try first (default: the port the service held last, else the range start)")
+	f.StringVar(&o.name, "name", "", "a `PORTNAME` for this port, when the service holds several (e.g. admin)")
 	f.StringVar(&o.healthPath, "health-path", "", "HTTP path the watchdog checks, e.g. /health")
 	f.BoolVar(&o.json, "json", false, "print the whole allocation as JSON")
 	return c
@@ -77,7 +82,7 @@ func runAllocate(cmd *cobra.Command, o *allocateOptions) error {
 	}
 	a, err := o.g.store().Allocate(cmd.Context(), registry.Request{
 		Service: o.service, Purpose: o.purpose, StartedBy: o.startedBy, Owner: owner,
-		Preferred: o.preferred, Range: rg, HealthPath: o.healthPath,
+		Preferred: o.preferred, Range: rg, HealthPath: o.healthPath, PortNames: portNames(o.name),
 	})
 	if err != nil {
 		return requestError(err)
@@ -109,6 +114,13 @@ func notePreferred(ctx context.Context, g *globals, preferred, got int) {
 		who = fmt.Sprintf("by pid %d %s", pids[0], escape(strings.Join(probe.Cmdline(pids[0]), " ")))
 	}
 	fmt.Fprintf(g.stderr, "gracectl: port %d is taken (%s); allocated %d\n", preferred, strings.TrimSpace(who), got)
+}
+
+func portNames(name string) []string {
+	if name == "" {
+		return nil
+	}
+	return []string{name}
 }
 
 // requestError turns validation failures of a request into usage errors.

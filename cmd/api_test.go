@@ -83,6 +83,10 @@ func TestAPIEndpoints(t *testing.T) {
 	if one.code != 200 || !strings.Contains(string(one.body), `"service_name": "gracectl_watchdog"`) {
 		t.Fatalf("allocation 24300: %d %s", one.code, one.body)
 	}
+	svc := request(t, c, "GET", base+"/api/ports/services/gracectl_watchdog", "", "")
+	if svc.code != 200 || !strings.Contains(string(svc.body), `"port": 24300`) || !strings.HasPrefix(string(svc.body), "[") {
+		t.Fatalf("services/gracectl_watchdog: %d %s", svc.code, svc.body)
+	}
 	all := request(t, c, "GET", base+"/api/ports/allocations", "", "")
 	var list []map[string]any
 	if err := json.Unmarshal(all.body, &list); err != nil || all.code != 200 || len(list) != 1 {
@@ -95,6 +99,7 @@ func TestAPIEndpoints(t *testing.T) {
 		allow                     string
 	}{
 		{"GET", "/api/ports/allocations/24305", "", "", 404, ""},
+		{"GET", "/api/ports/services/nobody", "", "", 404, ""},
 		{"GET", "/api/ports/allocations/abc", "", "", 400, ""},
 		{"GET", "/api/ports/allocations/70000", "", "", 400, ""},
 		{"GET", "/api/nothing", "", "", 404, ""},

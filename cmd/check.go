@@ -113,7 +113,7 @@ func writeCheckTable(w io.Writer, rep *watchdog.Report) error {
 			listening = "yes"
 		}
 		if err := t.Append([]string{
-			strconv.Itoa(r.Port), escape(r.Service), pid, orDash(escape(r.Process)), listening,
+			strconv.Itoa(r.Port), escape(r.Label()), pid, orDash(escape(r.Process)), listening,
 			escape(r.Health), r.Status, r.LastCheck.Format("15:04:05"),
 			strconv.FormatInt(r.RequestCount, 10), strconv.FormatInt(r.ErrorCount, 10),
 		}); err != nil {
@@ -138,7 +138,7 @@ func writeCheckTable(w io.Writer, rep *watchdog.Report) error {
 	fmt.Fprintf(&b, "%s (%.1f ms)\n", rep.Summary(), rep.DurationMS)
 	for _, r := range rep.Results {
 		if r.Issue != "" {
-			fmt.Fprintf(&b, "issue: port %d (%s): %s\n", r.Port, escape(r.Service), escape(r.Issue))
+			fmt.Fprintf(&b, "issue: port %d (%s): %s\n", r.Port, escape(r.Label()), escape(r.Issue))
 		}
 	}
 	for _, u := range rep.Unmanaged {
@@ -146,7 +146,7 @@ func writeCheckTable(w io.Writer, rep *watchdog.Report) error {
 	}
 	for _, r := range rep.Results {
 		if r.Action != "" {
-			fmt.Fprintf(&b, "action: port %d (%s): %s\n", r.Port, escape(r.Service), escape(r.Action))
+			fmt.Fprintf(&b, "action: port %d (%s): %s\n", r.Port, escape(r.Label()), escape(r.Action))
 		}
 	}
 	_, err := io.WriteString(w, b.String())

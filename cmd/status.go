@@ -82,7 +82,7 @@ func writeStatusReport(w io.Writer, st *watchdog.Status) error {
 		line = append(line[:0], "Port "...)
 		line = strconv.AppendInt(line, int64(a.Port), 10)
 		line = append(line, ": "...)
-		line = append(line, escape(a.ServiceName)...)
+		line = append(line, escape(a.Label())...)
 		line = append(line, "\n  Started by: "...)
 		line = append(line, escape(a.StartedBy)...)
 		line = append(line, "\n  Purpose: "...)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/gracectl/gracectl/probe"
@@ -21,7 +22,10 @@ type Request struct {
 	// (`gracectl run`): it releases the port or hands it on when the owner
 	// ends, so the watchdog leaves a dead owner's port to it.
 	Supervisor probe.Identity
-	Preferred  int // 0: the range start
+	Preferred  int // 0: the port the service held last, else the range start
+	// PortNames, if set, asks for one port per name, all or none; each
+	// allocation carries its name (`run --port http --port admin`).
+	PortNames  []string
 	Range      Range
 	HealthPath string
 	Command    []string
@@ -66,10 +70,15 @@ func (req *Request) validate() error {
 	if req.Range.Start == 0 {
 		req.Range = DefaultRange
 	}
-	if req.Preferred == 0 {
-		req.Preferred = req.Range.Start
+	for i, n := range req.PortNames {
+		if !validPortName(n) {
+			return fmt.Errorf("port name %q: use 1-32 letters, digits, - or _", n)
+		}
+		if slices.Contains(req.PortNames[:i], n) {
+			return fmt.Errorf("port name %q is given twice", n)
+		}
 	}
-	if !req.Range.Contains(req.Preferred) {
+	if req.Preferred != 0 && !req.Range.Contains(req.Preferred) {
 		return fmt.Errorf("preferred port %d is outside the range %s", req.Preferred, req.Range)
 	}
 	return CheckRange(req.Range)
@@ -105,51 +114,87 @@ func (e *ExhaustedError) Error() string {
 // holds it and it can be bound right now (see probe.Bindable). The bind test
 // runs under the exclusive lock, so two gracectl processes never pick the
 // same port.
+//
+// Ports are stable: without a preferred port, a service gets the port it
+// held last (LastPorts) if that is free; and a port remembered for another
+// service is only handed out when no other port is free, so one service's
+// restart does not take another's port.
 func (s *Store) Allocate(ctx context.Context, req Request) (*Allocation, error) {
+	all, err := s.AllocateAll(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return all[0], nil
+}
+
+// AllocateAll is Allocate for every name in req.PortNames (or one unnamed
+// port), all in one change: all of them or none.
+func (s *Store) AllocateAll(ctx context.Context, req Request) ([]*Allocation, error) {
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
-	var got *Allocation
+	names := req.PortNames
+	if len(names) == 0 {
+		names = []string{""}
+	}
+	var got []*Allocation
 	err := s.Update(ctx, func(r *Registry, tx *Tx) error {
-		port, err := pickPort(r, req)
-		var xe *ExhaustedError
-		if errors.As(err, &xe) && reclaimDead(r, tx, req.Range) > 0 {
-			port, err = pickPort(r, req)
+		got = nil
+		for _, name := range names {
+			port, err := pickPort(r, req, name)
+			var xe *ExhaustedError
+			if errors.As(err, &xe) && reclaimDead(r, tx, req.Range) > 0 {
+				port, err = pickPort(r, req, name)
+			}
+			if err != nil {
+				return err
+			}
+			a := &Allocation{
+				ID:           newID(),
+				Port:         port,
+				ServiceName:  req.Service,
+				PortName:     name,
+				StartedBy:    req.StartedBy,
+				Purpose:      req.Purpose,
+				AllocatedAt:  tx.Now(),
+				HealthStatus: StatusReserved,
+				HealthPath:   req.HealthPath,
+				Command:      req.Command,
+			}
+			if req.Supervisor.PID > 0 {
+				a.SupervisorPID, a.SupervisorStart, a.SupervisorPIDNS = req.Supervisor.PID, req.Supervisor.Start, req.Supervisor.PIDNS
+			}
+			if req.Owner.PID > 0 {
+				a.SetOwner(req.Owner)
+				a.RegisteredAt = tx.Now()
+				a.HealthStatus = StatusStarting
+			}
+			r.Put(a)
+			r.remember(a, tx.Now())
+			tx.Log(&AllocateEvent{
+				Timestamp: tx.Now(), Action: "allocate", Port: port, ServiceName: a.ServiceName, PortName: name,
+				StartedBy: a.StartedBy, Purpose: a.Purpose, PID: a.PID, HealthPath: a.HealthPath, Command: a.Command,
+			})
+			got = append(got, a)
 		}
-		if err != nil {
-			return err
-		}
-		a := &Allocation{
-			ID:           newID(),
-			Port:         port,
-			ServiceName:  req.Service,
-			StartedBy:    req.StartedBy,
-			Purpose:      req.Purpose,
-			AllocatedAt:  tx.Now(),
-			HealthStatus: StatusReserved,
-			HealthPath:   req.HealthPath,
-			Command:      req.Command,
-		}
-		if req.Supervisor.PID > 0 {
-			a.SupervisorPID, a.SupervisorStart, a.SupervisorPIDNS = req.Supervisor.PID, req.Supervisor.Start, req.Supervisor.PIDNS
-		}
-		if req.Owner.PID > 0 {
-			a.SetOwner(req.Owner)
-			a.RegisteredAt = tx.Now()
-			a.HealthStatus = StatusStarting
-		}
-		r.Put(a)
-		tx.Log(&AllocateEvent{
-			Timestamp: tx.Now(), Action: "allocate", Port: port, ServiceName: a.ServiceName,
-			StartedBy: a.StartedBy, Purpose: a.Purpose, PID: a.PID, HealthPath: a.HealthPath, Command: a.Command,
-		})
-		got = a
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	return got, nil
+}
+
+func validPortName(n string) bool {
+	if n == "" || len(n) > 32 {
+		return false
+	}
+	for _, c := range n {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // reclaimDead releases, under the lock, the allocations in rg whose owner
@@ -168,26 +213,41 @@ func reclaimDead(r *Registry, tx *Tx, rg Range) int {
 	return n
 }
 
-func pickPort(r *Registry, req Request) (int, error) {
+// pickPort picks the port for one of req's names: the preferred port, else
+// the one the service held last, else the range start, and upward from
+// there; in a first pass ports remembered for other services are passed
+// over, in a second (if nothing else is free) they are taken too.
+func pickPort(r *Registry, req Request, name string) (int, error) {
 	rg := req.Range
-	managed, unmanaged := 0, 0
-	for i := 0; i < rg.Size(); i++ {
-		port := rg.Start + (req.Preferred-rg.Start+i)%rg.Size()
-		if r.Get(port) != nil {
-			managed++
-			continue
+	start := req.Preferred
+	if start == 0 {
+		if lp, ok := r.LastPorts[lastPortKey(req.Service, name)]; ok && rg.Contains(lp.Port) {
+			start = lp.Port
+		} else {
+			start = rg.Start
 		}
-		if err := probe.Bindable(port); err != nil {
-			if errors.Is(err, probe.ErrInUse) {
+	}
+	others := r.rememberedForOthers(req.Service)
+	var managed, unmanaged int
+	for pass := 0; pass < 2; pass++ {
+		managed, unmanaged = 0, 0
+		for i := 0; i < rg.Size(); i++ {
+			port := rg.Start + (start-rg.Start+i)%rg.Size()
+			if r.Get(port) != nil {
+				managed++
+				continue
+			}
+			if pass == 0 && others[port] && port != req.Preferred {
+				continue
+			}
+			if err := probe.Bindable(port); err != nil {
+				// In use (or EACCES for a privileged port and the like):
+				// not free.
 				unmanaged++
 				continue
 			}
-			// EACCES for privileged ports and the like: not free, and
-			// worth saying if nothing else is found.
-			unmanaged++
-			continue
+			return port, nil
 		}
-		return port, nil
 	}
 	return 0, &ExhaustedError{Range: rg, Managed: managed, Unmanaged: unmanaged}
 }
@@ -401,12 +461,13 @@ func containsPID(pids []int, pid int) bool {
 // the one place a release is recorded, for the CLI, run and the watchdog.
 func (tx *Tx) Release(r *Registry, a *Allocation, by, byUser, reason string) {
 	r.Delete(a.Port)
+	r.remember(a, tx.Now())
 	dur := int64(tx.Now().Sub(a.AllocatedAt.Time).Seconds())
 	if dur < 0 || a.AllocatedAt.IsZero() {
 		dur = 0 // a clock that went backwards never gives a negative duration
 	}
 	tx.Log(&ReleaseEvent{
-		Timestamp: tx.Now(), Action: "release", Port: a.Port, ServiceName: a.ServiceName,
+		Timestamp: tx.Now(), Action: "release", Port: a.Port, ServiceName: a.ServiceName, PortName: a.PortName,
 		DurationSeconds: dur, RequestCount: a.RequestCount, ErrorCount: a.ErrorCount, PID: a.PID,
 		By: by, ByPID: ownPID(), ByUser: byUser, Reason: reason,
 	})
@@ -416,4 +477,18 @@ func newID() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// Forget drops the ports remembered for service, so its next allocation
+// starts from the range start like a new service's. It reports how many
+// were remembered.
+func (s *Store) Forget(ctx context.Context, service string) (int, error) {
+	n := 0
+	err := s.Update(ctx, func(r *Registry, tx *Tx) error {
+		if n = r.Forget(service); n == 0 {
+			return ErrNoChange
+		}
+		return nil
+	})
+	return n, err
 }

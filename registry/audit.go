@@ -27,6 +27,7 @@ type AllocateEvent struct {
 	Action      string   `json:"action"` // "allocate"
 	Port        int      `json:"port"`
 	ServiceName string   `json:"service_name"`
+	PortName    string   `json:"port_name,omitzero"`
 	StartedBy   string   `json:"started_by"`
 	Purpose     string   `json:"purpose"`
 	PID         int      `json:"pid,omitzero"`
@@ -73,6 +74,7 @@ type ReleaseEvent struct {
 	Action          string `json:"action"` // "release"
 	Port            int    `json:"port"`
 	ServiceName     string `json:"service_name"`
+	PortName        string `json:"port_name,omitzero"`
 	DurationSeconds int64  `json:"duration_seconds"`
 	RequestCount    int64  `json:"request_count"`
 	ErrorCount      int64  `json:"error_count"`

@@ -21,11 +21,12 @@ import (
 // Strings are escaped as encoding/json escaped them (<, >, &, U+2028 and
 // U+2029 as \u escapes), so files written by earlier versions read the same.
 //
-// When writing, names are not checked for duplicates: they come from Go
+// Maps are written with their keys sorted (Deterministic). When writing,
+// names are not checked for duplicates: they come from Go
 // structs and maps, which cannot hold any, and the check costs a map insert
 // per name (docs/benchmarks). Reading always refuses duplicates.
 var (
-	compactJSON  = json.JoinOptions(jsontext.EscapeForHTML(true), jsontext.EscapeForJS(true), jsontext.AllowDuplicateNames(true))
+	compactJSON  = json.JoinOptions(jsontext.EscapeForHTML(true), jsontext.EscapeForJS(true), jsontext.AllowDuplicateNames(true), json.Deterministic(true))
 	indentedJSON = json.JoinOptions(compactJSON, jsontext.WithIndent("  "))
 )
 

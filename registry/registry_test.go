@@ -735,3 +735,63 @@ func TestLinksUnderTheRootAreNotFollowed(t *testing.T) {
 		})
 	}
 }
+
+// Stable ports: A gets 21230, B 21231; both stop; B starts first and still
+// gets 21231, A 21230. A new service keeps off remembered ports while
+// others are free, and takes one only when nothing else is. --preferred
+// wins; Forget drops the memory.
+func TestStablePorts(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	rg := Range{Start: 21230, End: 21233}
+	alloc := func(service string, preferred int) int {
+		t.Helper()
+		a, err := s.Allocate(ctx, Request{Service: service, Range: rg, Preferred: preferred})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.Port
+	}
+	release := func(service string) {
+		t.Helper()
+		if _, err := s.Release(ctx, ReleaseRequest{Service: service, Force: true, By: "test", Reason: "test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a, b := alloc("A", 0), alloc("B", 0); a != 21230 || b != 21231 {
+		t.Fatalf("A %d, B %d", a, b)
+	}
+	release("A")
+	release("B")
+	if b := alloc("B", 0); b != 21231 {
+		t.Errorf("B came back on %d, want its 21231", b)
+	}
+	if a := alloc("A", 0); a != 21230 {
+		t.Errorf("A came back on %d, want its 21230", a)
+	}
+	release("A")
+	if c := alloc("C", 0); c != 21232 {
+		t.Errorf("new service C got %d, want 21232 (21230 is remembered for A)", c)
+	}
+	if d := alloc("D", 0); d != 21233 {
+		t.Errorf("D got %d, want 21233", d)
+	}
+	// Only A's remembered port is left free: a new service takes it.
+	if e := alloc("E", 0); e != 21230 {
+		t.Errorf("E got %d, want 21230 once nothing else is free", e)
+	}
+	release("E")
+	release("C")
+	// --preferred wins over the memory.
+	if a := alloc("A", 21232); a != 21232 {
+		t.Errorf("A with --preferred 21232 got %d", a)
+	}
+	release("A")
+	if n, err := s.Forget(ctx, "A"); err != nil || n != 1 {
+		t.Fatalf("Forget: %d %v", n, err)
+	}
+	r, _ := s.Read(ctx)
+	if _, ok := r.LastPorts["A"]; ok {
+		t.Errorf("A still remembered: %v", r.LastPorts)
+	}
+}

@@ -21,6 +21,7 @@ package registry
 import (
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -77,6 +78,9 @@ type Allocation struct {
 	// ID tells this allocation from an earlier or later one of the same
 	// port, even within one second.
 	ID string `json:"allocation_id,omitzero"`
+	// PortName tells a service's ports apart when it holds several
+	// (`run --port http --port admin`); empty for the usual one port.
+	PortName string `json:"port_name,omitzero"`
 	// PIDStart identifies the owner together with PID, so that a reused PID
 	// is never taken for the owner: on Linux the start time in clock ticks
 	// since boot (/proc/PID/stat field 22), on macOS microseconds since the
@@ -151,6 +155,9 @@ type Registry struct {
 	// PendingAudit are the audit lines of the last change, exactly as they
 	// are appended to the log: the next writer appends any the log lacks.
 	PendingAudit []string `json:"pending_audit,omitempty"`
+	// LastPorts remembers the port each service (and port name) held last
+	// (lastports.go).
+	LastPorts map[string]LastPort `json:"last_ports,omitempty"`
 
 	// Unknown holds top-level fields gracectl does not know.
 	Unknown jsontext.Value `json:",embed"`
@@ -178,6 +185,47 @@ func (r *Registry) Sorted() []*Allocation {
 	}
 	slices.SortFunc(out, func(x, y *Allocation) int { return x.Port - y.Port })
 	return out
+}
+
+// OfService returns the allocations of a service, by port; with a port
+// name, only that named port.
+func (r *Registry) OfService(service, portName string) []*Allocation {
+	var out []*Allocation
+	for _, a := range r.Sorted() {
+		if a.ServiceName == service && (portName == "" || a.PortName == portName) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// Label is the service name with the port name, as reports show it:
+// "grace_backend" or "grace_backend (admin)".
+func (a *Allocation) Label() string {
+	if a.PortName == "" {
+		return a.ServiceName
+	}
+	return a.ServiceName + " (" + a.PortName + ")"
+}
+
+// EnvName is the environment variable that holds a service's port:
+// SERVICE_PORT, or SERVICE_PORTNAME_PORT for a named port; upper case,
+// every character outside A-Z and 0-9 turned into _.
+func EnvName(service, portName string) string {
+	name := service
+	if portName != "" {
+		name += "_" + portName
+	}
+	b := []byte(strings.ToUpper(name))
+	for i, c := range b {
+		if (c < 'A' || c > 'Z') && (c < '0' || c > '9') {
+			b[i] = '_'
+		}
+	}
+	if len(b) > 0 && b[0] >= '0' && b[0] <= '9' {
+		b = append([]byte{'_'}, b...) // a variable name cannot start with a digit
+	}
+	return string(b) + "_PORT"
 }
 
 // Clone returns a deep copy, so probes can work on a snapshot while others

@@ -5,6 +5,7 @@
 //	GET  /api/ports/status             watchdog.Status (= gracectl status --json)
 //	GET  /api/ports/allocations        []registry.Allocation
 //	GET  /api/ports/allocations/{port} registry.Allocation, 404 if not allocated
+//	GET  /api/ports/services/{name}    []registry.Allocation of the service, 404 if none
 //	POST /api/ports/health-check       watchdog.Report (= gracectl check --json)
 //	GET  /api/ports/watchdog/status    watchdog.State
 //	GET  /metrics                      Prometheus text format
@@ -149,6 +150,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/api/ports/status", only(http.MethodGet, s.cached(func(e *entry) []byte { return e.status })))
 	mux.Handle("/api/ports/allocations", only(http.MethodGet, s.cached(func(e *entry) []byte { return e.allocs })))
 	mux.Handle("/api/ports/allocations/", only(http.MethodGet, s.allocation))
+	mux.Handle("/api/ports/services/", only(http.MethodGet, s.service))
 	mux.Handle("/api/ports/health-check", only(http.MethodPost, s.healthCheck))
 	mux.Handle("/api/ports/watchdog/status", only(http.MethodGet, s.cached(func(e *entry) []byte { return e.watchdog })))
 	prom := promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, EnableOpenMetrics: true})
@@ -281,6 +283,27 @@ func (s *Server) allocation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, a)
+}
+
+// service answers GET /api/ports/services/{name}: the service's
+// allocations, by port; 404 if it holds none.
+func (s *Server) service(w http.ResponseWriter, r *http.Request) {
+	name := strings.TrimPrefix(r.URL.Path, "/api/ports/services/")
+	if name == "" || strings.Contains(name, "/") {
+		writeError(w, http.StatusBadRequest, "want /api/ports/services/NAME")
+		return
+	}
+	c, err := s.snapshot(r.Context())
+	if err != nil {
+		storeError(w, err)
+		return
+	}
+	held := c.reg.OfService(name, "")
+	if len(held) == 0 {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("service %q holds no port", name))
+		return
+	}
+	writeJSON(w, held)
 }
 
 func (s *Server) healthCheck(w http.ResponseWriter, r *http.Request) {

@@ -70,6 +70,7 @@ func (o *Options) fill() {
 type Result struct {
 	Port         int           `json:"port"`
 	Service      string        `json:"service_name"`
+	PortName     string        `json:"port_name,omitzero"`
 	PID          int           `json:"pid,omitzero"`
 	Process      string        `json:"process,omitzero"`
 	Alive        bool          `json:"alive"`
@@ -357,7 +358,7 @@ func probeOne(ctx context.Context, a *registry.Allocation, listening bool, liste
 	v := decide(a, ob, time.Now(), opts)
 	now := registry.Now()
 	return &Result{
-		Port: a.Port, Service: a.ServiceName, PID: a.PID, Process: ob.Process, Alive: ob.Alive,
+		Port: a.Port, Service: a.ServiceName, PortName: a.PortName, PID: a.PID, Process: ob.Process, Alive: ob.Alive,
 		Listening: ob.Listening, NetNS: ob.OtherNetNS, ListenerPIDs: ob.Listeners, Health: v.Health, Status: v.Status, Issue: v.Issue,
 		LastCheck: now, RequestCount: v.RequestCount, ErrorCount: v.ErrorCount,
 		verdict: v, probed: a,
@@ -402,5 +403,13 @@ func apply(ctx context.Context, store *registry.Store, rep *Report) error {
 // IssueLine is how the watchdog log names a finding: the seed's
 // "Port 8001 (grace_learning): dead", and why.
 func (r *Result) IssueLine() string {
-	return fmt.Sprintf("Port %d (%s): %s (%s)", r.Port, r.Service, strings.TrimSpace(r.Status), r.Issue)
+	return fmt.Sprintf("Port %d (%s): %s (%s)", r.Port, r.Label(), strings.TrimSpace(r.Status), r.Issue)
+}
+
+// Label is the service with its port name, if any: "api (admin)".
+func (r *Result) Label() string {
+	if r.PortName == "" {
+		return r.Service
+	}
+	return r.Service + " (" + r.PortName + ")"
 }

@@ -1,0 +1,220 @@
+package cmd
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gracectl/gracectl/probe"
+	"github.com/gracectl/gracectl/registry"
+	"github.com/spf13/cobra"
+)
+
+// Lookup: which port is a service on (port, env), and who is on a port (who).
+
+type portOptions struct {
+	g    *globals
+	name string
+	json bool
+}
+
+func newPortCmd(g *globals) *cobra.Command {
+	o := &portOptions{g: g}
+	c := &cobra.Command{
+		Use:   "port SERVICE [--name PORTNAME]",
+		Short: "Print the port(s) a service holds",
+		Long: `Print the ports SERVICE holds, one per line, lowest first; with --name only
+its port of that name. Exit 1, with a message on stderr, when it holds none.` + exitHelp(readerExits, map[int]string{exitFailure: "the service holds no port (or the registry could not be read)"}),
+		Example: `  curl "http://localhost:$(gracectl port grace_backend)/health"
+  gracectl port grace_backend --name admin`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usageErrorf("port takes one service name, got %d arguments", len(args))
+			}
+			return runPort(cmd, o, args[0])
+		},
+	}
+	c.Flags().StringVar(&o.name, "name", "", "only the port of this `PORTNAME`")
+	c.Flags().BoolVar(&o.json, "json", false, "print the allocations as JSON")
+	return c
+}
+
+func runPort(cmd *cobra.Command, o *portOptions, service string) error {
+	r, err := o.g.store().Read(cmd.Context())
+	if err != nil {
+		return err
+	}
+	held := r.OfService(service, o.name)
+	if len(held) == 0 {
+		what := fmt.Sprintf("service %q holds no port", service)
+		if o.name != "" {
+			what = fmt.Sprintf("service %q holds no port named %q", service, o.name)
+		}
+		return &exitError{code: exitFailure, err: fmt.Errorf("%s (gracectl status lists what is allocated)", what)}
+	}
+	if o.json {
+		return printJSON(o.g.stdout, held)
+	}
+	for _, a := range held {
+		fmt.Fprintln(o.g.stdout, a.Port)
+	}
+	return nil
+}
+
+type envOptions struct {
+	g      *globals
+	export bool
+}
+
+func newEnvCmd(g *globals) *cobra.Command {
+	o := &envOptions{g: g}
+	c := &cobra.Command{
+		Use:   "env [SERVICE...]",
+		Short: "Print SERVICE_PORT=N lines for a shell or a .env file",
+		Long: `Print a SERVICE_PORT=N line for every allocated service (or the ones named),
+sorted by variable name: the service name in upper case with every character
+outside A-Z and 0-9 turned into _, and _PORT; a named port is
+SERVICE_PORTNAME_PORT. A service holding several ports under one name gets
+its lowest (the others are named on stderr). --export prefixes "export ".` + exitHelp(readerExits, map[int]string{exitFailure: "a service named holds no port (or the registry could not be read)"}),
+		Example: `  eval "$(gracectl env --export)"
+  gracectl env grace_backend worker > .env`,
+		RunE: func(cmd *cobra.Command, args []string) error { return runEnv(cmd, o, args) },
+	}
+	c.Flags().BoolVar(&o.export, "export", false, `prefix every line with "export "`)
+	return c
+}
+
+func runEnv(cmd *cobra.Command, o *envOptions, services []string) error {
+	r, err := o.g.store().Read(cmd.Context())
+	if err != nil {
+		return err
+	}
+	want := map[string]bool{}
+	for _, s := range services {
+		if len(r.OfService(s, "")) == 0 {
+			return &exitError{code: exitFailure, err: fmt.Errorf("service %q holds no port", s)}
+		}
+		want[s] = true
+	}
+	vars := map[string]*registry.Allocation{}
+	for _, a := range r.Sorted() { // by port: the lowest wins a name
+		if len(want) > 0 && !want[a.ServiceName] {
+			continue
+		}
+		name := registry.EnvName(a.ServiceName, a.PortName)
+		if first, ok := vars[name]; ok {
+			fmt.Fprintf(o.g.stderr, "gracectl: note: %s is port %d; %s also holds port %d\n", name, first.Port, escape(a.Label()), a.Port)
+			continue
+		}
+		vars[name] = a
+	}
+	names := make([]string, 0, len(vars))
+	for n := range vars {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	prefix := ""
+	if o.export {
+		prefix = "export "
+	}
+	for _, n := range names {
+		fmt.Fprintf(o.g.stdout, "%s%s=%d\n", prefix, n, vars[n].Port)
+	}
+	return nil
+}
+
+type whoOptions struct {
+	g    *globals
+	json bool
+}
+
+// Who is what `gracectl who PORT --json` prints.
+type Who struct {
+	Port       int                  `json:"port"`
+	Allocation *registry.Allocation `json:"allocation,omitzero"`
+	Listeners  []Listener           `json:"listeners"`
+}
+
+// Listener is a process listening on a port.
+type Listener struct {
+	PID     int    `json:"pid"`
+	Command string `json:"command,omitzero"`
+	User    string `json:"user,omitzero"`
+}
+
+func newWhoCmd(g *globals) *cobra.Command {
+	o := &whoOptions{g: g}
+	c := &cobra.Command{
+		Use:   "who PORT",
+		Short: "Tell who holds or listens on a port, managed or not",
+		Long: `Tell who holds PORT: its allocation (service, owner and its command, since
+when, health) and the processes listening on it (pid, command, user), whether
+gracectl manages the port or not. Exit 1 when nobody holds or listens on it.` + exitHelp(readerExits, map[int]string{exitFailure: "nobody holds or listens on the port (or the registry could not be read)"}),
+		Example: `  gracectl who 8000
+  gracectl who 8050 --json`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usageErrorf("who takes one port, got %d arguments", len(args))
+			}
+			p, err := registry.ParsePort(args[0])
+			if err != nil {
+				return &usageError{msg: err.Error()}
+			}
+			return runWho(cmd, o, p)
+		},
+	}
+	c.Flags().BoolVar(&o.json, "json", false, "print the answer as JSON")
+	return c
+}
+
+func runWho(cmd *cobra.Command, o *whoOptions, port int) error {
+	r, err := o.g.store().Read(cmd.Context())
+	if err != nil {
+		return err
+	}
+	w := Who{Port: port, Allocation: r.Get(port), Listeners: []Listener{}}
+	snap := probe.TakeSnapshot()
+	if snap.Listening(cmd.Context(), port) {
+		for _, pid := range snap.Owners(port) {
+			w.Listeners = append(w.Listeners, Listener{PID: pid,
+				Command: registry.SafeText(strings.Join(probe.Cmdline(pid), " "), 256), User: probe.ProcessUser(pid)})
+		}
+		if len(w.Listeners) == 0 {
+			w.Listeners = append(w.Listeners, Listener{}) // listening, but not ours to see
+		}
+	}
+	if w.Allocation == nil && len(w.Listeners) == 0 {
+		return &exitError{code: exitFailure, err: fmt.Errorf("nobody holds or listens on port %d", port)}
+	}
+	if o.json {
+		return printJSON(o.g.stdout, w)
+	}
+	out := o.g.stdout
+	if a := w.Allocation; a != nil {
+		fmt.Fprintf(out, "port %d: allocated to %s since %s (%s ago), %s\n", port, escape(a.Label()), a.AllocatedAt,
+			time.Since(a.AllocatedAt.Time).Round(time.Second), escape(a.HealthStatus))
+		if a.PID > 0 {
+			cmdline := escape(strings.Join(a.Command, " "))
+			if cmdline == "" {
+				cmdline = escape(strings.Join(probe.Cmdline(a.PID), " "))
+			}
+			fmt.Fprintf(out, "  owner: pid %d %s\n", a.PID, cmdline)
+		} else {
+			fmt.Fprintf(out, "  owner: none yet (a reservation)\n")
+		}
+	} else {
+		fmt.Fprintf(out, "port %d: not allocated by gracectl\n", port)
+	}
+	for _, l := range w.Listeners {
+		if l.PID == 0 {
+			fmt.Fprintf(out, "  listening: a process this user cannot see (run as root to name it)\n")
+			continue
+		}
+		fmt.Fprintf(out, "  listening: pid %d %s (user %s)\n", l.PID, escape(l.Command), orDash(escape(l.User)))
+	}
+	if len(w.Listeners) == 0 {
+		fmt.Fprintf(out, "  listening: nothing\n")
+	}
+	return nil
+}
