@@ -27,6 +27,7 @@ type runOptions struct {
 	listenFD   bool
 	quiet      bool
 	noWait     bool
+	ports      []string
 	argv       []string
 }
 
@@ -42,6 +43,9 @@ port's owner, and release the port when the command exits.
 
 The port reaches the command as $PORT (or the variable --env names) and
 $GRACECTL_PORT, and every {port} in its arguments is replaced by it. With
+--port NAME (repeatable) the service gets one port per name, all or none:
+each in $PORT_NAME and {port.NAME}, the first also in $PORT and {port}; all
+are owned by the command and released when it ends. With
 --listen-fd gracectl binds the port itself and passes the listening socket as
 fd 3 (systemd socket activation: LISTEN_FDS=1, LISTEN_PID), so nothing can take
 the port between allocation and bind.
@@ -92,6 +96,7 @@ EXIT STATUS
 	f.StringVar(&o.healthPath, "health-path", "", "HTTP path the watchdog checks, e.g. /health")
 	f.StringVar(&o.envName, "env", "PORT", "environment variable that receives the port")
 	f.BoolVar(&o.listenFD, "listen-fd", false, "bind the port in gracectl and pass the socket as fd 3 (LISTEN_FDS)")
+	f.StringArrayVar(&o.ports, "port", nil, "a named port for the service (repeat for several: --port http --port admin); each in $PORT_NAME and {port.NAME}, the first also in $PORT")
 	f.BoolVar(&o.noWait, "no-wait-descendants", false, "exit when the command exits, even if processes it started live on (they keep the port only while they listen)")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "print nothing")
 	return c
@@ -112,7 +117,7 @@ func runRun(cmd *cobra.Command, o *runOptions) error {
 		Store: o.g.store(),
 		Request: registry.Request{
 			Service: o.service, Purpose: o.purpose, StartedBy: o.startedBy,
-			Preferred: o.preferred, Range: rg, HealthPath: o.healthPath,
+			Preferred: o.preferred, Range: rg, HealthPath: o.healthPath, PortNames: o.ports,
 		},
 		Argv: o.argv, EnvName: o.envName, ListenFD: o.listenFD, NoWaitDescendants: o.noWait,
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
@@ -170,7 +175,8 @@ type banner struct {
 	purpose string
 	// api: the service is an HTTP API (it has a health path, or is the
 	// seed's serve.py), so its URL is worth a line.
-	api bool
+	api       bool
+	allocated int // allocation events seen
 }
 
 func (b *banner) mark(emoji string) string {
@@ -183,8 +189,16 @@ func (b *banner) mark(emoji string) string {
 func (b *banner) event(ev runner.Event) {
 	switch ev.Kind {
 	case runner.EventAllocated:
+		if b.allocated++; b.allocated > 1 {
+			fmt.Fprintf(b.w, "%sAllocated port %d (%s)\n", b.mark("✅"), ev.Alloc.Port, escape(ev.Alloc.PortName))
+			return
+		}
 		fmt.Fprintf(b.w, "Allocating port from managed range (%s)...\n", b.rg)
-		fmt.Fprintf(b.w, "%sAllocated port %d\n", b.mark("✅"), ev.Alloc.Port)
+		if ev.Alloc.PortName != "" {
+			fmt.Fprintf(b.w, "%sAllocated port %d (%s)\n", b.mark("✅"), ev.Alloc.Port, escape(ev.Alloc.PortName))
+		} else {
+			fmt.Fprintf(b.w, "%sAllocated port %d\n", b.mark("✅"), ev.Alloc.Port)
+		}
 		fmt.Fprintf(b.w, "   Service: %s\n", escape(ev.Alloc.ServiceName))
 		if b.purpose != "" {
 			fmt.Fprintf(b.w, "   Purpose: %s\n", escape(b.purpose))
@@ -197,9 +211,9 @@ func (b *banner) event(ev runner.Event) {
 		}
 	case runner.EventUp:
 		if b.api {
-			fmt.Fprintf(b.w, "%s is up\n%sAPI: %s\n", escape(ev.Alloc.ServiceName), b.mark("📡"), ev.URL)
+			fmt.Fprintf(b.w, "%s is up\n%sAPI: %s\n", escape(ev.Alloc.Label()), b.mark("📡"), ev.URL)
 		} else {
-			fmt.Fprintf(b.w, "%s is up on port %d\n", escape(ev.Alloc.ServiceName), ev.Alloc.Port)
+			fmt.Fprintf(b.w, "%s is up on port %d\n", escape(ev.Alloc.Label()), ev.Alloc.Port)
 		}
 	case runner.EventStillInUse:
 		if ev.PID > 0 {

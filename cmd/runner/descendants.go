@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sort"
 	"syscall"
 	"time"
 
@@ -55,48 +54,47 @@ func (l *launch) awaitDescendants() {
 	}
 }
 
-// followDescendants moves the allocation to the descendant that should own
-// it now: the one listening on the port, else the oldest still alive.
+// followDescendants moves each allocation to the descendant that should
+// own it now: the one listening on its port, else the oldest still alive.
 func (l *launch) followDescendants(self int) {
 	tab := probe.TakeProcessTable()
 	kids := tab.Children(self)
 	if len(kids) == 0 {
 		return
 	}
-	next := 0
-	for _, pid := range probe.TakeSnapshot().Owners(l.alloc.Port) {
-		if pid != self && tab.IsDescendant(pid, self) {
-			next = pid
-			break
+	var oldest probe.Identity
+	for _, pid := range kids {
+		if id, err := probe.Identify(pid); err == nil && (oldest.PID == 0 || id.Start < oldest.Start) {
+			oldest = id
 		}
 	}
-	var id probe.Identity
-	if next != 0 {
-		var err error
-		if id, err = probe.Identify(next); err != nil {
-			return
-		}
-	} else {
-		var ids []probe.Identity
-		for _, pid := range kids {
-			if id, err := probe.Identify(pid); err == nil {
-				ids = append(ids, id)
+	snap := probe.TakeSnapshot()
+	for _, a := range l.allocs {
+		id := oldest
+		for _, pid := range snap.Owners(a.Port) {
+			if pid != self && tab.IsDescendant(pid, self) {
+				if lid, err := probe.Identify(pid); err == nil {
+					id = lid
+				}
+				break
 			}
 		}
-		if len(ids) == 0 {
-			return
+		if id.PID == 0 || id == l.owners[a.Port] {
+			continue
 		}
-		sort.Slice(ids, func(i, j int) bool { return ids[i].Start < ids[j].Start })
-		id = ids[0]
+		prev := l.owners[a.Port]
+		if prev.PID == 0 {
+			prev = l.owner
+		}
+		reason := fmt.Sprintf("pid %d, a descendant of the service, owns it now (pid %d is gone or not listening)", id.PID, prev.PID)
+		if _, err := l.cfg.Store.Register(l.bg, a.Port, id, reason, true); err != nil {
+			l.notify(Event{Kind: EventWarning, Msg: fmt.Sprintf("could not register pid %d for port %d: %v", id.PID, a.Port, err)})
+			continue
+		}
+		if l.owners == nil {
+			l.owners = map[int]probe.Identity{}
+		}
+		l.owners[a.Port] = id
+		l.notify(Event{Kind: EventOwner, Alloc: a, PID: id.PID})
 	}
-	if id == l.owner {
-		return
-	}
-	reason := fmt.Sprintf("pid %d, a descendant of the service, owns it now (pid %d is gone or not listening)", id.PID, l.owner.PID)
-	if _, err := l.cfg.Store.Register(l.bg, l.alloc.Port, id, reason, true); err != nil {
-		l.notify(Event{Kind: EventWarning, Msg: fmt.Sprintf("could not register pid %d for port %d: %v", id.PID, l.alloc.Port, err)})
-		return
-	}
-	l.owner = id
-	l.notify(Event{Kind: EventOwner, Alloc: l.alloc, PID: id.PID})
 }

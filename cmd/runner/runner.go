@@ -106,18 +106,22 @@ type launch struct {
 	sigs   chan os.Signal // signals held for the child
 	bg     context.Context
 
-	alloc  *registry.Allocation // set by allocate
+	allocs []*registry.Allocation // set by allocate: one per port name
+	alloc  *registry.Allocation   // allocs[0], the port $PORT names
 	cmd    *exec.Cmd            // set by start
 	fg     *foreground
 	owner  probe.Identity
 	waited chan error
-	// done is set once the port's fate is settled (released, or handed to
-	// a process still listening); until then cleanup releases it.
-	done bool
+	// handedOn holds the ports settled by handing them to a process still
+	// listening; cleanup releases the others.
+	handedOn map[int]bool
 	// reason is why cleanup releases the port.
 	reason string
 	// subreaper: daemonized descendants are re-parented to gracectl.
 	subreaper bool
+	// owners are the descendants that own each port now, once the child
+	// has exited (followDescendants).
+	owners map[int]probe.Identity
 }
 
 // Run does the whole run and returns the exit status gracectl should exit
@@ -190,18 +194,20 @@ func (l *launch) allocate(ctx context.Context) error {
 	req := l.cfg.Request
 	req.Command = l.cfg.Argv
 	req.Supervisor = probe.Self() // until run ends, run answers for the port
-	a, err := l.cfg.Store.Allocate(ctx, req)
+	all, err := l.cfg.Store.AllocateAll(ctx, req)
 	if err != nil {
 		return err
 	}
-	l.alloc = a
-	l.notify(Event{Kind: EventAllocated, Alloc: a})
+	l.allocs, l.alloc = all, all[0]
+	for _, a := range all {
+		l.notify(Event{Kind: EventAllocated, Alloc: a})
+	}
 	return nil
 }
 
 // start starts the child with the port in its environment and arguments.
 func (l *launch) start() error {
-	c, parentFiles, err := buildCommand(l.cfg, l.path, l.alloc.Port)
+	c, parentFiles, err := buildCommand(l.cfg, l.path, l.allocs)
 	if err != nil {
 		l.reason = "could not prepare the command: " + err.Error()
 		return err
@@ -235,8 +241,10 @@ func (l *launch) register() {
 		owner = probe.Identity{PID: child, Boot: probe.BootID()} // it already exited
 	}
 	l.owner = owner
-	if _, err := l.cfg.Store.Register(l.bg, l.alloc.Port, owner, "started by gracectl run", false); err != nil {
-		l.notify(Event{Kind: EventWarning, Msg: fmt.Sprintf("could not register pid %d for port %d: %v", child, l.alloc.Port, err)})
+	for _, a := range l.allocs {
+		if _, err := l.cfg.Store.Register(l.bg, a.Port, owner, "started by gracectl run", false); err != nil {
+			l.notify(Event{Kind: EventWarning, Msg: fmt.Sprintf("could not register pid %d for port %d: %v", child, a.Port, err)})
+		}
 	}
 	l.notify(Event{Kind: EventStarted, Alloc: l.alloc, PID: child})
 }
@@ -247,7 +255,7 @@ func (l *launch) supervise() int {
 	child := l.cmd.Process.Pid
 	poll := time.NewTicker(l.cfg.PollEvery)
 	defer poll.Stop()
-	up := false
+	up := map[int]bool{}
 	var waitErr error
 loop:
 	for {
@@ -257,14 +265,17 @@ loop:
 		case waitErr = <-l.waited:
 			break loop
 		case <-poll.C:
-			if up {
+			if len(up) == len(l.allocs) {
 				poll.Stop()
 				continue
 			}
-			if probe.TakeSnapshot().Listening(l.bg, l.alloc.Port) {
-				up = true
-				markActive(l.bg, l.cfg.Store, l.alloc.Port, l.owner)
-				l.notify(Event{Kind: EventUp, Alloc: l.alloc, URL: "http://localhost:" + strconv.Itoa(l.alloc.Port)})
+			snap := probe.TakeSnapshot()
+			for _, a := range l.allocs {
+				if !up[a.Port] && snap.Listening(l.bg, a.Port) {
+					up[a.Port] = true
+					markActive(l.bg, l.cfg.Store, a.Port, l.owner)
+					l.notify(Event{Kind: EventUp, Alloc: a, URL: "http://localhost:" + strconv.Itoa(a.Port)})
+				}
 			}
 		}
 	}
@@ -277,71 +288,90 @@ loop:
 	return code
 }
 
-// settle decides the port's fate after the child exited. A port still
-// listening is still in use (the service daemonized, or a worker holds
-// it): it is never released silently, and its listener becomes the owner.
-// Otherwise the port is released.
+// settle decides each port's fate after the child (and its descendants)
+// ended. A port still listening is still in use (a worker holds it, or
+// something outside gracectl's tree): it is never released silently, and
+// its listener becomes the owner. The others are released by cleanup.
 func (l *launch) settle(code int) {
+	l.reason = describeExit(code)
+	l.handedOn = map[int]bool{}
 	snap := probe.TakeSnapshot()
-	if !snap.Listening(l.bg, l.alloc.Port) {
-		l.reason = describeExit(code)
-		return // cleanup releases it
-	}
-	l.done = true
-	if pids := snap.Owners(l.alloc.Port); len(pids) > 0 {
-		if id, err := probe.Identify(pids[0]); err == nil {
-			reason := fmt.Sprintf("pid %d still listens after pid %d exited", id.PID, l.owner.PID)
-			if _, err := l.cfg.Store.Register(l.bg, l.alloc.Port, id, reason, false); err == nil {
-				l.notify(Event{Kind: EventStillInUse, Alloc: l.alloc, PID: id.PID})
-				return
+	for _, a := range l.allocs {
+		if !snap.Listening(l.bg, a.Port) {
+			continue
+		}
+		l.handedOn[a.Port] = true
+		if pids := snap.Owners(a.Port); len(pids) > 0 {
+			if id, err := probe.Identify(pids[0]); err == nil {
+				reason := fmt.Sprintf("pid %d still listens after pid %d exited", id.PID, l.owner.PID)
+				if _, err := l.cfg.Store.Register(l.bg, a.Port, id, reason, false); err == nil {
+					l.notify(Event{Kind: EventStillInUse, Alloc: a, PID: id.PID})
+					continue
+				}
 			}
 		}
+		l.notify(Event{Kind: EventStillInUse, Alloc: a})
 	}
-	l.notify(Event{Kind: EventStillInUse, Alloc: l.alloc})
 }
 
-// cleanup gives the terminal back, stops holding signals and, unless settle
-// handed the port on, releases it: the one place a run releases its port.
+// cleanup gives the terminal back, stops holding signals and releases
+// every port settle did not hand on: the one place a run releases ports.
 func (l *launch) cleanup() {
 	signal.Stop(l.sigs)
 	if l.fg != nil {
 		l.fg.restore()
 	}
-	if l.alloc == nil || l.done {
-		return
-	}
 	reason := l.reason
 	if reason == "" {
 		reason = "gracectl run stopped"
 	}
-	rel, err := l.cfg.Store.Release(l.bg, registry.ReleaseRequest{
-		Port: l.alloc.Port, Force: true, By: "run", Reason: reason,
-		Only: func(cur *registry.Allocation) bool { return cur.ID == l.alloc.ID },
-	})
-	if err != nil {
-		l.notify(Event{Kind: EventWarning, Msg: fmt.Sprintf("could not release port %d: %v", l.alloc.Port, err)})
-		return
-	}
-	for _, r := range rel {
-		l.notify(Event{Kind: EventReleased, Alloc: r, Msg: reason})
+	for _, a := range l.allocs {
+		if l.handedOn[a.Port] {
+			continue
+		}
+		rel, err := l.cfg.Store.Release(l.bg, registry.ReleaseRequest{
+			Port: a.Port, Force: true, By: "run", Reason: reason,
+			Only: func(cur *registry.Allocation) bool { return cur.ID == a.ID },
+		})
+		if err != nil {
+			l.notify(Event{Kind: EventWarning, Msg: fmt.Sprintf("could not release port %d: %v", a.Port, err)})
+			continue
+		}
+		for _, r := range rel {
+			l.notify(Event{Kind: EventReleased, Alloc: r, Msg: reason})
+		}
 	}
 }
 
-// buildCommand prepares the child. It returns what the parent must close
-// once the child has started.
-func buildCommand(cfg Config, path string, port int) (*exec.Cmd, []io.Closer, error) {
-	ps := strconv.Itoa(port)
+// buildCommand prepares the child: the first port in $PORT (or EnvName)
+// and $GRACECTL_PORT, a named port also in $PORT_NAME, {port} and
+// {port.NAME} replaced in the arguments. It returns what the parent must
+// close once the child has started.
+func buildCommand(cfg Config, path string, allocs []*registry.Allocation) (*exec.Cmd, []io.Closer, error) {
+	first := strconv.Itoa(allocs[0].Port)
+	env := append(os.Environ(), cfg.EnvName+"="+first, "GRACECTL_PORT="+first)
+	pairs := []string{"{port}", first}
+	for _, a := range allocs {
+		if a.PortName != "" {
+			p := strconv.Itoa(a.Port)
+			env = append(env, PortEnvName(a.PortName)+"="+p)
+			pairs = append(pairs, "{port."+a.PortName+"}", p)
+		}
+	}
+	repl := strings.NewReplacer(pairs...)
 	args := make([]string, len(cfg.Argv))
 	for i, a := range cfg.Argv {
-		args[i] = strings.ReplaceAll(a, "{port}", ps)
+		args[i] = repl.Replace(a)
 	}
-	env := append(os.Environ(), cfg.EnvName+"="+ps, "GRACECTL_PORT="+ps)
 	var c *exec.Cmd
 	var closers []io.Closer
 	if cfg.ListenFD {
-		l, err := net.Listen("tcp", ":"+ps)
+		if len(allocs) > 1 {
+			return nil, nil, errors.New("--listen-fd hands over one socket; it cannot be used with several --port names")
+		}
+		l, err := net.Listen("tcp", ":"+first)
 		if err != nil {
-			return nil, nil, fmt.Errorf("cannot listen on port %d for --listen-fd: %w", port, err)
+			return nil, nil, fmt.Errorf("cannot listen on port %s for --listen-fd: %w", first, err)
 		}
 		f, err := l.(*net.TCPListener).File()
 		l.Close()
@@ -361,6 +391,18 @@ func buildCommand(cfg Config, path string, port int) (*exec.Cmd, []io.Closer, er
 	c.Stdin, c.Stdout, c.Stderr = cfg.Stdin, cfg.Stdout, cfg.Stderr
 	setChildAttrs(c)
 	return c, closers, nil
+}
+
+// PortEnvName is the variable that carries a named port: PORT_HTTP for
+// "http" (upper case, every character outside A-Z and 0-9 turned into _).
+func PortEnvName(name string) string {
+	b := []byte(strings.ToUpper(name))
+	for i, c := range b {
+		if (c < 'A' || c > 'Z') && (c < '0' || c > '9') {
+			b[i] = '_'
+		}
+	}
+	return "PORT_" + string(b)
 }
 
 // markActive records that the owner is now listening, if the allocation is
