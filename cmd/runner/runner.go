@@ -108,7 +108,7 @@ type launch struct {
 
 	allocs []*registry.Allocation // set by allocate: one per port name
 	alloc  *registry.Allocation   // allocs[0], the port $PORT names
-	cmd    *exec.Cmd            // set by start
+	cmd    *exec.Cmd              // set by start
 	fg     *foreground
 	owner  probe.Identity
 	waited chan error
