@@ -45,6 +45,7 @@ bench: build
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null 2>&1; } || echo "wrk not installed: API throughput is skipped"
 	python3 docs/benchmarks/bench.py $(BIN)
 	python3 docs/benchmarks/compare.py $(BIN)
+	python3 docs/benchmarks/portserver.py $(BIN)
 	python3 docs/benchmarks/bench.py --scale $(BIN)
 
 # The fault suite at full size: 1000 operations under random SIGKILLs, 80

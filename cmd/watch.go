@@ -12,17 +12,19 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/gracectl/gracectl/cmd/api"
+	"github.com/gracectl/gracectl/cmd/portserver"
 	"github.com/gracectl/gracectl/probe/watchdog"
 	"github.com/spf13/cobra"
 )
 
 type watchOptions struct {
-	g        *globals
-	probe    watchdog.Options
-	interval time.Duration
-	journal  bool
-	api      string
-	remote   bool
+	g          *globals
+	probe      watchdog.Options
+	interval   time.Duration
+	journal    bool
+	api        string
+	remote     bool
+	portserver string
 }
 
 func newWatchCmd(g *globals) *cobra.Command {
@@ -58,6 +60,7 @@ docs/systemd/gracectl-watch.service.` + exitHelp([]int{exitOK, exitFailure, exit
 	f.DurationVar(&o.interval, "interval", watchdog.DefaultInterval, "time between cycles")
 	f.StringVar(&o.api, "api", "", "serve the HTTP API on HOST:PORT (default host 127.0.0.1) or unix:/path")
 	f.BoolVar(&o.remote, "api-allow-remote", false, "allow --api to listen beyond loopback (no authentication!)")
+	f.StringVar(&o.portserver, "portserver", "", "serve portpicker's portserver protocol on this Unix socket `ADDRESS` (a path, or @name for the abstract namespace); point PORTSERVER_ADDRESS at it")
 	addProbeFlags(f, &o.probe)
 	return c
 }
@@ -80,14 +83,35 @@ func runWatch(cmd *cobra.Command, o *watchOptions) error {
 	store := o.g.store()
 	o.probe.Range = rg
 	w := &watchdog.Watcher{Store: store, Options: o.probe, Interval: o.interval, Range: rg, Log: logf}
-	if o.api != "" {
-		// The API is bound under the watchdog lock, so a second watchdog
-		// is refused as such rather than failing on the API's port.
+	if o.api != "" || o.portserver != "" {
+		// The API and the portserver are bound under the watchdog lock, so
+		// a second watchdog is refused as such rather than failing on
+		// their addresses.
 		unlock, err := w.Lock()
 		if err != nil {
 			return startupError(err)
 		}
 		defer unlock()
+	}
+	if o.portserver != "" {
+		l, err := portserver.Listen(o.portserver)
+		if err != nil {
+			return startupError(err)
+		}
+		ps := &portserver.Server{Store: store, Range: rg, Log: logf}
+		served := make(chan struct{})
+		go func() {
+			defer close(served)
+			if err := ps.Serve(l); err != nil {
+				logf("[PORT-WATCHDOG] Portserver stopped: " + err.Error())
+			}
+		}()
+		// On the way out: stop accepting, record what is pending, give
+		// back the pool.
+		defer func() { l.Close(); <-served }()
+		logf("[PORT-WATCHDOG] Portserver listening on " + o.portserver)
+	}
+	if o.api != "" {
 		l, err := api.Listen(cmd.Context(), api.ListenConfig{Addr: o.api, AllowRemote: o.remote, Store: store, Range: rg, Log: logf})
 		var ae *api.AddrError
 		if errors.As(err, &ae) {

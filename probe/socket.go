@@ -44,11 +44,31 @@ func Bindable(port int) error {
 	return nil
 }
 
-// listenOnce binds a TCP socket to sa, listens and closes it: plain system
+// BindableTCPUDP is Bindable for UDP as well: the contract of portpicker's
+// portserver, whose clients may bind either.
+func BindableTCPUDP(port int) error {
+	if err := Bindable(port); err != nil {
+		return err
+	}
+	if err := bindOnce(&syscall.SockaddrInet4{Port: port}, syscall.SOCK_DGRAM); err != nil {
+		return bindErr(port, err)
+	}
+	if HasIPv6() {
+		if err := bindOnce(&syscall.SockaddrInet6{Port: port}, syscall.SOCK_DGRAM); err != nil {
+			return bindErr(port, err)
+		}
+	}
+	return nil
+}
+
+func listenOnce(sa syscall.Sockaddr) error { return bindOnce(sa, syscall.SOCK_STREAM) }
+
+// bindOnce binds a socket of type typ to sa (and listens, for TCP) and
+// closes it: plain system
 // calls, not a net.Listener, which would also register the socket with the
 // runtime's poller. An IPv6 socket is IPv6-only, as Go's "tcp6" listeners
 // are, so that the IPv4 and IPv6 wildcards are tested one by one.
-func listenOnce(sa syscall.Sockaddr) error {
+func bindOnce(sa syscall.Sockaddr, typ int) error {
 	family := syscall.AF_INET
 	if _, ok := sa.(*syscall.SockaddrInet6); ok {
 		family = syscall.AF_INET6
@@ -56,7 +76,7 @@ func listenOnce(sa syscall.Sockaddr) error {
 	// Under ForkLock, as the net package does, so that a child started
 	// meanwhile never inherits the socket.
 	syscall.ForkLock.RLock()
-	fd, err := syscall.Socket(family, syscall.SOCK_STREAM, 0)
+	fd, err := syscall.Socket(family, typ, 0)
 	if err == nil {
 		syscall.CloseOnExec(fd)
 	}
@@ -70,11 +90,18 @@ func listenOnce(sa syscall.Sockaddr) error {
 			return os.NewSyscallError("setsockopt", err)
 		}
 	}
-	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err != nil {
-		return os.NewSyscallError("setsockopt", err)
+	// SO_REUSEADDR for TCP only: on UDP it would let the test share a port
+	// with a socket that set it too.
+	if typ == syscall.SOCK_STREAM {
+		if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err != nil {
+			return os.NewSyscallError("setsockopt", err)
+		}
 	}
 	if err := syscall.Bind(fd, sa); err != nil {
 		return os.NewSyscallError("bind", err)
+	}
+	if typ != syscall.SOCK_STREAM {
+		return nil
 	}
 	if err := syscall.Listen(fd, 1); err != nil {
 		return os.NewSyscallError("listen", err)

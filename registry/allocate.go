@@ -29,6 +29,14 @@ type Request struct {
 	Range      Range
 	HealthPath string
 	Command    []string
+	// Portserver marks a request of portpicker's portserver protocol: the
+	// port must be free for UDP as well as TCP, the service's last port is
+	// neither used nor remembered, and the change is not fsynced (its owner
+	// is a live process that a power cut kills anyway).
+	Portserver bool
+	// Count asks for this many unnamed ports at once (default 1): the
+	// portserver's pool.
+	Count int
 }
 
 // ValidationError is a request that is wrong in itself (bad name, range,
@@ -135,10 +143,10 @@ func (s *Store) AllocateAll(ctx context.Context, req Request) ([]*Allocation, er
 	}
 	names := req.PortNames
 	if len(names) == 0 {
-		names = []string{""}
+		names = make([]string, max(req.Count, 1))
 	}
 	var got []*Allocation
-	err := s.Update(ctx, func(r *Registry, tx *Tx) error {
+	err := s.update(ctx, func(r *Registry, tx *Tx) error {
 		got = nil
 		for _, name := range names {
 			port, err := pickPort(r, req, name)
@@ -169,6 +177,9 @@ func (s *Store) AllocateAll(ctx context.Context, req Request) ([]*Allocation, er
 				a.RegisteredAt = tx.Now()
 				a.HealthStatus = StatusStarting
 			}
+			if req.Portserver {
+				a.StartedBy = PortserverStartedBy
+			}
 			r.Put(a)
 			r.remember(a, tx.Now())
 			tx.Log(&AllocateEvent{
@@ -178,7 +189,7 @@ func (s *Store) AllocateAll(ctx context.Context, req Request) ([]*Allocation, er
 			got = append(got, a)
 		}
 		return nil
-	})
+	}, !req.Portserver)
 	if err != nil {
 		return nil, err
 	}
@@ -220,7 +231,7 @@ func reclaimDead(r *Registry, tx *Tx, rg Range) int {
 func pickPort(r *Registry, req Request, name string) (int, error) {
 	rg := req.Range
 	start := req.Preferred
-	if start == 0 {
+	if start == 0 && !req.Portserver {
 		if lp, ok := r.LastPorts[lastPortKey(req.Service, name)]; ok && rg.Contains(lp.Port) {
 			start = lp.Port
 		} else {
@@ -240,7 +251,11 @@ func pickPort(r *Registry, req Request, name string) (int, error) {
 			if pass == 0 && others[port] && port != req.Preferred {
 				continue
 			}
-			if err := probe.Bindable(port); err != nil {
+			bindable := probe.Bindable
+			if req.Portserver {
+				bindable = probe.BindableTCPUDP
+			}
+			if err := bindable(port); err != nil {
 				// In use (or EACCES for a privileged port and the like):
 				// not free.
 				unmanaged++
@@ -491,4 +506,39 @@ func (s *Store) Forget(ctx context.Context, service string) (int, error) {
 		return nil
 	})
 	return n, err
+}
+
+// HandOut gives a port of the portserver's pool to the client that asked
+// for it.
+type HandOut struct {
+	Port    int
+	PoolID  string // the pool allocation's ID: nothing else is changed
+	Owner   probe.Identity
+	Service string
+}
+
+// HandOut records pool ports as given to their clients, in one change that
+// is not fsynced (see Request.Portserver): each becomes an allocation owned
+// by its client, logged as a register line. A port no longer in the pool
+// (released meanwhile) is skipped.
+func (s *Store) HandOut(ctx context.Context, outs []HandOut) error {
+	return s.update(ctx, func(r *Registry, tx *Tx) error {
+		for _, h := range outs {
+			a := r.Get(h.Port)
+			if a == nil || a.ID != h.PoolID {
+				continue
+			}
+			a.SetOwner(h.Owner)
+			// The client owns it now; the pool's supervisor (the watchdog)
+			// no longer answers for it.
+			a.SupervisorPID, a.SupervisorStart, a.SupervisorPIDNS = 0, 0, 0
+			a.ServiceName = h.Service
+			a.Purpose = "portserver request"
+			a.RegisteredAt = tx.Now()
+			a.HealthStatus = StatusStarting
+			tx.Log(&RegisterEvent{Timestamp: tx.Now(), Action: "register", Port: a.Port, ServiceName: a.ServiceName,
+				PID: h.Owner.PID, Reason: "handed out by the portserver"})
+		}
+		return nil
+	}, false)
 }

@@ -26,6 +26,13 @@ func WriteFileAtomic(path string, data []byte, perm fs.FileMode, old fs.FileInfo
 // write, which may write in pieces. Without syncFolder the caller syncs the
 // folder itself (syncDir) before it calls the change durable.
 func writeFileAtomicFunc(path string, write func(io.Writer) error, perm fs.FileMode, old fs.FileInfo, syncFolder bool) (err error) {
+	return writeFileAtomicOpts(path, write, perm, old, true, syncFolder)
+}
+
+// writeFileAtomicOpts is writeFileAtomicFunc that may also leave the file's
+// contents to the kernel's writeback (syncFile false): the rename still
+// replaces the file whole for every reader.
+func writeFileAtomicOpts(path string, write func(io.Writer) error, perm fs.FileMode, old fs.FileInfo, syncFile, syncFolder bool) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -51,8 +58,10 @@ func writeFileAtomicFunc(path string, write func(io.Writer) error, perm fs.FileM
 			_ = f.Chown(int(st.Uid), int(st.Gid))
 		}
 	}
-	if err = f.Sync(); err != nil {
-		return err
+	if syncFile {
+		if err = f.Sync(); err != nil {
+			return err
+		}
 	}
 	if err = f.Close(); err != nil {
 		return err

@@ -22,8 +22,15 @@ func lastPortKey(service, portName string) string {
 	return service + "/" + portName
 }
 
+// PortserverStartedBy is the started_by of the portserver's allocations:
+// test suites' throw-away ports, never remembered.
+const PortserverStartedBy = "portserver"
+
 // remember records a's port as its service's last.
 func (r *Registry) remember(a *Allocation, now Time) {
+	if a.StartedBy == PortserverStartedBy {
+		return
+	}
 	if r.LastPorts == nil {
 		r.LastPorts = map[string]LastPort{}
 	}

@@ -245,6 +245,14 @@ var ErrNoChange = errors.New("no change")
 // nothing is written. Audit lines an earlier writer left pending (it died
 // between its rename and its append) are appended first, in any case.
 func (s *Store) Update(ctx context.Context, fn func(r *Registry, tx *Tx) error) (err error) {
+	return s.update(ctx, fn, true)
+}
+
+// update is Update; with durable false it fsyncs nothing: the change is
+// visible to every reader at once (rename), and reaches the disk with the
+// kernel's writeback or the next durable change, whichever comes first.
+// The portserver's allocations are made so (docs/file-formats.md).
+func (s *Store) update(ctx context.Context, fn func(r *Registry, tx *Tx) error, durable bool) (err error) {
 	fl, err := s.lock(ctx)
 	if err != nil {
 		return err
@@ -264,6 +272,10 @@ func (s *Store) Update(ctx context.Context, fn func(r *Registry, tx *Tx) error) 
 	var logs []*pendingLog
 	defer func() {
 		for _, l := range logs {
+			if !durable {
+				l.f.Close()
+				continue
+			}
 			if serr := l.sync(); serr != nil && err == nil {
 				err = fmt.Errorf("the audit log could not be written: %w", serr)
 			}
@@ -291,7 +303,7 @@ func (s *Store) Update(ctx context.Context, fn func(r *Registry, tx *Tx) error) 
 	if info != nil {
 		perm = info.Mode().Perm()
 	}
-	if err := writeFileAtomicFunc(s.Path(), r.Encode, perm, info, false); err != nil {
+	if err := writeFileAtomicOpts(s.Path(), r.Encode, perm, info, durable, false); err != nil {
 		return fmt.Errorf("cannot write registry %s: %w", s.Path(), err)
 	}
 	if info == nil {
@@ -310,6 +322,9 @@ func (s *Store) Update(ctx context.Context, fn func(r *Registry, tx *Tx) error) 
 	// this call still returns only after both have.
 	fl.Close()
 	unlocked = true
+	if !durable {
+		return nil
+	}
 	if err := syncDir(s.Dir()); err != nil {
 		return fmt.Errorf("cannot write registry %s: %w", s.Path(), err)
 	}

@@ -236,9 +236,10 @@ func observe(ctx context.Context, a *registry.Allocation, listening bool, listen
 		ob.Alive, ob.OwnerUnknown = l == probe.Running, l == probe.Unknown
 		if ob.Alive {
 			ob.Process = procs.Name(local)
-		} else {
-			ob.Supervised = a.Supervised()
 		}
+	}
+	if !ob.Alive {
+		ob.Supervised = a.Supervised()
 	}
 	// An owner in another network namespace listens where this watchdog's
 	// socket table cannot see: look in its own.
@@ -280,7 +281,9 @@ func decide(a *registry.Allocation, ob Observation, now time.Time, opts Options)
 	switch {
 	case a.Reserved():
 		v.Status, v.Health = registry.StatusReserved, "skipped"
-		if age := now.Sub(a.AllocatedAt.Time); !ob.Listening && age > opts.ReservationLease {
+		// A reservation whose supervisor lives (the portserver's pool,
+		// held by the watchdog) has no lease.
+		if age := now.Sub(a.AllocatedAt.Time); !ob.Listening && !ob.Supervised && age > opts.ReservationLease {
 			v.Issue = fmt.Sprintf("stale reservation: never claimed, its %s lease ran out (allocated %s ago)", opts.ReservationLease, age.Round(time.Second))
 			v.Release = v.Issue
 		}
