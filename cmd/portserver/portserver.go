@@ -165,23 +165,21 @@ func (s *Server) refillLocked() error {
 	if !s.Range.Contains(s.next) {
 		s.next = s.Range.Start
 	}
-	n := min(PoolSize-len(s.pool), s.Range.Size())
-	got, err := s.Store.AllocateAll(context.Background(), registry.Request{
-		Service: PoolService, Purpose: "portserver pool", Preferred: s.next, Range: s.Range,
-		Supervisor: s.self, Portserver: true, Count: n,
-	})
-	if err != nil {
-		var xe *registry.ExhaustedError
-		if !errors.As(err, &xe) || n == 1 {
-			return err
-		}
-		// Fewer free ports than asked for: take one.
-		if got, err = s.Store.AllocateAll(context.Background(), registry.Request{
+	// As many as the pool lacks; if the range has fewer free, just one.
+	var got []*registry.Allocation
+	var err error
+	for _, n := range []int{min(PoolSize-len(s.pool), s.Range.Size()), 1} {
+		got, err = s.Store.AllocateAll(context.Background(), registry.Request{
 			Service: PoolService, Purpose: "portserver pool", Preferred: s.next, Range: s.Range,
-			Supervisor: s.self, Portserver: true, Count: 1,
-		}); err != nil {
-			return err
+			Supervisor: s.self, Portserver: true, Count: n,
+		})
+		var xe *registry.ExhaustedError
+		if err == nil || !errors.As(err, &xe) {
+			break
 		}
+	}
+	if err != nil {
+		return err
 	}
 	s.pool = append(s.pool, got...)
 	s.next = got[len(got)-1].Port + 1
