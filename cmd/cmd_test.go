@@ -28,6 +28,8 @@ func TestScripts(t *testing.T) {
 			// Scripts that unset GRACECTL_ROOT find this host registry, never
 			// /var/lib/gracectl.
 			env.Setenv("GRACECTL_HOST_ROOT", env.WorkDir+"/host")
+			// No background watchdog from run, unless a test asks for one.
+			env.Setenv("GRACECTL_WATCHDOG", "off")
 			env.Setenv("HOME", env.WorkDir)
 			return nil
 		},

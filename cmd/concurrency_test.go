@@ -18,7 +18,8 @@ import (
 func gracectlCmd(t *testing.T, root string, args ...string) *exec.Cmd {
 	t.Helper()
 	c := exec.Command("gracectl", args...)
-	c.Env = append(os.Environ(), "GRACECTL_ROOT="+root, "GRACECTL_LOCK_TIMEOUT=60s")
+	// No background watchdog from run, unless a test asks for one.
+	c.Env = append(os.Environ(), "GRACECTL_ROOT="+root, "GRACECTL_LOCK_TIMEOUT=60s", "GRACECTL_WATCHDOG=off")
 	return c
 }
 

@@ -23,15 +23,25 @@ type environment struct {
 	hostRoot string
 	// privateRoot is ${XDG_STATE_HOME:-$HOME/.local/state}/gracectl.
 	privateRoot string
+	// noWatchdog is GRACECTL_WATCHDOG=off: run starts no watchdog.
+	noWatchdog bool
+	// watchdogIdle is GRACECTL_WATCHDOG_IDLE: how long a watchdog run
+	// started waits with an empty registry before it exits.
+	watchdogIdle time.Duration
 }
 
 func readEnv() environment {
 	e := environment{
-		root:        os.Getenv("GRACECTL_ROOT"),
-		rangeSpec:   registry.DefaultRange.String(),
-		lockTimeout: registry.DefaultLockTimeout,
-		journal:     stderrIsJournal(os.Getenv("JOURNAL_STREAM")),
-		hostRoot:    os.Getenv("GRACECTL_HOST_ROOT"),
+		root:         os.Getenv("GRACECTL_ROOT"),
+		rangeSpec:    registry.DefaultRange.String(),
+		lockTimeout:  registry.DefaultLockTimeout,
+		journal:      stderrIsJournal(os.Getenv("JOURNAL_STREAM")),
+		hostRoot:     os.Getenv("GRACECTL_HOST_ROOT"),
+		noWatchdog:   os.Getenv("GRACECTL_WATCHDOG") == "off",
+		watchdogIdle: DefaultAutoWatchIdle,
+	}
+	if d, err := time.ParseDuration(os.Getenv("GRACECTL_WATCHDOG_IDLE")); err == nil && d > 0 {
+		e.watchdogIdle = d
 	}
 	if v := os.Getenv("XDG_STATE_HOME"); v != "" {
 		e.privateRoot = filepath.Join(v, "gracectl")

@@ -322,7 +322,7 @@ func TestPermissionDenied(t *testing.T) {
 	before, _ := os.ReadFile(regPath)
 	asNobody := func(args ...string) *exec.Cmd {
 		c := exec.Command("setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", bin}, args...)...)
-		c.Env = append(os.Environ(), "GRACECTL_ROOT="+root)
+		c.Env = append(os.Environ(), "GRACECTL_ROOT="+root, "GRACECTL_WATCHDOG=off")
 		return c
 	}
 	out, err := asNobody("allocate", "--service", "intruder", "--range", "24630-24639").CombinedOutput()

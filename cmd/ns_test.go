@@ -49,7 +49,7 @@ func startInNamespaces(t *testing.T, root, rg string, flags ...string) (*exec.Cm
 	bin := needUnshare(t)
 	args := append(flags, "--fork", "--mount-proc", "--kill-child", bin, "run", "--quiet", "--range", rg, "--", "python3", "-c", nsServer)
 	c := exec.Command("unshare", args...)
-	c.Env = append(os.Environ(), "GRACECTL_ROOT="+root)
+	c.Env = append(os.Environ(), "GRACECTL_ROOT="+root, "GRACECTL_WATCHDOG=off")
 	var out syncBuffer
 	c.Stdout, c.Stderr = &out, &out
 	if err := c.Start(); err != nil {

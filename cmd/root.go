@@ -120,6 +120,7 @@ type globals struct {
 	lockTimeout time.Duration
 	rootSource  string // registry.Root* constants
 	hostRoot    string
+	env         environment
 	stdout      io.Writer
 	stderr      io.Writer
 }
@@ -265,7 +266,7 @@ func oneLine(s string) string { return escape(strings.TrimSpace(s)) }
 
 func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	env := readEnv()
-	g := &globals{stdout: stdout, stderr: stderr}
+	g := &globals{stdout: stdout, stderr: stderr, env: env}
 	root := &cobra.Command{
 		Use:   "gracectl",
 		Short: "Hand out, track and watch the TCP ports of every service on a host",
@@ -323,7 +324,7 @@ their port, watches them, and keeps a daily audit log.` + exitHelp([]int{exitOK,
 	pf.StringVar(&g.rangeSpec, "range", env.rangeSpec, "managed port range START-END; $GRACECTL_RANGE sets the default")
 	pf.DurationVar(&g.lockTimeout, "lock-timeout", env.lockTimeout, "how long to wait for the registry lock; $GRACECTL_LOCK_TIMEOUT sets the default")
 	root.AddCommand(newAllocateCmd(g), newReleaseCmd(g), newRegisterCmd(g), newStatusCmd(g), newRunCmd(g),
-		newCheckCmd(g), newWatchCmd(g), newAdoptCmd(g), newPortCmd(g), newEnvCmd(g), newWhoCmd(g), newForgetCmd(g), newInitCmd(g), newExecTrampolineCmd())
+		newCheckCmd(g), newWatchCmd(g), newAdoptCmd(g), newPortCmd(g), newEnvCmd(g), newWhoCmd(g), newForgetCmd(g), newInitCmd(g), newExecTrampolineCmd(), newDetachCmd())
 	// An unknown shell (`completion tcsh`) is a usage error, not help.
 	root.InitDefaultCompletionCmd()
 	for _, c := range root.Commands() {

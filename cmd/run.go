@@ -27,6 +27,7 @@ type runOptions struct {
 	listenFD   bool
 	quiet      bool
 	noWait     bool
+	noWatchdog bool
 	ports      []string
 	argv       []string
 }
@@ -59,7 +60,14 @@ Linux gracectl is the child subreaper of everything the command starts, so
 when the command exits while processes it started live on, gracectl stays,
 makes the one listening on the port (or, before any listens, the oldest) the
 port's owner, forwards signals to them, and exits with the command's status
-once the last has ended; the port is released then. --no-wait-descendants
+once the last has ended; the port is released then.
+
+When no watchdog runs for the registry, run starts one in the background, as
+the seed's serve.py does: 'gracectl watch' in its own session, its log in
+logs/port_manager/watchdog.log, exiting by itself once the registry has held
+no allocation for 10 minutes ($GRACECTL_WATCHDOG_IDLE). A watchdog already
+running (under systemd, or by hand) is used as it is. --no-watchdog, or
+$GRACECTL_WATCHDOG=off, starts none. --no-wait-descendants
 exits with the command instead. If the port still listens after that, it is
 not released: its listener is tracked instead.
 
@@ -97,6 +105,7 @@ EXIT STATUS
 	f.StringVar(&o.envName, "env", "PORT", "environment variable that receives the port")
 	f.BoolVar(&o.listenFD, "listen-fd", false, "bind the port in gracectl and pass the socket as fd 3 (LISTEN_FDS)")
 	f.StringArrayVar(&o.ports, "port", nil, "a named port for the service (repeat for several: --port http --port admin); each in $PORT_NAME and {port.NAME}, the first also in $PORT")
+	f.BoolVar(&o.noWatchdog, "no-watchdog", false, "do not start a watchdog when none runs ($GRACECTL_WATCHDOG=off)")
 	f.BoolVar(&o.noWait, "no-wait-descendants", false, "exit when the command exits, even if processes it started live on (they keep the port only while they listen)")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "print nothing")
 	return c
@@ -112,6 +121,9 @@ func runRun(cmd *cobra.Command, o *runOptions) error {
 	}
 	if !cmd.Flags().Changed("service") {
 		noteSameName(cmd.Context(), o.g, o.service)
+	}
+	if !o.noWatchdog && !o.g.env.noWatchdog {
+		ensureWatchdog(cmd.Context(), o.g, o.g.store(), rg)
 	}
 	cfg := runner.Config{
 		Store: o.g.store(),

@@ -276,7 +276,7 @@ func TestRunInteractiveOnTerminal(t *testing.T) {
 	self, _ := exec.LookPath("gracectl")
 	root := t.TempDir()
 	c := exec.Command("script", "-qec", self+" run --range 24160-24169 -- sh -c 'read x; echo got:$x'", "/dev/null")
-	c.Env = append(os.Environ(), "GRACECTL_ROOT="+root)
+	c.Env = append(os.Environ(), "GRACECTL_ROOT="+root, "GRACECTL_WATCHDOG=off")
 	// Input stays open until the end: script(1) may stop at end of input.
 	in, err := c.StdinPipe()
 	if err != nil {

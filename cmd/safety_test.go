@@ -87,7 +87,7 @@ func rootEnv(host, home string) []string {
 			env = append(env, kv)
 		}
 	}
-	return append(env, "GRACECTL_HOST_ROOT="+host, "HOME="+home, "GRACECTL_RANGE=24900-24909")
+	return append(env, "GRACECTL_HOST_ROOT="+host, "HOME="+home, "GRACECTL_RANGE=24900-24909", "GRACECTL_WATCHDOG=off")
 }
 
 // The attack of issue 11, as it was reproduced: user nobody, in a sticky

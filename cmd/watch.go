@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/gracectl/gracectl/cmd/api"
 	"github.com/gracectl/gracectl/cmd/portserver"
+	"github.com/gracectl/gracectl/probe"
 	"github.com/gracectl/gracectl/probe/watchdog"
 	"github.com/spf13/cobra"
 )
@@ -25,6 +27,9 @@ type watchOptions struct {
 	api        string
 	remote     bool
 	portserver string
+	idle       time.Duration
+	fromRun    bool
+	stop       bool
 }
 
 func newWatchCmd(g *globals) *cobra.Command {
@@ -60,12 +65,19 @@ docs/systemd/gracectl-watch.service.` + exitHelp([]int{exitOK, exitFailure, exit
 	f.DurationVar(&o.interval, "interval", watchdog.DefaultInterval, "time between cycles")
 	f.StringVar(&o.api, "api", "", "serve the HTTP API on HOST:PORT (default host 127.0.0.1) or unix:/path")
 	f.BoolVar(&o.remote, "api-allow-remote", false, "allow --api to listen beyond loopback (no authentication!)")
+	f.DurationVar(&o.idle, "exit-when-idle", 0, "exit once the registry has held no allocation this long (0: never)")
+	f.BoolVar(&o.fromRun, "from-run", false, "record that gracectl run started this watchdog")
+	_ = f.MarkHidden("from-run")
+	f.BoolVar(&o.stop, "stop", false, "stop the registry's running watchdog (whoever started it) and wait for it to exit")
 	f.StringVar(&o.portserver, "portserver", "", "serve portpicker's portserver protocol on this Unix socket `ADDRESS` (a path, or @name for the abstract namespace); point PORTSERVER_ADDRESS at it")
 	addProbeFlags(f, &o.probe)
 	return c
 }
 
 func runWatch(cmd *cobra.Command, o *watchOptions) error {
+	if o.stop {
+		return stopWatchdog(cmd.Context(), o.g)
+	}
 	rg, err := o.g.watchedRange()
 	if err != nil {
 		return err
@@ -82,7 +94,11 @@ func runWatch(cmd *cobra.Command, o *watchOptions) error {
 	}
 	store := o.g.store()
 	o.probe.Range = rg
-	w := &watchdog.Watcher{Store: store, Options: o.probe, Interval: o.interval, Range: rg, Log: logf}
+	w := &watchdog.Watcher{Store: store, Options: o.probe, Interval: o.interval, Range: rg, Log: logf,
+		ExitWhenIdle: o.idle}
+	if o.fromRun {
+		w.StartedBy = "run"
+	}
 	if o.api != "" || o.portserver != "" {
 		// The API and the portserver are bound under the watchdog lock, so
 		// a second watchdog is refused as such rather than failing on
@@ -164,4 +180,30 @@ func errnoOf(err error) int {
 		return int(e)
 	}
 	return 0
+}
+
+// stopWatchdog is `watch --stop`: SIGTERM to the registry's running
+// watchdog, found by pid and start time, then wait until it has exited.
+func stopWatchdog(ctx context.Context, g *globals) error {
+	store := g.store()
+	st, err := watchdog.LoadState(store)
+	if err != nil {
+		return err
+	}
+	id := probe.Identity{PID: st.PID, Start: st.PIDStart, Boot: st.BootID}
+	if !st.Running || !probe.Alive(id) {
+		return fmt.Errorf("no watchdog is running for %s", store.Path())
+	}
+	if err := syscall.Kill(id.PID, syscall.SIGTERM); err != nil {
+		return fmt.Errorf("cannot stop the watchdog (pid %d): %w", id.PID, err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for probe.Alive(id) {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("the watchdog (pid %d) did not exit within 30s of SIGTERM", id.PID)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	fmt.Fprintf(g.stderr, "gracectl: stopped the watchdog (pid %d)\n", id.PID)
+	return nil
 }

@@ -36,6 +36,7 @@ type State struct {
 	LastCycleDurationMS float64       `json:"last_cycle_duration_ms"`
 	LastSummary         string        `json:"last_summary,omitzero"`
 	API                 string        `json:"api,omitzero"`
+	StartedBy           string        `json:"started_by,omitzero"` // "run": started by gracectl run
 }
 
 // StatePath is the watchdog state file of store's registry.

@@ -18,6 +18,12 @@ type Watcher struct {
 	Interval time.Duration
 	Range    registry.Range
 	API      string // where the HTTP API listens, for the state file
+	// StartedBy is recorded in the state file: "run" for a watchdog that
+	// `gracectl run` started, "" otherwise.
+	StartedBy string
+	// ExitWhenIdle, if set, ends Run once the registry has held no
+	// allocation for this long (a watchdog `gracectl run` started).
+	ExitWhenIdle time.Duration
 	// Log receives the watchdog's log lines ("[PORT-WATCHDOG] …").
 	Log func(line string)
 	// OnCycle, if set, sees every finished cycle (metrics).
@@ -181,7 +187,7 @@ func (w *Watcher) Run(ctx context.Context, now <-chan struct{}) error {
 	w.mu.Lock()
 	w.state = State{
 		Running: true, PID: self.PID, PIDStart: self.Start, BootID: self.Boot,
-		StartedAt: registry.Now(), IntervalSeconds: w.Interval.Seconds(), API: w.API,
+		StartedAt: registry.Now(), IntervalSeconds: w.Interval.Seconds(), API: w.API, StartedBy: w.StartedBy,
 	}
 	if err := SaveState(w.Store, &w.state); err != nil {
 		w.mu.Unlock()
@@ -217,8 +223,27 @@ func (w *Watcher) Run(ctx context.Context, now <-chan struct{}) error {
 	defer func() { stopExits(); <-exitsDone }()
 	ticker := time.NewTicker(w.Interval)
 	defer ticker.Stop()
+	var idleC <-chan time.Time
+	var idleSince time.Time // zero while the registry holds allocations
+	if w.ExitWhenIdle > 0 {
+		t := time.NewTicker(max(w.ExitWhenIdle/4, 100*time.Millisecond))
+		defer t.Stop()
+		idleC = t.C
+	}
 	for {
 		select {
+		case <-idleC:
+			r, err := w.Store.Read(ctx)
+			switch {
+			case err != nil || len(r.Allocations) > 0:
+				idleSince = time.Time{}
+			case idleSince.IsZero():
+				idleSince = time.Now()
+			case time.Since(idleSince) >= w.ExitWhenIdle:
+				w.log("[PORT-WATCHDOG] No allocation for %s: exiting", w.ExitWhenIdle)
+				_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
+				return nil
+			}
 		case <-ctx.Done():
 			_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 			return nil
