@@ -9,7 +9,7 @@ FUZZTIME ?= 3s
 # Every process built with -race sleeps 1 s at exit unless told not to.
 export GORACE = atexit_sleep_ms=0
 
-.PHONY: build test lint unit fuzz cross bench chaos soak clean
+.PHONY: build test test-browser screenshot lint unit fuzz cross bench chaos soak clean
 
 # CGO_ENABLED=0: a static binary, which starts faster than one linked
 # against libc (docs/benchmarks has the figure).
@@ -35,6 +35,16 @@ fuzz:
 	  echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
 	  out=$$($(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg 2>&1) || { echo "$$out"; exit 1; }; \
 	done
+
+# The dashboard in headless Chromium (make test runs it too, when Chromium is
+# there; this installs Debian's chromium first, as root).
+test-browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+	$(GO) test -count=1 -run 'TestDashboardInBrowser' -v ./cmd
+
+# docs/dashboard.png, from the browser test.
+screenshot:
+	GRACECTL_DASHBOARD_SCREENSHOT=$(CURDIR)/docs/dashboard.png $(GO) test -count=1 -run 'TestDashboardInBrowser' ./cmd
 
 cross:
 	GOOS=darwin $(GO) build ./...

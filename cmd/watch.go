@@ -140,7 +140,10 @@ func runWatch(cmd *cobra.Command, o *watchOptions) error {
 		w.API = l.Addr().Network() + ":" + l.Addr().String()
 		srv := api.New(store, w, rg, l.Hosts, api.Build{Version: versionString(), Revision: vcsRevision()})
 		w.OnCycle = srv.ObserveCycle
-		defer api.Serve(l, srv.Handler(), logf)()
+		followCtx, stopFollowing := context.WithCancel(cmd.Context())
+		defer stopFollowing()
+		go srv.FollowChanges(followCtx)
+		defer api.Serve(l, srv, logf)()
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

@@ -8,6 +8,8 @@
 //	GET  /api/ports/services/{name}    []registry.Allocation of the service, 404 if none
 //	POST /api/ports/health-check       watchdog.Report (= gracectl check --json)
 //	GET  /api/ports/watchdog/status    watchdog.State
+//	GET  /api/ports/events             Server-Sent Events (events.go)
+//	GET  /                             the dashboard page (dashboard.go)
 //	GET  /metrics                      Prometheus text format
 //
 // Errors are {"error": "..."} with the right status code; a wrong method gets
@@ -49,8 +51,10 @@ type Server struct {
 	AllowedHosts []string
 	Build        Build
 
-	metrics *metrics
-	cache   cache
+	metrics   *metrics
+	cache     cache
+	broker    *broker
+	squatters map[int]watchdog.Unmanaged // as of the last cycle, for events
 }
 
 // cache holds the last registry snapshot and the encoded answers built from
@@ -136,13 +140,20 @@ type Build struct{ Version, Revision string }
 // New returns the API of w over store; hosts are the Host values accepted
 // (nil: any).
 func New(store *registry.Store, w *watchdog.Watcher, rg registry.Range, hosts []string, build Build) *Server {
-	s := &Server{Store: store, Watcher: w, Range: rg, AllowedHosts: hosts, Build: build}
+	s := &Server{Store: store, Watcher: w, Range: rg, AllowedHosts: hosts, Build: build, broker: newBroker()}
 	s.metrics = newMetrics(s)
 	return s
 }
 
-// ObserveCycle records a finished watchdog cycle in the metrics.
-func (s *Server) ObserveCycle(rep *watchdog.Report) { s.metrics.observe(rep) }
+// ObserveCycle records a finished watchdog cycle in the metrics and the
+// event stream.
+func (s *Server) ObserveCycle(rep *watchdog.Report) {
+	s.metrics.observe(rep)
+	s.observeEvents(rep)
+}
+
+// Close ends the event streams (on shutdown).
+func (s *Server) Close() { s.broker.close() }
 
 // Handler builds the HTTP handler.
 func (s *Server) Handler() http.Handler {
@@ -152,10 +163,15 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/api/ports/allocations/", only(http.MethodGet, s.allocation))
 	mux.Handle("/api/ports/services/", only(http.MethodGet, s.service))
 	mux.Handle("/api/ports/health-check", only(http.MethodPost, s.healthCheck))
+	mux.Handle("/api/ports/events", only(http.MethodGet, s.events))
 	mux.Handle("/api/ports/watchdog/status", only(http.MethodGet, s.cached(func(e *entry) []byte { return e.watchdog })))
 	prom := promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, EnableOpenMetrics: true})
 	mux.Handle("/metrics", only(http.MethodGet, prom.ServeHTTP))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/" {
+			only(http.MethodGet, dashboard).ServeHTTP(w, r)
+			return
+		}
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
 	})
 	return s.checkHost(mux)

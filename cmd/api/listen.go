@@ -121,10 +121,11 @@ func Listen(ctx context.Context, cfg ListenConfig) (*Listener, error) {
 	return out, nil
 }
 
-// Serve serves h on l in the background and returns a function that shuts
-// it down gracefully.
-func Serve(l net.Listener, h http.Handler, logf func(string)) (shutdown func()) {
-	srv := NewHTTPServer(h)
+// Serve serves s on l in the background and returns a function that shuts
+// it down gracefully, ending the event streams.
+func Serve(l net.Listener, s *Server, logf func(string)) (shutdown func()) {
+	srv := NewHTTPServer(s.Handler())
+	srv.RegisterOnShutdown(s.Close)
 	go func() {
 		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logf("[PORT-WATCHDOG] API stopped: " + err.Error())
