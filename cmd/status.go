@@ -112,6 +112,10 @@ func writeStatusReport(w io.Writer, st *watchdog.Status) error {
 	fmt.Fprintf(b, "Issues Detected: %d\n", wd.IssuesDetected)
 	fmt.Fprintf(b, "Stale Cleaned: %d\n", wd.StaleCleaned)
 	fmt.Fprintf(b, "Monitored Ports: %d\n", wd.MonitoredPorts)
+	if wd.Running && strings.HasPrefix(wd.APIAccess, "remote") {
+		// Said where people look: an API open to other hosts.
+		fmt.Fprintf(b, "API: %s\n", wd.APIAccess)
+	}
 	return b.Flush()
 }
 

@@ -26,6 +26,8 @@ type watchOptions struct {
 	journal    bool
 	api        string
 	remote     bool
+	webConfig  string
+	apiHosts   []string
 	portserver string
 	idle       time.Duration
 	fromRun    bool
@@ -64,7 +66,9 @@ docs/systemd/gracectl-watch.service.` + exitHelp([]int{exitOK, exitFailure, exit
 	f := c.Flags()
 	f.DurationVar(&o.interval, "interval", watchdog.DefaultInterval, "time between cycles")
 	f.StringVar(&o.api, "api", "", "serve the HTTP API on HOST:PORT (default host 127.0.0.1) or unix:/path")
-	f.BoolVar(&o.remote, "api-allow-remote", false, "allow --api to listen beyond loopback (no authentication!)")
+	f.BoolVar(&o.remote, "api-allow-remote", false, "allow --api to listen beyond loopback (give --api-web-config with TLS and authentication too)")
+	f.StringVar(&o.webConfig, "api-web-config", "", "serve the API with TLS and authentication: a Prometheus exporter web config `FILE` (tls_server_config, basic_auth_users; docs/security.md)")
+	f.StringArrayVar(&o.apiHosts, "api-host", nil, "a `NAME` the remote API is reached by, accepted in the Host header (repeatable; this host's name and address always are)")
 	f.DurationVar(&o.idle, "exit-when-idle", 0, "exit once the registry has held no allocation this long (0: never)")
 	f.BoolVar(&o.fromRun, "from-run", false, "record that gracectl run started this watchdog")
 	_ = f.MarkHidden("from-run")
@@ -128,7 +132,8 @@ func runWatch(cmd *cobra.Command, o *watchOptions) error {
 		logf("[PORT-WATCHDOG] Portserver listening on " + o.portserver)
 	}
 	if o.api != "" {
-		l, err := api.Listen(cmd.Context(), api.ListenConfig{Addr: o.api, AllowRemote: o.remote, Store: store, Range: rg, Log: logf})
+		l, err := api.Listen(cmd.Context(), api.ListenConfig{Addr: o.api, AllowRemote: o.remote, Store: store, Range: rg, Log: logf,
+			WebConfig: o.webConfig, Hosts: o.apiHosts})
 		var ae *api.AddrError
 		if errors.As(err, &ae) {
 			return &usageError{msg: err.Error()}
@@ -138,6 +143,7 @@ func runWatch(cmd *cobra.Command, o *watchOptions) error {
 		}
 		defer l.Close()
 		w.API = l.Addr().Network() + ":" + l.Addr().String()
+		w.APIAccess = l.Access.String()
 		srv := api.New(store, w, rg, l.Hosts, api.Build{Version: versionString(), Revision: vcsRevision()})
 		w.OnCycle = srv.ObserveCycle
 		followCtx, stopFollowing := context.WithCancel(cmd.Context())

@@ -346,6 +346,9 @@ type metrics struct {
 	issues   prometheus.Counter
 	cleanups prometheus.Counter
 	duration prometheus.Histogram
+	// authFailures counts requests turned away for want of valid
+	// credentials (401).
+	authFailures prometheus.Counter
 }
 
 var (
@@ -370,11 +373,13 @@ func newMetrics(s *Server) *metrics {
 			Name: "gracectl_watchdog_issues_total", Help: "Issues found: each counted once, when it starts."}),
 		cleanups: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gracectl_watchdog_cleanups_total", Help: "Ports released by the watchdog."}),
+		authFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gracectl_api_auth_failures_total", Help: "API requests refused for want of valid credentials (401)."}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "gracectl_watchdog_cycle_duration_seconds", Help: "Duration of watchdog cycles.",
 			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}),
 	}
-	m.reg.MustRegister(m.cycles, m.issues, m.cleanups, m.duration, m,
+	m.reg.MustRegister(m.cycles, m.issues, m.cleanups, m.duration, m.authFailures, m,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -28,6 +28,11 @@ type Listener struct {
 	// Hosts are the Host values accepted; nil means any (a Unix socket,
 	// or remote access allowed).
 	Hosts []string
+	// Access says how the API can be reached (loopback, remote with or
+	// without TLS and authentication).
+	Access Access
+	// WebConfig is the exporter-toolkit web configuration file, if any.
+	WebConfig string
 	// release gives back a port of the managed range taken for the API.
 	release func()
 }
@@ -53,6 +58,13 @@ type ListenConfig struct {
 	Range registry.Range
 	// Log receives warnings.
 	Log func(string)
+	// WebConfig is an exporter-toolkit web configuration file: TLS, client
+	// certificates, basic auth users, headers ("" for plain HTTP).
+	WebConfig string
+	// Hosts are more Host header values a remote API accepts (a DNS name
+	// it is reached by); the listening address, this host's name and the
+	// loopback names are always accepted.
+	Hosts []string
 }
 
 // Listen parses the address and listens there.
@@ -87,10 +99,17 @@ func Listen(ctx context.Context, cfg ListenConfig) (*Listener, error) {
 	if !loopback && !cfg.AllowRemote {
 		return nil, &AddrError{fmt.Sprintf("--api %s listens beyond loopback; add --api-allow-remote if that is meant", spec)}
 	}
-	if !loopback && cfg.Log != nil {
-		cfg.Log(fmt.Sprintf("[PORT-WATCHDOG] WARNING: the API on %s is reachable from other hosts and has no authentication", spec))
+	access := Access{Remote: !loopback}
+	if cfg.WebConfig != "" {
+		var err error
+		if access.TLS, access.Auth, err = ReadWebConfig(cfg.WebConfig); err != nil {
+			return nil, &AddrError{err.Error()}
+		}
 	}
-	out := &Listener{}
+	if !access.Safe() && cfg.Log != nil {
+		cfg.Log(fmt.Sprintf("[PORT-WATCHDOG] WARNING: the API on %s is reachable from other hosts (%s): anyone who reaches it reads every service, command and pid and can run health checks; give --api-web-config with TLS and authentication (docs/security.md)", spec, access))
+	}
+	out := &Listener{Access: access, WebConfig: cfg.WebConfig}
 	if cfg.Range.Contains(port) {
 		a, err := cfg.Store.Allocate(ctx, registry.Request{
 			Service: "gracectl_watchdog", Purpose: "gracectl watch HTTP API", StartedBy: "gracectl watch",
@@ -112,26 +131,37 @@ func Listen(ctx context.Context, cfg ListenConfig) (*Listener, error) {
 		return nil, fmt.Errorf("cannot serve the API on %s: %w", spec, err)
 	}
 	out.Listener = l
-	if !cfg.AllowRemote {
-		out.Hosts = AllowedHostsFor(l.Addr())
-		if host == "localhost" {
-			out.Hosts = append(out.Hosts, "localhost:"+strconv.Itoa(port))
+	out.Hosts = AllowedHostsFor(l.Addr())
+	if host == "localhost" {
+		out.Hosts = append(out.Hosts, "localhost:"+strconv.Itoa(port))
+	}
+	if access.Remote {
+		// Reached from elsewhere by this host's name or address, or a name
+		// given with --api-host; any other Host is DNS rebinding.
+		names := append([]string{host}, cfg.Hosts...)
+		if hn, err := os.Hostname(); err == nil {
+			names = append(names, hn)
+		}
+		for _, n := range names {
+			n = strings.ToLower(n)
+			out.Hosts = append(out.Hosts, n, n+":"+strconv.Itoa(port))
 		}
 	}
 	return out, nil
 }
 
-// Serve serves s on l in the background and returns a function that shuts
-// it down gracefully, ending the event streams.
-func Serve(l net.Listener, s *Server, logf func(string)) (shutdown func()) {
+// Serve serves s on l in the background, with TLS and authentication when
+// l has a web config, and returns a function that shuts it down
+// gracefully, ending the event streams.
+func Serve(l *Listener, s *Server, logf func(string)) (shutdown func()) {
 	srv := NewHTTPServer(s.Handler())
 	srv.RegisterOnShutdown(s.Close)
 	go func() {
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := serveWeb(l.Listener, srv, l.WebConfig, s.metrics.authFailures.Inc); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logf("[PORT-WATCHDOG] API stopped: " + err.Error())
 		}
 	}()
-	logf("[PORT-WATCHDOG] API listening on " + l.Addr().Network() + ":" + l.Addr().String())
+	logf("[PORT-WATCHDOG] API listening on " + l.Addr().Network() + ":" + l.Addr().String() + " (" + l.Access.String() + ")")
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

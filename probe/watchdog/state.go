@@ -36,6 +36,7 @@ type State struct {
 	LastCycleDurationMS float64       `json:"last_cycle_duration_ms"`
 	LastSummary         string        `json:"last_summary,omitzero"`
 	API                 string        `json:"api,omitzero"`
+	APIAccess           string        `json:"api_access,omitzero"` // "loopback", "remote, TLS and authentication", "remote, unauthenticated", …
 	StartedBy           string        `json:"started_by,omitzero"` // "run": started by gracectl run
 }
 

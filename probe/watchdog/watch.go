@@ -18,6 +18,9 @@ type Watcher struct {
 	Interval time.Duration
 	Range    registry.Range
 	API      string // where the HTTP API listens, for the state file
+	// APIAccess says how the API can be reached ("loopback", "remote,
+	// unauthenticated", …), for the state file and status.
+	APIAccess string
 	// StartedBy is recorded in the state file: "run" for a watchdog that
 	// `gracectl run` started, "" otherwise.
 	StartedBy string
@@ -187,7 +190,7 @@ func (w *Watcher) Run(ctx context.Context, now <-chan struct{}) error {
 	w.mu.Lock()
 	w.state = State{
 		Running: true, PID: self.PID, PIDStart: self.Start, BootID: self.Boot,
-		StartedAt: registry.Now(), IntervalSeconds: w.Interval.Seconds(), API: w.API, StartedBy: w.StartedBy,
+		StartedAt: registry.Now(), IntervalSeconds: w.Interval.Seconds(), API: w.API, APIAccess: w.APIAccess, StartedBy: w.StartedBy,
 	}
 	if err := SaveState(w.Store, &w.state); err != nil {
 		w.mu.Unlock()

@@ -1,0 +1,246 @@
+package cmd_test
+
+import (
+	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v2"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// The API off the host: TLS, client certificates and basic auth through
+// exporter-toolkit's web config (ports 24640-24649; the API on 24649 and
+// 24648).
+
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	dir  string
+}
+
+func newTestCA(t *testing.T) *testCA {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "gracectl test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	ca := &testCA{cert: cert, key: key, dir: t.TempDir()}
+	ca.write(t, "ca.crt", "CERTIFICATE", der)
+	return ca
+}
+
+func (ca *testCA) write(t *testing.T, name, typ string, der []byte) string {
+	t.Helper()
+	p := filepath.Join(ca.dir, name)
+	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// issue makes a certificate signed by the CA, for a server (127.0.0.1) or
+// a client; it returns the cert and key files.
+func (ca *testCA) issue(t *testing.T, name string, server bool) (certFile, keyFile string) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature}
+	if server {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
+	} else {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(key)
+	return ca.write(t, name+".crt", "CERTIFICATE", der), ca.write(t, name+".key", "EC PRIVATE KEY", kder)
+}
+
+// TLS with a client certificate required, and basic auth: every endpoint,
+// the page, the event stream and /metrics included, wants both; a wrong
+// password is a bare 401, counted; no client certificate, no handshake.
+func TestAPIWithTLSAndAuth(t *testing.T) {
+	ca := newTestCA(t)
+	srvCert, srvKey := ca.issue(t, "server", true)
+	cliCert, cliKey := ca.issue(t, "client", false)
+	hash, _ := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	cfg := filepath.Join(ca.dir, "web.yml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`tls_server_config:
+  cert_file: %s
+  key_file: %s
+  client_auth_type: RequireAndVerifyClientCert
+  client_ca_file: %s
+basic_auth_users:
+  prometheus: %s
+`, srvCert, srvKey, filepath.Join(ca.dir, "ca.crt"), hash)), 0o600)
+
+	root := t.TempDir()
+	w := startGracectl(t, root, "watch", "--interval", "1h", "--range", "24640-24647", "--api", "127.0.0.1:24649", "--api-web-config", cfg)
+	waitFor(t, "the TLS API", 10*time.Second, func() bool { return strings.Contains(w.out.String(), "API listening on") })
+	if !strings.Contains(w.out.String(), "(loopback)") || strings.Contains(w.out.String(), "WARNING") {
+		t.Errorf("log:\n%s", w.out)
+	}
+
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.cert)
+	pair, err := tls.LoadX509KeyPair(cliCert, cliKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withCert := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}}}
+	noCert := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	get := func(c *http.Client, path, user, pass string) (*http.Response, error) {
+		req, _ := http.NewRequest("GET", "https://127.0.0.1:24649"+path, nil)
+		if user != "" {
+			req.SetBasicAuth(user, pass)
+		}
+		return c.Do(req)
+	}
+	for _, path := range []string{"/", "/api/ports/status", "/metrics"} {
+		resp, err := get(withCert, path, "prometheus", "s3cret")
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("GET %s with the client certificate and the password: %v %v", path, err, resp)
+		}
+		resp.Body.Close()
+	}
+	// The event stream too.
+	resp, err := get(withCert, "/api/ports/events", "prometheus", "s3cret")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("event stream: %v %v", err, resp)
+	}
+	if line, _ := bufio.NewReader(resp.Body).ReadString('\n'); !strings.HasPrefix(line, "retry:") {
+		t.Errorf("event stream starts with %q", line)
+	}
+	resp.Body.Close()
+	// Wrong password, no password: 401 with no detail.
+	fails := 0
+	for _, pass := range []string{"wrong", ""} {
+		resp, err := get(withCert, "/metrics", "prometheus", pass)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 401 || strings.TrimSpace(string(body)) != "Unauthorized" {
+			t.Errorf("password %q: %d %q", pass, resp.StatusCode, body)
+		}
+		fails++
+	}
+	resp, _ = get(withCert, "/", "", "")
+	resp.Body.Close()
+	fails++
+	// No client certificate: no TLS session at all.
+	if resp, err := get(noCert, "/api/ports/status", "prometheus", "s3cret"); err == nil {
+		resp.Body.Close()
+		t.Errorf("a client without a certificate got %d", resp.StatusCode)
+	}
+	// Failed logins are counted.
+	resp, err = get(withCert, "/metrics", "prometheus", "s3cret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(metrics), fmt.Sprintf("gracectl_api_auth_failures_total %d", fails)) {
+		t.Errorf("auth failures not counted (want %d):\n%s", fails, grepLines(string(metrics), "auth_failures"))
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// A remote API without TLS and authentication is said at every start and
+// in status; its Host check still refuses names it is not reached by.
+func TestRemoteAPIWithoutAuthIsSaid(t *testing.T) {
+	root := t.TempDir()
+	w := startGracectl(t, root, "watch", "--interval", "1h", "--range", "24640-24647", "--api", "0.0.0.0:24648", "--api-allow-remote", "--api-host", "ports.example")
+	waitFor(t, "the API", 10*time.Second, func() bool { return strings.Contains(w.out.String(), "Health check:") })
+	if !strings.Contains(w.out.String(), "WARNING: the API on 0.0.0.0:24648 is reachable from other hosts (remote, unauthenticated)") {
+		t.Errorf("no warning:\n%s", w.out)
+	}
+	out, _ := gracectlCmd(t, root, "status", "--range", "24640-24647").Output()
+	if !strings.Contains(string(out), "\nAPI: remote, unauthenticated\n") {
+		t.Errorf("status does not say it:\n%s", out)
+	}
+	c := &http.Client{Timeout: 10 * time.Second}
+	for host, want := range map[string]int{"ports.example:24648": 200, "127.0.0.1:24648": 200, "evil.example:24648": 403} {
+		req, _ := http.NewRequest("GET", "http://127.0.0.1:24648/api/ports/status", nil)
+		req.Host = host
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("Host %s: %d, want %d", host, resp.StatusCode, want)
+		}
+	}
+}
+
+// The example web config is valid as exporter-toolkit reads it, and the
+// example scrape config is the https, basic_auth and tls_config kind.
+func TestSecurityExamples(t *testing.T) {
+	b, err := os.ReadFile("../docs/prometheus/prometheus.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		ScrapeConfigs []struct {
+			Scheme    string            `yaml:"scheme"`
+			BasicAuth map[string]string `yaml:"basic_auth"`
+			TLSConfig map[string]string `yaml:"tls_config"`
+		} `yaml:"scrape_configs"`
+	}
+	if err := yaml.Unmarshal(b, &cfg); err != nil || len(cfg.ScrapeConfigs) != 1 {
+		t.Fatalf("prometheus.yml: %v", err)
+	}
+	sc := cfg.ScrapeConfigs[0]
+	if sc.Scheme != "https" || sc.BasicAuth["username"] == "" || sc.TLSConfig["ca_file"] == "" || sc.TLSConfig["cert_file"] == "" {
+		t.Errorf("scrape config: %+v", sc)
+	}
+	// The web config, with its files pointed at real ones.
+	ca := newTestCA(t)
+	crt, key := ca.issue(t, "server", true)
+	web, err := os.ReadFile("../docs/prometheus/web-config.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.NewReplacer("/etc/gracectl/tls/server.crt", crt, "/etc/gracectl/tls/server.key", key,
+		"/etc/gracectl/tls/clients-ca.crt", filepath.Join(ca.dir, "ca.crt")).Replace(string(web))
+	path := filepath.Join(ca.dir, "web-config.yml")
+	os.WriteFile(path, []byte(text), 0o600)
+	if out, err := gracectlCmd(t, t.TempDir(), "watch", "--api", "127.0.0.1:24647", "--api-web-config", path, "--interval", "1h", "--range", "24640-24646", "--exit-when-idle", "100ms").CombinedOutput(); err != nil {
+		t.Fatalf("watch with the example web config: %v\n%s", err, out)
+	}
+}
