@@ -23,6 +23,8 @@ type environment struct {
 	hostRoot string
 	// privateRoot is ${XDG_STATE_HOME:-$HOME/.local/state}/gracectl.
 	privateRoot string
+	// fleet is GRACECTL_FLEET: the etcd endpoints of the fleet view.
+	fleet string
 	// noWatchdog is GRACECTL_WATCHDOG=off: run starts no watchdog.
 	noWatchdog bool
 	// watchdogIdle is GRACECTL_WATCHDOG_IDLE: how long a watchdog run
@@ -38,6 +40,7 @@ func readEnv() environment {
 		journal:      stderrIsJournal(os.Getenv("JOURNAL_STREAM")),
 		hostRoot:     os.Getenv("GRACECTL_HOST_ROOT"),
 		noWatchdog:   os.Getenv("GRACECTL_WATCHDOG") == "off",
+		fleet:        os.Getenv("GRACECTL_FLEET"),
 		watchdogIdle: DefaultAutoWatchIdle,
 	}
 	if d, err := time.ParseDuration(os.Getenv("GRACECTL_WATCHDOG_IDLE")); err == nil && d > 0 {

@@ -14,9 +14,10 @@ import (
 // Lookup: which port is a service on (port, env), and who is on a port (who).
 
 type portOptions struct {
-	g    *globals
-	name string
-	json bool
+	g     *globals
+	name  string
+	json  bool
+	fleet fleetFlags
 }
 
 func newPortCmd(g *globals) *cobra.Command {
@@ -36,11 +37,15 @@ its port of that name. Exit 1, with a message on stderr, when it holds none.` + 
 		},
 	}
 	c.Flags().StringVar(&o.name, "name", "", "only the port of this `PORTNAME`")
+	addFleetFlags(c.Flags(), &o.fleet, "look on every host of the fleet (etcd) and print HOST:PORT lines", true)
 	c.Flags().BoolVar(&o.json, "json", false, "print the allocations as JSON")
 	return c
 }
 
 func runPort(cmd *cobra.Command, o *portOptions, service string) error {
+	if o.fleet.enabled() {
+		return fleetPort(cmd, o.g, &o.fleet, service, o.name, o.json)
+	}
 	r, err := o.g.store().Read(cmd.Context())
 	if err != nil {
 		return err
@@ -65,6 +70,7 @@ func runPort(cmd *cobra.Command, o *portOptions, service string) error {
 type envOptions struct {
 	g      *globals
 	export bool
+	fleet  fleetFlags
 }
 
 func newEnvCmd(g *globals) *cobra.Command {
@@ -82,10 +88,14 @@ its lowest (the others are named on stderr). --export prefixes "export ".` + exi
 		RunE: func(cmd *cobra.Command, args []string) error { return runEnv(cmd, o, args) },
 	}
 	c.Flags().BoolVar(&o.export, "export", false, `prefix every line with "export "`)
+	addFleetFlags(c.Flags(), &o.fleet, "SERVICE_HOST and SERVICE_PORT lines for the whole fleet (etcd)", true)
 	return c
 }
 
 func runEnv(cmd *cobra.Command, o *envOptions, services []string) error {
+	if o.fleet.enabled() {
+		return fleetEnv(cmd, o.g, &o.fleet, services, o.export)
+	}
 	r, err := o.g.store().Read(cmd.Context())
 	if err != nil {
 		return err
@@ -125,8 +135,9 @@ func runEnv(cmd *cobra.Command, o *envOptions, services []string) error {
 }
 
 type whoOptions struct {
-	g    *globals
-	json bool
+	g     *globals
+	json  bool
+	fleet fleetFlags
 }
 
 // Who is what `gracectl who PORT --json` prints.
@@ -157,6 +168,9 @@ gracectl manages the port or not. Exit 1 when nobody holds or listens on it.` + 
 			if len(args) != 1 {
 				return usageErrorf("who takes one port, got %d arguments", len(args))
 			}
+			if o.fleet.enabled() {
+				return fleetWho(cmd, o, args[0])
+			}
 			p, err := registry.ParsePort(args[0])
 			if err != nil {
 				return &usageError{msg: err.Error()}
@@ -165,7 +179,40 @@ gracectl manages the port or not. Exit 1 when nobody holds or listens on it.` + 
 		},
 	}
 	c.Flags().BoolVar(&o.json, "json", false, "print the answer as JSON")
+	addFleetFlags(c.Flags(), &o.fleet, "HOST:PORT on any host of the fleet (etcd)", true)
 	return c
+}
+
+// fleetWho answers `who HOST:PORT --fleet` from etcd.
+func fleetWho(cmd *cobra.Command, o *whoOptions, arg string) error {
+	hostName, portStr, ok := strings.Cut(arg, ":")
+	if !ok {
+		return usageErrorf("who --fleet takes HOST:PORT, got %q", arg)
+	}
+	port, err := registry.ParsePort(portStr)
+	if err != nil {
+		return &usageError{msg: err.Error()}
+	}
+	v, err := readFleet(cmd.Context(), o.g, &o.fleet)
+	if err != nil {
+		return err
+	}
+	h := v.FindHost(hostName)
+	if h == nil {
+		return &exitError{code: exitFailure, err: fmt.Errorf("no host %q in the fleet", hostName)}
+	}
+	for _, a := range h.Allocations {
+		if a.Port != port {
+			continue
+		}
+		if o.json {
+			return printJSON(o.g.stdout, a)
+		}
+		fmt.Fprintf(o.g.stdout, "%s:%d: allocated to %s since %s, %s, owner pid %d\n", escape(h.Host.Hostname), port,
+			escape(a.Label()), a.AllocatedAt, escape(a.HealthStatus), a.PID)
+		return nil
+	}
+	return &exitError{code: exitFailure, err: fmt.Errorf("port %d is not allocated on %s (the fleet view shows allocations only)", port, hostName)}
 }
 
 func runWho(cmd *cobra.Command, o *whoOptions, port int) error {
@@ -217,4 +264,12 @@ func runWho(cmd *cobra.Command, o *whoOptions, port int) error {
 		fmt.Fprintf(out, "  listening: nothing\n")
 	}
 	return nil
+}
+
+func envName(service, portName string) string { return registry.EnvName(service, portName) }
+
+func sortedStrings(s []string) []string {
+	out := append([]string(nil), s...)
+	sort.Strings(out)
+	return out
 }

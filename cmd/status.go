@@ -13,8 +13,9 @@ import (
 )
 
 type statusOptions struct {
-	g    *globals
-	json bool
+	g     *globals
+	json  bool
+	fleet fleetFlags
 }
 
 func newStatusCmd(g *globals) *cobra.Command {
@@ -32,10 +33,21 @@ returns (see docs/json.md).` + exitHelp(readerExits, nil),
 		RunE: func(cmd *cobra.Command, args []string) error { return runStatus(cmd, o) },
 	}
 	c.Flags().BoolVar(&o.json, "json", false, "print the status as JSON")
+	addFleetFlags(c.Flags(), &o.fleet, "the report of every host of the fleet, read from etcd", true)
 	return c
 }
 
 func runStatus(cmd *cobra.Command, o *statusOptions) error {
+	if o.fleet.enabled() {
+		v, err := readFleet(cmd.Context(), o.g, &o.fleet)
+		if err != nil {
+			return err
+		}
+		if o.json {
+			return printJSON(o.g.stdout, v)
+		}
+		return writeFleetReport(o.g.stdout, v)
+	}
 	rg, err := o.g.watchedRange()
 	if err != nil {
 		return err

@@ -13,10 +13,12 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/gracectl/gracectl/cmd/api"
+	"github.com/gracectl/gracectl/cmd/fleet"
 	"github.com/gracectl/gracectl/cmd/portserver"
 	"github.com/gracectl/gracectl/probe"
 	"github.com/gracectl/gracectl/probe/watchdog"
 	"github.com/spf13/cobra"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 type watchOptions struct {
@@ -32,6 +34,8 @@ type watchOptions struct {
 	idle       time.Duration
 	fromRun    bool
 	stop       bool
+	fleet      fleetFlags
+	hostID     string
 }
 
 func newWatchCmd(g *globals) *cobra.Command {
@@ -69,6 +73,8 @@ docs/systemd/gracectl-watch.service.` + exitHelp([]int{exitOK, exitFailure, exit
 	f.BoolVar(&o.remote, "api-allow-remote", false, "allow --api to listen beyond loopback (give --api-web-config with TLS and authentication too)")
 	f.StringVar(&o.webConfig, "api-web-config", "", "serve the API with TLS and authentication: a Prometheus exporter web config `FILE` (tls_server_config, basic_auth_users; docs/security.md)")
 	f.StringArrayVar(&o.apiHosts, "api-host", nil, "a `NAME` the remote API is reached by, accepted in the Host header (repeatable; this host's name and address always are)")
+	addFleetFlags(f, &o.fleet, "publish this host's allocations to etcd for the fleet view ($GRACECTL_FLEET)", false)
+	f.StringVar(&o.hostID, "host-id", "", "this host's `ID` in the fleet (default: /etc/machine-id, else the host name)")
 	f.DurationVar(&o.idle, "exit-when-idle", 0, "exit once the registry has held no allocation this long (0: never)")
 	f.BoolVar(&o.fromRun, "from-run", false, "record that gracectl run started this watchdog")
 	_ = f.MarkHidden("from-run")
@@ -102,6 +108,34 @@ func runWatch(cmd *cobra.Command, o *watchOptions) error {
 		ExitWhenIdle: o.idle}
 	if o.fromRun {
 		w.StartedBy = "run"
+	}
+	var hooks []func(*watchdog.Report)
+	w.OnCycle = func(rep *watchdog.Report) {
+		for _, h := range hooks {
+			h(rep)
+		}
+	}
+	if o.fleet.spec == "" && o.g.env.fleet != "" {
+		o.fleet.spec = fleetFromEnv
+	}
+	var fleetClient *clientv3.Client
+	if o.fleet.enabled() {
+		cli, err := o.fleet.connect(o.g)
+		if err != nil {
+			return err
+		}
+		defer cli.Close()
+		fleetClient = cli
+		pub := &fleet.Publisher{Client: cli, Store: store, HostID: fleet.HostID(o.hostID), Range: rg,
+			Version: versionString(), Interval: o.interval, Log: logf}
+		hooks = append(hooks, func(rep *watchdog.Report) { pub.Cycle(rep.StartedAt) })
+		pubCtx, stopPub := context.WithCancel(cmd.Context())
+		pubDone := make(chan struct{})
+		go func() { defer close(pubDone); pub.Run(pubCtx) }()
+		// On the way out the host leaves the fleet at once (its lease is
+		// revoked), not after the TTL.
+		defer func() { stopPub(); <-pubDone }()
+		logf(fmt.Sprintf("[PORT-WATCHDOG] Fleet: publishing host %s to etcd (lease %s)", pub.HostID, pub.TTL()))
 	}
 	if o.api != "" || o.portserver != "" {
 		// The API and the portserver are bound under the watchdog lock, so
@@ -145,7 +179,8 @@ func runWatch(cmd *cobra.Command, o *watchOptions) error {
 		w.API = l.Addr().Network() + ":" + l.Addr().String()
 		w.APIAccess = l.Access.String()
 		srv := api.New(store, w, rg, l.Hosts, api.Build{Version: versionString(), Revision: vcsRevision()})
-		w.OnCycle = srv.ObserveCycle
+		srv.Fleet = fleetClient
+		hooks = append(hooks, srv.ObserveCycle)
 		followCtx, stopFollowing := context.WithCancel(cmd.Context())
 		defer stopFollowing()
 		go srv.FollowChanges(followCtx)

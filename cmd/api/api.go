@@ -32,12 +32,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gracectl/gracectl/cmd/fleet"
 	"github.com/gracectl/gracectl/probe"
 	"github.com/gracectl/gracectl/probe/watchdog"
 	"github.com/gracectl/gracectl/registry"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // Server serves the API of one watcher. Build it with New; the caller
@@ -50,6 +52,9 @@ type Server struct {
 	// lower case). Empty means any host (Unix sockets, --api-allow-remote).
 	AllowedHosts []string
 	Build        Build
+	// Fleet, if set, is the etcd client of a watchdog with --fleet: it
+	// serves /api/fleet/…
+	Fleet *clientv3.Client
 
 	metrics   *metrics
 	cache     cache
@@ -164,6 +169,8 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/api/ports/services/", only(http.MethodGet, s.service))
 	mux.Handle("/api/ports/health-check", only(http.MethodPost, s.healthCheck))
 	mux.Handle("/api/ports/events", only(http.MethodGet, s.events))
+	mux.Handle("/api/fleet/status", only(http.MethodGet, s.fleetStatus))
+	mux.Handle("/api/fleet/services/", only(http.MethodGet, s.fleetService))
 	mux.Handle("/api/ports/watchdog/status", only(http.MethodGet, s.cached(func(e *entry) []byte { return e.watchdog })))
 	prom := promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, EnableOpenMetrics: true})
 	mux.Handle("/metrics", only(http.MethodGet, prom.ServeHTTP))
@@ -320,6 +327,41 @@ func (s *Server) service(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, held)
+}
+
+// fleetStatus answers GET /api/fleet/status: the fleet, from etcd.
+func (s *Server) fleetStatus(w http.ResponseWriter, r *http.Request) {
+	if s.Fleet == nil {
+		writeError(w, http.StatusNotFound, "this watchdog has no --fleet")
+		return
+	}
+	v, err := fleet.Read(r.Context(), s.Fleet)
+	if err != nil {
+		writeError(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	writeJSON(w, v)
+}
+
+// fleetService answers GET /api/fleet/services/{name}: where the service
+// runs across the fleet.
+func (s *Server) fleetService(w http.ResponseWriter, r *http.Request) {
+	if s.Fleet == nil {
+		writeError(w, http.StatusNotFound, "this watchdog has no --fleet")
+		return
+	}
+	name := strings.TrimPrefix(r.URL.Path, "/api/fleet/services/")
+	v, err := fleet.Read(r.Context(), s.Fleet)
+	if err != nil {
+		writeError(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	found := v.Services(name, "")
+	if len(found) == 0 {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("service %q holds no port in the fleet", name))
+		return
+	}
+	writeJSON(w, found)
 }
 
 func (s *Server) healthCheck(w http.ResponseWriter, r *http.Request) {
