@@ -9,7 +9,7 @@ FUZZTIME ?= 3s
 # Every process built with -race sleeps 1 s at exit unless told not to.
 export GORACE = atexit_sleep_ms=0
 
-.PHONY: build test test-browser screenshot lint unit fuzz cross bench chaos soak clean
+.PHONY: build test test-browser test-fleet screenshot lint unit fuzz cross bench chaos soak clean
 
 # CGO_ENABLED=0: a static binary, which starts faster than one linked
 # against libc (docs/benchmarks has the figure).
@@ -42,6 +42,12 @@ test-browser:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 	$(GO) test -count=1 -run 'TestDashboardInBrowser' -v ./cmd
 
+# The fleet view against a real etcd (make test runs it too, when etcd is
+# there; this installs Debian's etcd-server first, as root).
+test-fleet:
+	@command -v etcd >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq etcd-server >/dev/null; }
+	$(GO) test -count=1 -run 'TestFleet' -v ./cmd
+
 # docs/dashboard.png, from the browser test.
 screenshot:
 	GRACECTL_DASHBOARD_SCREENSHOT=$(CURDIR)/docs/dashboard.png $(GO) test -count=1 -run 'TestDashboardInBrowser' ./cmd
@@ -56,6 +62,7 @@ bench: build
 	python3 docs/benchmarks/bench.py $(BIN)
 	python3 docs/benchmarks/compare.py $(BIN)
 	python3 docs/benchmarks/portserver.py $(BIN)
+	python3 docs/benchmarks/fleet.py $(BIN)
 	python3 docs/benchmarks/bench.py --scale $(BIN)
 
 # The fault suite at full size: 1000 operations under random SIGKILLs, 80
