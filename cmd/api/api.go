@@ -329,33 +329,36 @@ func (s *Server) service(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, held)
 }
 
-// fleetStatus answers GET /api/fleet/status: the fleet, from etcd.
-func (s *Server) fleetStatus(w http.ResponseWriter, r *http.Request) {
+// fleetView reads the fleet for a /api/fleet/… answer; false (with the
+// error answered) when there is none to read.
+func (s *Server) fleetView(w http.ResponseWriter, r *http.Request) (*fleet.View, bool) {
 	if s.Fleet == nil {
 		writeError(w, http.StatusNotFound, "this watchdog has no --fleet")
-		return
+		return nil, false
 	}
 	v, err := fleet.Read(r.Context(), s.Fleet)
 	if err != nil {
 		writeError(w, http.StatusBadGateway, err.Error())
-		return
+		return nil, false
 	}
-	writeJSON(w, v)
+	return v, true
+}
+
+// fleetStatus answers GET /api/fleet/status: the fleet, from etcd.
+func (s *Server) fleetStatus(w http.ResponseWriter, r *http.Request) {
+	if v, ok := s.fleetView(w, r); ok {
+		writeJSON(w, v)
+	}
 }
 
 // fleetService answers GET /api/fleet/services/{name}: where the service
 // runs across the fleet.
 func (s *Server) fleetService(w http.ResponseWriter, r *http.Request) {
-	if s.Fleet == nil {
-		writeError(w, http.StatusNotFound, "this watchdog has no --fleet")
+	v, ok := s.fleetView(w, r)
+	if !ok {
 		return
 	}
 	name := strings.TrimPrefix(r.URL.Path, "/api/fleet/services/")
-	v, err := fleet.Read(r.Context(), s.Fleet)
-	if err != nil {
-		writeError(w, http.StatusBadGateway, err.Error())
-		return
-	}
 	found := v.Services(name, "")
 	if len(found) == 0 {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("service %q holds no port in the fleet", name))
