@@ -147,7 +147,7 @@ func TestFleetOnEtcd(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the new allocation in the fleet", 10*time.Second, func() bool { v, ok := readFleetView(t); return ok && v.has("h2", "late") })
-	if out, err := exec.Command("gracectl", "port", "late", "--fleet="+etcdEndpoints).Output(); err != nil || !strings.HasSuffix(strings.TrimSpace(string(out)), ":26121") {
+	if out, err := gracectlCmd(t, t.TempDir(), "port", "late", "--fleet="+etcdEndpoints).Output(); err != nil || !strings.HasSuffix(strings.TrimSpace(string(out)), ":26121") {
 		t.Errorf("port --fleet: %v %q", err, out)
 	}
 	// The API of a watchdog with --fleet.
@@ -163,10 +163,10 @@ func TestFleetOnEtcd(t *testing.T) {
 		}
 	}
 	// who and env across the fleet.
-	if out, err := exec.Command("gracectl", "who", "--fleet="+etcdEndpoints, hosts[1].id+":26121").Output(); err != nil || !strings.Contains(string(out), "allocated to late") {
+	if out, err := gracectlCmd(t, t.TempDir(), "who", "--fleet="+etcdEndpoints, hosts[1].id+":26121").Output(); err != nil || !strings.Contains(string(out), "allocated to late") {
 		t.Errorf("who --fleet: %v %q", err, out)
 	}
-	if out, err := exec.Command("gracectl", "env", "--fleet="+etcdEndpoints, "late").Output(); err != nil || !strings.Contains(string(out), "LATE_PORT=26121") || !strings.Contains(string(out), "LATE_HOST=") {
+	if out, err := gracectlCmd(t, t.TempDir(), "env", "--fleet="+etcdEndpoints, "late").Output(); err != nil || !strings.Contains(string(out), "LATE_PORT=26121") || !strings.Contains(string(out), "LATE_HOST=") {
 		t.Errorf("env --fleet: %v %q", err, out)
 	}
 	// A second watchdog claiming h1: an error in both logs, and it does not
