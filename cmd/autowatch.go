@@ -102,14 +102,11 @@ func spawnWatchdog(g *globals, store *registry.Store, rg registry.Range) error {
 	if err != nil {
 		return err
 	}
-	logPath := filepath.Join(store.LogDir(), "watchdog.log")
-	if err := os.MkdirAll(store.LogDir(), 0o755); err != nil {
-		return err
-	}
-	log, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, store.FileMode())
+	log, err := store.OpenLogFile("watchdog.log")
 	if err != nil {
 		return err
 	}
+	logPath := log.Name()
 	defer log.Close()
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 
 	"github.com/gracectl/gracectl/cmd/fleet"
 	"github.com/gracectl/gracectl/probe/watchdog"
+	"github.com/gracectl/gracectl/registry"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -124,7 +126,7 @@ func fleetEnv(cmd *cobra.Command, g *globals, o *fleetFlags, services []string, 
 			if len(want) > 0 && !want[a.ServiceName] {
 				continue
 			}
-			port := strings.TrimSuffix(envName(a.ServiceName, a.PortName), "_PORT")
+			port := strings.TrimSuffix(registry.EnvName(a.ServiceName, a.PortName), "_PORT")
 			if seen[port] {
 				continue // the first host (by id) and lowest port wins
 			}
@@ -132,7 +134,8 @@ func fleetEnv(cmd *cobra.Command, g *globals, o *fleetFlags, services []string, 
 			lines = append(lines, fmt.Sprintf("%s%s_HOST=%s", prefix, port, h.Host.Hostname), fmt.Sprintf("%s%s_PORT=%d", prefix, port, a.Port))
 		}
 	}
-	for _, l := range sortedStrings(lines) {
+	sort.Strings(lines)
+	for _, l := range lines {
 		fmt.Fprintln(g.stdout, l)
 	}
 	return nil

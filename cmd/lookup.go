@@ -265,11 +265,3 @@ func runWho(cmd *cobra.Command, o *whoOptions, port int) error {
 	}
 	return nil
 }
-
-func envName(service, portName string) string { return registry.EnvName(service, portName) }
-
-func sortedStrings(s []string) []string {
-	out := append([]string(nil), s...)
-	sort.Strings(out)
-	return out
-}

@@ -239,6 +239,10 @@ func pickPort(r *Registry, req Request, name string) (int, error) {
 		}
 	}
 	others := r.rememberedForOthers(req.Service)
+	bindable := probe.Bindable
+	if req.Portserver {
+		bindable = probe.BindableTCPUDP
+	}
 	var managed, unmanaged int
 	for pass := 0; pass < 2; pass++ {
 		managed, unmanaged = 0, 0
@@ -250,10 +254,6 @@ func pickPort(r *Registry, req Request, name string) (int, error) {
 			}
 			if pass == 0 && others[port] && port != req.Preferred {
 				continue
-			}
-			bindable := probe.Bindable
-			if req.Portserver {
-				bindable = probe.BindableTCPUDP
 			}
 			if err := bindable(port); err != nil {
 				// In use (or EACCES for a privileged port and the like):

@@ -147,8 +147,12 @@ func appendLog(root string, t time.Time, lines []string, perm fs.FileMode) (*pen
 // few kilobytes is enough.
 func flushPending(root string, lines []string, perm fs.FileMode) ([]*pendingLog, error) {
 	dir := filepath.Join(root, LogDir)
-	byDay := map[string][]string{}
-	var days []string
+	type day struct {
+		at    time.Time // a time in the day, for appendLog
+		lines []string
+	}
+	byPath := map[string]*day{}
+	var paths []string
 	for _, l := range lines {
 		var head struct {
 			Timestamp Time `json:"timestamp"`
@@ -157,25 +161,23 @@ func flushPending(root string, lines []string, perm fs.FileMode) ([]*pendingLog,
 			return nil, fmt.Errorf("pending audit line %q has no timestamp", l)
 		}
 		path := LogPath(dir, head.Timestamp.Time)
-		if _, ok := byDay[path]; !ok {
-			days = append(days, path)
+		if byPath[path] == nil {
+			byPath[path] = &day{at: head.Timestamp.Time}
+			paths = append(paths, path)
 		}
-		byDay[path] = append(byDay[path], l)
+		byPath[path].lines = append(byPath[path].lines, l)
 	}
 	var out []*pendingLog
-	for _, path := range days {
-		missing, err := missingLines(path, byDay[path])
+	for _, path := range paths {
+		d := byPath[path]
+		missing, err := missingLines(path, d.lines)
 		if err != nil {
 			return out, err
 		}
 		if len(missing) == 0 {
 			continue
 		}
-		var head struct {
-			Timestamp Time `json:"timestamp"`
-		}
-		_ = Unmarshal([]byte(missing[0]), &head)
-		l, err := appendLog(root, head.Timestamp.Time, missing, perm)
+		l, err := appendLog(root, d.at, missing, perm)
 		if err != nil {
 			return out, err
 		}
@@ -187,25 +189,15 @@ func flushPending(root string, lines []string, perm fs.FileMode) ([]*pendingLog,
 // missingLines returns the lines not found whole in the tail of the log
 // file at path.
 func missingLines(path string, lines []string) ([]string, error) {
-	f, err := openNoFollow(path, os.O_RDONLY, 0)
-	if errors.Is(err, fs.ErrNotExist) {
-		return lines, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
 	n := int64(4096)
 	for _, l := range lines {
 		n += int64(len(l)) + 1
 	}
-	off := max(info.Size()-n, 0)
-	tail := make([]byte, info.Size()-off)
-	if _, err := f.ReadAt(tail, off); err != nil && !errors.Is(err, io.EOF) {
+	tail, _, err := ReadFileFrom(path, -n)
+	if errors.Is(err, fs.ErrNotExist) {
+		return lines, nil
+	}
+	if err != nil {
 		return nil, err
 	}
 	text := "\n" + string(tail)
@@ -258,3 +250,12 @@ func endsWithoutNewline(f *os.File) (bool, error) {
 }
 
 func ownPID() int { return os.Getpid() }
+
+// OpenLogFile opens name in the log folder for appending (creating both if
+// needed, never through a link): the background watchdog's own log.
+func (s *Store) OpenLogFile(name string) (*os.File, error) {
+	if err := ensureDir(s.Root, LogDir, 0o755); err != nil {
+		return nil, err
+	}
+	return openNoFollow(filepath.Join(s.LogDir(), name), os.O_WRONLY|os.O_APPEND|os.O_CREATE, s.FileMode())
+}

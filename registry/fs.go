@@ -43,16 +43,16 @@ func ensureDir(root, rel string, perm fs.FileMode) error {
 			return err
 		}
 		return nil
-	}, true)
+	})
 }
 
 // checkDirs verifies that every component of root/rel that exists is a
 // real folder; a missing one is not an error.
-func checkDirs(root, rel string) error {
-	return walkDir(root, rel, func(string) error { return nil }, false)
-}
+func checkDirs(root, rel string) error { return walkDir(root, rel, nil) }
 
-func walkDir(root, rel string, missing func(string) error, create bool) error {
+// walkDir checks each component of root/rel: a folder, not a link. A
+// missing one is made by mkdir, or, with mkdir nil, ends the walk.
+func walkDir(root, rel string, mkdir func(string) error) error {
 	path := root
 	for _, part := range strings.Split(filepath.ToSlash(rel), "/") {
 		if part == "" {
@@ -61,10 +61,10 @@ func walkDir(root, rel string, missing func(string) error, create bool) error {
 		path = filepath.Join(path, part)
 		info, err := os.Lstat(path)
 		if errors.Is(err, fs.ErrNotExist) {
-			if !create {
+			if mkdir == nil {
 				return nil
 			}
-			if err := missing(path); err != nil {
+			if err := mkdir(path); err != nil {
 				return err
 			}
 			continue
@@ -130,6 +130,34 @@ func ReadFile(path string) ([]byte, fs.FileInfo, error) {
 	}
 	data, err := io.ReadAll(f)
 	return data, info, err
+}
+
+// ReadFileFrom reads a file under a state root, without following a link,
+// from byte off to its end; a negative off counts from the end (at most the
+// whole file). It returns the bytes and where they end (the file's size).
+func ReadFileFrom(path string, off int64) ([]byte, int64, error) {
+	f, err := openNoFollow(path, os.O_RDONLY, 0)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, 0, err
+	}
+	size := info.Size()
+	if off < 0 {
+		off = max(size+off, 0)
+	}
+	if off >= size {
+		return nil, size, nil
+	}
+	data := make([]byte, size-off)
+	n, err := f.ReadAt(data, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, 0, err
+	}
+	return data[:n], off + int64(n), nil
 }
 
 // FileStamp identifies a file's current contents without reading it:

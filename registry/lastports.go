@@ -1,6 +1,9 @@
 package registry
 
-import "slices"
+import (
+	"slices"
+	"strings"
+)
 
 // Stable ports: the registry remembers, per service (and port name), the
 // port it held last, so a service that comes back gets the same port
@@ -53,21 +56,19 @@ func (r *Registry) remember(a *Allocation, now Time) {
 func (r *Registry) rememberedForOthers(service string) map[int]bool {
 	out := map[int]bool{}
 	for k, lp := range r.LastPorts {
-		if k != service && !hasPrefix(k, service+"/") {
+		if k != service && !strings.HasPrefix(k, service+"/") {
 			out[lp.Port] = true
 		}
 	}
 	return out
 }
 
-func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }
-
 // Forget drops the ports remembered for service (all its port names); it
 // reports how many there were.
 func (r *Registry) Forget(service string) int {
 	n := 0
 	for k := range r.LastPorts {
-		if k == service || hasPrefix(k, service+"/") {
+		if k == service || strings.HasPrefix(k, service+"/") {
 			delete(r.LastPorts, k)
 			n++
 		}

@@ -209,23 +209,29 @@ func (a *Allocation) Label() string {
 }
 
 // EnvName is the environment variable that holds a service's port:
-// SERVICE_PORT, or SERVICE_PORTNAME_PORT for a named port; upper case,
-// every character outside A-Z and 0-9 turned into _.
+// SERVICE_PORT, or SERVICE_PORTNAME_PORT for a named port (EnvWord).
 func EnvName(service, portName string) string {
 	name := service
 	if portName != "" {
 		name += "_" + portName
 	}
-	b := []byte(strings.ToUpper(name))
+	w := EnvWord(name)
+	if w != "" && w[0] >= '0' && w[0] <= '9' {
+		w = "_" + w // a variable name cannot start with a digit
+	}
+	return w + "_PORT"
+}
+
+// EnvWord is s as part of an environment variable's name: upper case,
+// every character outside A-Z and 0-9 turned into _.
+func EnvWord(s string) string {
+	b := []byte(strings.ToUpper(s))
 	for i, c := range b {
 		if (c < 'A' || c > 'Z') && (c < '0' || c > '9') {
 			b[i] = '_'
 		}
 	}
-	if len(b) > 0 && b[0] >= '0' && b[0] <= '9' {
-		b = append([]byte{'_'}, b...) // a variable name cannot start with a digit
-	}
-	return string(b) + "_PORT"
+	return string(b)
 }
 
 // Clone returns a deep copy, so probes can work on a snapshot while others

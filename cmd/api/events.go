@@ -247,13 +247,12 @@ func (s *Server) FollowChanges(ctx context.Context) {
 }
 
 // followLog publishes the whole lines appended to path since off and
-// returns the new offset.
+// returns the new offset. Only the new bytes are read.
 func (s *Server) followLog(path string, off int64) int64 {
-	data, _, err := registry.ReadFile(path)
-	if err != nil || int64(len(data)) <= off {
+	chunk, _, err := registry.ReadFileFrom(path, off)
+	if err != nil || len(chunk) == 0 {
 		return off
 	}
-	chunk := data[off:]
 	end := strings.LastIndexByte(string(chunk), '\n')
 	if end < 0 {
 		return off // a line still being written

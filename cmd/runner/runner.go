@@ -394,16 +394,8 @@ func buildCommand(cfg Config, path string, allocs []*registry.Allocation) (*exec
 }
 
 // PortEnvName is the variable that carries a named port: PORT_HTTP for
-// "http" (upper case, every character outside A-Z and 0-9 turned into _).
-func PortEnvName(name string) string {
-	b := []byte(strings.ToUpper(name))
-	for i, c := range b {
-		if (c < 'A' || c > 'Z') && (c < '0' || c > '9') {
-			b[i] = '_'
-		}
-	}
-	return "PORT_" + string(b)
-}
+// "http".
+func PortEnvName(name string) string { return "PORT_" + registry.EnvWord(name) }
 
 // markActive records that the owner is now listening, if the allocation is
 // still the one this run made.
