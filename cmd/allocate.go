@@ -128,6 +128,10 @@ func requestError(err error) error {
 	if err == nil {
 		return nil
 	}
+	var ne *registry.NumericPortNameError
+	if asErr(err, &ne) {
+		return &usageError{msg: err.Error(), hint: fmt.Sprintf("to ask for port %s, use --preferred %s", ne.Name, ne.Name)}
+	}
 	var ve *registry.ValidationError
 	if asErr(err, &ve) {
 		return &usageError{msg: err.Error()}

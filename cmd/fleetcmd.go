@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 
 	"github.com/gracectl/gracectl/cmd/fleet"
@@ -106,37 +105,27 @@ func fleetPort(cmd *cobra.Command, g *globals, o *fleetFlags, service, portName 
 }
 
 // fleetEnv prints SERVICE_HOST and SERVICE_PORT lines across the fleet.
-func fleetEnv(cmd *cobra.Command, g *globals, o *fleetFlags, services []string, export bool) error {
+func fleetEnv(cmd *cobra.Command, g *globals, o *fleetFlags, services []string) (map[string]any, error) {
 	v, err := readFleet(cmd.Context(), g, o)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	want := map[string]bool{}
 	for _, s := range services {
 		want[s] = true
 	}
-	prefix := ""
-	if export {
-		prefix = "export "
-	}
-	seen := map[string]bool{}
-	var lines []string
+	vars := map[string]any{}
 	for _, h := range v.Hosts {
 		for _, a := range h.Allocations {
 			if len(want) > 0 && !want[a.ServiceName] {
 				continue
 			}
-			port := strings.TrimSuffix(registry.EnvName(a.ServiceName, a.PortName), "_PORT")
-			if seen[port] {
+			base := strings.TrimSuffix(registry.EnvName(a.ServiceName, a.PortName), "_PORT")
+			if _, seen := vars[base+"_PORT"]; seen {
 				continue // the first host (by id) and lowest port wins
 			}
-			seen[port] = true
-			lines = append(lines, fmt.Sprintf("%s%s_HOST=%s", prefix, port, h.Host.Hostname), fmt.Sprintf("%s%s_PORT=%d", prefix, port, a.Port))
+			vars[base+"_HOST"], vars[base+"_PORT"] = h.Host.Hostname, a.Port
 		}
 	}
-	sort.Strings(lines)
-	for _, l := range lines {
-		fmt.Fprintln(g.stdout, l)
-	}
-	return nil
+	return vars, nil
 }

@@ -8,7 +8,10 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
+
+	"github.com/spf13/cobra"
 )
 
 // permissionHint explains a permission error on the registry: whose the
@@ -44,4 +47,42 @@ func groupName(gid int) string {
 		return g.Name
 	}
 	return strconv.Itoa(gid)
+}
+
+// guessedFlagHint answers a flag people guess that gracectl spells
+// otherwise: `allocate --port 8050` asks for a port, which --preferred
+// does; `release --port 8000` names a port, which is an argument there.
+// "" for any other mistake (the hint is then to see the help).
+func guessedFlagHint(c *cobra.Command, err error, args []string) string {
+	if strings.TrimSpace(err.Error()) != "unknown flag: --port" {
+		return ""
+	}
+	v := flagValue(args, "port")
+	if v == "" {
+		v = "PORT"
+	}
+	switch {
+	case c.Flags().Lookup("preferred") != nil:
+		return fmt.Sprintf("to ask for port %s, use --preferred %s", v, v)
+	case strings.Contains(c.Use, " PORT"):
+		return fmt.Sprintf("give the port as an argument: %s %s", c.CommandPath(), v)
+	}
+	return ""
+}
+
+// flagValue is the value given to --name in args (--name V or --name=V),
+// or "".
+func flagValue(args []string, name string) string {
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		if v, ok := strings.CutPrefix(a, "--"+name+"="); ok {
+			return v
+		}
+		if a == "--"+name && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return ""
 }

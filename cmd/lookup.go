@@ -70,6 +70,7 @@ func runPort(cmd *cobra.Command, o *portOptions, service string) error {
 type envOptions struct {
 	g      *globals
 	export bool
+	json   bool
 	fleet  fleetFlags
 }
 
@@ -79,22 +80,35 @@ func newEnvCmd(g *globals) *cobra.Command {
 		Use:   "env [SERVICE...]",
 		Short: "Print SERVICE_PORT=N lines for a shell or a .env file",
 		Long: `Print a SERVICE_PORT=N line for every allocated service (or the ones named),
-sorted by variable name: the service name in upper case with every character
-outside A-Z and 0-9 turned into _, and _PORT; a named port is
-SERVICE_PORTNAME_PORT. A service holding several ports under one name gets
-its lowest (the others are named on stderr). --export prefixes "export ".` + exitHelp(readerExits, map[int]string{exitFailure: "a service named holds no port (or the registry could not be read)"}),
+sorted by variable name: the service name, character by character, with
+A-Z and 0-9 kept, other letters upper-cased without their accents (ü → U)
+and anything else turned into _, then _PORT (a name starting with a digit
+gets a leading _); a named port is SERVICE_PORTNAME_PORT. "grace-backend"
+is GRACE_BACKEND_PORT, "café" CAFE_PORT, "ünï☃" UNI__PORT. A service holding
+several ports under one name gets its lowest (the others are named on
+stderr). --export prefixes "export "; --json prints one object, variable
+name to value.` + exitHelp(readerExits, map[int]string{exitFailure: "a service named holds no port (or the registry could not be read)"}),
 		Example: `  eval "$(gracectl env --export)"
-  gracectl env grace_backend worker > .env`,
+  gracectl env grace_backend worker > .env
+  gracectl env --json | jq .GRACE_BACKEND_PORT`,
 		RunE: func(cmd *cobra.Command, args []string) error { return runEnv(cmd, o, args) },
 	}
 	c.Flags().BoolVar(&o.export, "export", false, `prefix every line with "export "`)
+	c.Flags().BoolVar(&o.json, "json", false, "print one JSON object: variable name to value")
 	addFleetFlags(c.Flags(), &o.fleet, "SERVICE_HOST and SERVICE_PORT lines for the whole fleet (etcd)", true)
 	return c
 }
 
 func runEnv(cmd *cobra.Command, o *envOptions, services []string) error {
+	if o.export && o.json {
+		return usageErrorf("--export is for shell lines; --json prints one object without it")
+	}
 	if o.fleet.enabled() {
-		return fleetEnv(cmd, o.g, &o.fleet, services, o.export)
+		vars, err := fleetEnv(cmd, o.g, &o.fleet, services)
+		if err != nil {
+			return err
+		}
+		return printEnv(o, vars)
 	}
 	r, err := o.g.store().Read(cmd.Context())
 	if err != nil {
@@ -119,6 +133,19 @@ func runEnv(cmd *cobra.Command, o *envOptions, services []string) error {
 		}
 		vars[name] = a
 	}
+	out := make(map[string]any, len(vars))
+	for n, a := range vars {
+		out[n] = a.Port
+	}
+	return printEnv(o, out)
+}
+
+// printEnv prints variables as NAME=VALUE lines sorted by name, or as one
+// JSON object.
+func printEnv(o *envOptions, vars map[string]any) error {
+	if o.json {
+		return printJSON(o.g.stdout, vars)
+	}
 	names := make([]string, 0, len(vars))
 	for n := range vars {
 		names = append(names, n)
@@ -129,7 +156,7 @@ func runEnv(cmd *cobra.Command, o *envOptions, services []string) error {
 		prefix = "export "
 	}
 	for _, n := range names {
-		fmt.Fprintf(o.g.stdout, "%s%s=%d\n", prefix, n, vars[n].Port)
+		fmt.Fprintf(o.g.stdout, "%s%s=%v\n", prefix, n, vars[n])
 	}
 	return nil
 }
@@ -244,7 +271,7 @@ func runWho(cmd *cobra.Command, o *whoOptions, port int) error {
 		if a.PID > 0 {
 			cmdline := escape(strings.Join(a.Command, " "))
 			if cmdline == "" {
-				cmdline = escape(strings.Join(probe.Cmdline(a.PID), " "))
+				cmdline = escape(strings.Join(probe.Cmdline(int(a.PID)), " "))
 			}
 			fmt.Fprintf(out, "  owner: pid %d %s\n", a.PID, cmdline)
 		} else {

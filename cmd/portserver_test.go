@@ -83,7 +83,7 @@ sys.stdin.read()
 	waitFor(t, "the client to own its ports in the registry", 10*time.Second, func() bool {
 		reg := readRegistry(t, root)
 		for p := range seen {
-			if a := reg.Get(p); a == nil || a.PID != pid || a.StartedBy != "portserver" || a.ServiceName != "python3" {
+			if a := reg.Get(p); a == nil || int(a.PID) != pid || a.StartedBy != "portserver" || a.ServiceName != "python3" {
 				return false
 			}
 		}

@@ -89,8 +89,9 @@ func vcsRevision() string {
 	return ""
 }
 
-// usageError is a wrong flag or argument: exit 2 with a hint.
-type usageError struct{ msg string }
+// usageError is a wrong flag or argument: exit 2 with a hint, by default
+// to see the command's help.
+type usageError struct{ msg, hint string }
 
 func (e *usageError) Error() string { return e.msg }
 
@@ -165,7 +166,7 @@ func Main() int {
 func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	root := newRootCmd(stdout, stderr)
+	root := newRootCmd(stdout, stderr, args)
 	root.SetArgs(args)
 	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
@@ -195,6 +196,10 @@ func reportError(stderr io.Writer, cmd *cobra.Command, err error) int {
 			for _, sug := range strings.Fields(suggestions) {
 				fmt.Fprintf(stderr, "\t%s\n", escape(sug))
 			}
+		}
+		if ue != nil && ue.hint != "" {
+			fmt.Fprintf(stderr, "gracectl: hint: %s\n", oneLine(ue.hint))
+			return exitUsage
 		}
 		name := "gracectl"
 		if cmd != nil {
@@ -264,7 +269,7 @@ func isCobraUsageError(err error) bool {
 // oneLine keeps an error on one line and free of control characters.
 func oneLine(s string) string { return escape(strings.TrimSpace(s)) }
 
-func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+func newRootCmd(stdout, stderr io.Writer, args []string) *cobra.Command {
 	env := readEnv()
 	g := &globals{stdout: stdout, stderr: stderr, env: env}
 	root := &cobra.Command{
@@ -308,7 +313,9 @@ their port, watches them, and keeps a daily audit log.` + exitHelp([]int{exitOK,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &usageError{msg: flagMessage(c, err)} })
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return &usageError{msg: flagMessage(c, err), hint: guessedFlagHint(c, err, args)}
+	})
 	// --version by hand: cobra's prints the version whatever follows it.
 	var showVersion bool
 	root.Flags().BoolVar(&showVersion, "version", false, "print the version")

@@ -27,7 +27,7 @@ func TestRunRegistersChildAndForwardsSIGTERM(t *testing.T) {
 	var a *registry.Allocation
 	waitFor(t, "the child's registration", 10*time.Second, func() bool {
 		a = readRegistry(t, root).Get(24100)
-		return a != nil && a.PID == child
+		return a != nil && int(a.PID) == child
 	})
 	id, err := probe.Identify(child)
 	if err != nil {
@@ -36,7 +36,7 @@ func TestRunRegistersChildAndForwardsSIGTERM(t *testing.T) {
 	if a.PIDStart == 0 || a.PIDStart != id.Start || a.BootID != id.Boot {
 		t.Fatalf("registered start %d/%q, child has %d/%q", a.PIDStart, a.BootID, id.Start, id.Boot)
 	}
-	if a.PID == g.cmd.Process.Pid {
+	if int(a.PID) == g.cmd.Process.Pid {
 		t.Fatal("registry names gracectl, not the child")
 	}
 	if err := g.cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -63,13 +63,13 @@ func TestRunKilledGracectlStopsChild(t *testing.T) {
 	child := readPID(t, pidFile)
 	waitFor(t, "registration", 10*time.Second, func() bool {
 		a := readRegistry(t, root).Get(24110)
-		return a != nil && a.PID == child
+		return a != nil && int(a.PID) == child
 	})
 	g.cmd.Process.Kill()
 	g.wait(t, 10*time.Second)
 	waitFor(t, "the child to stop", 10*time.Second, func() bool { return processGone(child) })
 	a := readRegistry(t, root).Get(24110)
-	if a == nil || a.PID != child {
+	if a == nil || int(a.PID) != child {
 		t.Fatalf("registry after SIGKILL: %+v, want pid %d", a, child)
 	}
 }
@@ -132,7 +132,7 @@ else:
 			port, _ := strconv.Atoi(tc.port)
 			waitFor(t, "the daemon to own the port and listen", 20*time.Second, func() bool {
 				a := readRegistry(t, root).Get(port)
-				return a != nil && a.PID == worker && probeListening(port)
+				return a != nil && int(a.PID) == worker && probeListening(port)
 			})
 			select {
 			case <-g.done:
@@ -166,7 +166,7 @@ func TestRunGrandchildKeepsPort(t *testing.T) {
 		t.Fatalf("output does not report the worker:\n%s", g.out)
 	}
 	a := readRegistry(t, root).Get(24120)
-	if a == nil || a.PID != worker {
+	if a == nil || int(a.PID) != worker {
 		t.Fatalf("registry: %+v, want the port kept and owned by pid %d", a, worker)
 	}
 }
@@ -260,7 +260,7 @@ func TestRunSignalReachesProcessGroup(t *testing.T) {
 	worker := readPID(t, pidFile)
 	waitFor(t, "registration", 10*time.Second, func() bool {
 		a := readRegistry(t, root).Get(24150)
-		return a != nil && a.PID > 0 && a.PID != g.cmd.Process.Pid
+		return a != nil && a.PID > 0 && int(a.PID) != g.cmd.Process.Pid
 	})
 	g.cmd.Process.Signal(syscall.SIGTERM)
 	g.wait(t, 10*time.Second)

@@ -73,7 +73,7 @@ func TestWatchReleasesDeadServiceAndReportsState(t *testing.T) {
 	// Kill the service (and gracectl run, so only the watchdog can clean up).
 	a := readRegistry(t, root).Get(24200)
 	svc.cmd.Process.Kill()
-	syscall.Kill(a.PID, syscall.SIGKILL)
+	syscall.Kill(int(a.PID), syscall.SIGKILL)
 	waitFor(t, "the watchdog to release the dead service's port", 10*time.Second, func() bool {
 		return readRegistry(t, root).Get(24200) == nil
 	})

@@ -79,6 +79,9 @@ func (req *Request) validate() error {
 		req.Range = DefaultRange
 	}
 	for i, n := range req.PortNames {
+		if isNumber(n) {
+			return &NumericPortNameError{Name: n}
+		}
 		if !validPortName(n) {
 			return fmt.Errorf("port name %q: use 1-32 letters, digits, - or _", n)
 		}
@@ -184,7 +187,7 @@ func (s *Store) AllocateAll(ctx context.Context, req Request) ([]*Allocation, er
 			r.remember(a, tx.Now())
 			tx.Log(&AllocateEvent{
 				Timestamp: tx.Now(), Action: "allocate", Port: port, ServiceName: a.ServiceName, PortName: name,
-				StartedBy: a.StartedBy, Purpose: a.Purpose, PID: a.PID, HealthPath: a.HealthPath, Command: a.Command,
+				StartedBy: a.StartedBy, Purpose: a.Purpose, PID: int(a.PID), HealthPath: a.HealthPath, Command: a.Command,
 			})
 			got = append(got, a)
 		}
@@ -194,6 +197,24 @@ func (s *Store) AllocateAll(ctx context.Context, req Request) ([]*Allocation, er
 		return nil, err
 	}
 	return got, nil
+}
+
+// NumericPortNameError refuses a port name that is a number: `run --port
+// 8050` is a guess at "use port 8050", which --preferred does; a port
+// name only tells a service's ports apart.
+type NumericPortNameError struct{ Name string }
+
+func (e *NumericPortNameError) Error() string {
+	return fmt.Sprintf("port name %q is a number: a port name tells a service's ports apart (http, admin), it does not choose the port", e.Name)
+}
+
+func isNumber(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 func validPortName(n string) bool {
@@ -303,7 +324,7 @@ func (s *Store) Adopt(ctx context.Context, req AdoptRequest) (*Allocation, error
 		a.SetOwner(req.Owner)
 		r.Put(a)
 		tx.Log(&AdoptEvent{Timestamp: tx.Now(), Action: "adopt", Port: a.Port, ServiceName: a.ServiceName,
-			StartedBy: a.StartedBy, PID: a.PID, Command: a.Command})
+			StartedBy: a.StartedBy, PID: int(a.PID), Command: a.Command})
 		got = a.Clone()
 		return nil
 	})
@@ -336,7 +357,7 @@ func (s *Store) Register(ctx context.Context, port int, owner probe.Identity, re
 		forced := false
 		if prev > 0 && a.Owner() != owner && ownerMayLive(a) {
 			if !force {
-				return &OwnerAliveError{Port: port, PID: prev, Service: a.ServiceName, Action: fmt.Sprintf("register pid %d", owner.PID)}
+				return &OwnerAliveError{Port: port, PID: int(prev), Service: a.ServiceName, Action: fmt.Sprintf("register pid %d", owner.PID)}
 			}
 			forced = true
 		}
@@ -348,7 +369,7 @@ func (s *Store) Register(ctx context.Context, port int, owner probe.Identity, re
 			a.HealthStatus = StatusStarting
 		}
 		tx.Log(&RegisterEvent{Timestamp: tx.Now(), Action: "register", Port: port, ServiceName: a.ServiceName,
-			PID: owner.PID, PreviousPID: prev, Reason: reason, Forced: forced})
+			PID: owner.PID, PreviousPID: int(prev), Reason: reason, Forced: forced})
 		got = a.Clone()
 		return nil
 	})
@@ -429,9 +450,9 @@ func (s *Store) Release(ctx context.Context, req ReleaseRequest) ([]*Allocation,
 			if req.Only != nil && !req.Only(a) {
 				continue
 			}
-			if !req.Force && a.PID > 0 && !containsPID(req.Callers, a.PID) &&
+			if !req.Force && a.PID > 0 && !containsPID(req.Callers, int(a.PID)) &&
 				ownerMayLive(a) {
-				live = append(live, OwnerAliveError{Port: a.Port, PID: a.PID, Service: a.ServiceName})
+				live = append(live, OwnerAliveError{Port: a.Port, PID: int(a.PID), Service: a.ServiceName})
 			}
 		}
 		switch len(live) {
@@ -483,7 +504,7 @@ func (tx *Tx) Release(r *Registry, a *Allocation, by, byUser, reason string) {
 	}
 	tx.Log(&ReleaseEvent{
 		Timestamp: tx.Now(), Action: "release", Port: a.Port, ServiceName: a.ServiceName, PortName: a.PortName,
-		DurationSeconds: dur, RequestCount: a.RequestCount, ErrorCount: a.ErrorCount, PID: a.PID,
+		DurationSeconds: dur, RequestCount: a.RequestCount, ErrorCount: a.ErrorCount, PID: int(a.PID),
 		By: by, ByPID: ownPID(), ByUser: byUser, Reason: reason,
 	})
 }

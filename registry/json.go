@@ -267,3 +267,22 @@ func portKey(key string) (int, bool) {
 	}
 	return p, true
 }
+
+// MarshalJSONTo writes the PID, or null when there is no owner.
+func (p OwnerPID) MarshalJSONTo(enc *jsontext.Encoder) error {
+	if p <= 0 {
+		return enc.WriteToken(jsontext.Null)
+	}
+	return enc.WriteToken(jsontext.Int(int64(p)))
+}
+
+// UnmarshalJSONFrom reads a PID, or null (and 0, as earlier versions
+// wrote no key) for none.
+func (p *OwnerPID) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	if dec.PeekKind() == 'n' {
+		*p = 0
+		_, err := dec.ReadToken()
+		return err
+	}
+	return json.UnmarshalDecode(dec, (*int)(p))
+}

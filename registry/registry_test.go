@@ -325,6 +325,7 @@ func TestValidation(t *testing.T) {
 		{Service: "a", Range: rng(21060), Preferred: 21070},
 		{Service: "a", Range: rng(21060), HealthPath: "health"},
 		{Service: "a", Range: Range{Start: 40000, End: 40010}},
+		{Service: "a", Range: rng(21060), PortNames: []string{"8050"}},
 	}
 	for _, req := range bad {
 		_, err := s.Allocate(context.Background(), req)
@@ -600,7 +601,9 @@ func TestFileShape(t *testing.T) {
       "service_name": "big",
       "started_by": "a.py",
       "purpose": "\u003c\u0026\u003e",
+      "pid": null,
       "allocated_at": "2025-11-15T14:30:00Z",
+      "last_health_check": null,
       "health_status": "reserved",
       "request_count": 0,
       "error_count": 0
@@ -793,5 +796,25 @@ func TestStablePorts(t *testing.T) {
 	r, _ := s.Read(ctx)
 	if _, ok := r.LastPorts["A"]; ok {
 		t.Errorf("A still remembered: %v", r.LastPorts)
+	}
+}
+
+// Environment names are made character by character (runes, not bytes):
+// letters upper-cased without their accents, digits kept, the rest _.
+func TestEnvName(t *testing.T) {
+	for _, c := range []struct{ service, portName, want string }{
+		{"grace_backend", "", "GRACE_BACKEND_PORT"},
+		{"api", "admin", "API_ADMIN_PORT"},
+		{"grace-backend.v2", "", "GRACE_BACKEND_V2_PORT"},
+		{"ünï☃", "", "UNI__PORT"},
+		{"Café", "", "CAFE_PORT"},
+		{"Ærø", "", "_R__PORT"},
+		{"日本", "", "___PORT"},
+		{"2fa", "", "_2FA_PORT"},
+		{"a\u00a0b", "", "A_B_PORT"},
+	} {
+		if got := EnvName(c.service, c.portName); got != c.want {
+			t.Errorf("EnvName(%q, %q) = %q, want %q", c.service, c.portName, got, c.want)
+		}
 	}
 }

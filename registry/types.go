@@ -23,9 +23,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/gracectl/gracectl/probe"
+	"golang.org/x/text/unicode/norm"
 )
 
 // TimeLayout is the seed's timestamp form: RFC 3339, UTC, to the second.
@@ -64,16 +67,16 @@ var Statuses = []string{StatusReserved, StatusStarting, StatusActive, StatusUnhe
 // Allocation is one port's record. The first ten fields are the seed's; the
 // rest are what correctness needs. The file holds the fields in this order.
 type Allocation struct {
-	Port            int    `json:"port"`
-	ServiceName     string `json:"service_name"`
-	StartedBy       string `json:"started_by"`
-	Purpose         string `json:"purpose"`
-	PID             int    `json:"pid,omitzero"`
-	AllocatedAt     Time   `json:"allocated_at"`
-	LastHealthCheck Time   `json:"last_health_check,omitzero"`
-	HealthStatus    string `json:"health_status"`
-	RequestCount    int64  `json:"request_count"`
-	ErrorCount      int64  `json:"error_count"`
+	Port            int      `json:"port"`
+	ServiceName     string   `json:"service_name"`
+	StartedBy       string   `json:"started_by"`
+	Purpose         string   `json:"purpose"`
+	PID             OwnerPID `json:"pid"`
+	AllocatedAt     Time     `json:"allocated_at"`
+	LastHealthCheck Time     `json:"last_health_check"`
+	HealthStatus    string   `json:"health_status"`
+	RequestCount    int64    `json:"request_count"`
+	ErrorCount      int64    `json:"error_count"`
 
 	// ID tells this allocation from an earlier or later one of the same
 	// port, even within one second.
@@ -124,7 +127,7 @@ func (a *Allocation) Reserved() bool { return a.PID <= 0 }
 
 // Owner is the recorded owner process.
 func (a *Allocation) Owner() probe.Identity {
-	return probe.Identity{PID: a.PID, Start: a.PIDStart, Boot: a.BootID, PIDNS: a.PIDNS, NetNS: a.NetNS}
+	return probe.Identity{PID: int(a.PID), Start: a.PIDStart, Boot: a.BootID, PIDNS: a.PIDNS, NetNS: a.NetNS}
 }
 
 // Supervised reports whether the `gracectl run` that launched the owner
@@ -139,7 +142,7 @@ func (a *Allocation) Supervised() bool {
 
 // SetOwner records id as the owner.
 func (a *Allocation) SetOwner(id probe.Identity) {
-	a.PID, a.PIDStart, a.BootID, a.PIDNS, a.NetNS = id.PID, id.Start, id.Boot, id.PIDNS, id.NetNS
+	a.PID, a.PIDStart, a.BootID, a.PIDNS, a.NetNS = OwnerPID(id.PID), id.Start, id.Boot, id.PIDNS, id.NetNS
 }
 
 // Allocations are keyed by port number as a string, as in the seed; they are
@@ -222,16 +225,28 @@ func EnvName(service, portName string) string {
 	return w + "_PORT"
 }
 
-// EnvWord is s as part of an environment variable's name: upper case,
-// every character outside A-Z and 0-9 turned into _.
+// EnvWord is s as part of an environment variable's name, one character
+// for each character (rune) of s: A-Z and 0-9 as they are, other letters
+// upper-cased with their accents dropped (ü → U, é → E: the first rune of
+// the canonical decomposition), anything else _. "ünï☃" is "UNI_".
 func EnvWord(s string) string {
-	b := []byte(strings.ToUpper(s))
-	for i, c := range b {
-		if (c < 'A' || c > 'Z') && (c < '0' || c > '9') {
-			b[i] = '_'
-		}
+	var b strings.Builder
+	b.Grow(len(s))
+	for _, r := range s {
+		b.WriteByte(envChar(r))
 	}
-	return string(b)
+	return b.String()
+}
+
+func envChar(r rune) byte {
+	if r >= utf8.RuneSelf {
+		r, _ = utf8.DecodeRuneInString(norm.NFD.String(string(r)))
+	}
+	r = unicode.ToUpper(r)
+	if r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+		return byte(r)
+	}
+	return '_'
 }
 
 // Clone returns a deep copy, so probes can work on a snapshot while others
@@ -249,3 +264,8 @@ func (a *Allocation) Clone() *Allocation {
 func (a *Allocation) SameAs(b *Allocation) bool {
 	return a.Port == b.Port && a.ID == b.ID && a.PID == b.PID && a.PIDStart == b.PIDStart && a.AllocatedAt.Equal(b.AllocatedAt.Time)
 }
+
+// OwnerPID is the PID of an allocation's owner; 0 is none (a reservation),
+// written as null: the seed's readers expect every allocation to have the
+// key.
+type OwnerPID int

@@ -402,7 +402,7 @@ func PortEnvName(name string) string { return "PORT_" + registry.EnvWord(name) }
 func markActive(ctx context.Context, s *registry.Store, port int, owner probe.Identity) {
 	_ = s.Update(ctx, func(r *registry.Registry, tx *registry.Tx) error {
 		a := r.Get(port)
-		if a == nil || a.PID != owner.PID || a.HealthStatus != registry.StatusStarting {
+		if a == nil || int(a.PID) != owner.PID || a.HealthStatus != registry.StatusStarting {
 			return registry.ErrNoChange
 		}
 		a.HealthStatus = registry.StatusActive

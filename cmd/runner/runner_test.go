@@ -89,7 +89,7 @@ func TestSettleHandsAListeningPortOn(t *testing.T) {
 	if a == nil {
 		t.Fatal("a port still listening was released")
 	}
-	if a.PID != os.Getpid() {
+	if int(a.PID) != os.Getpid() {
 		t.Fatalf("owner is pid %d, want the listener %d", a.PID, os.Getpid())
 	}
 }

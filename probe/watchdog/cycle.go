@@ -361,7 +361,7 @@ func probeOne(ctx context.Context, a *registry.Allocation, listening bool, liste
 	v := decide(a, ob, time.Now(), opts)
 	now := registry.Now()
 	return &Result{
-		Port: a.Port, Service: a.ServiceName, PortName: a.PortName, PID: a.PID, Process: ob.Process, Alive: ob.Alive,
+		Port: a.Port, Service: a.ServiceName, PortName: a.PortName, PID: int(a.PID), Process: ob.Process, Alive: ob.Alive,
 		Listening: ob.Listening, NetNS: ob.OtherNetNS, ListenerPIDs: ob.Listeners, Health: v.Health, Status: v.Status, Issue: v.Issue,
 		LastCheck: now, RequestCount: v.RequestCount, ErrorCount: v.ErrorCount,
 		verdict: v, probed: a,

@@ -233,7 +233,7 @@ func TestProbeReleaseRace(t *testing.T) {
 	// server still listens on it.)
 	self := probe.Self()
 	if err := s.Update(context.Background(), func(r *registry.Registry, tx *registry.Tx) error {
-		r.Put(&registry.Allocation{ID: "newcomer", Port: 25040, ServiceName: "newcomer", PID: self.PID, PIDStart: self.Start,
+		r.Put(&registry.Allocation{ID: "newcomer", Port: 25040, ServiceName: "newcomer", PID: registry.OwnerPID(self.PID), PIDStart: self.Start,
 			BootID: self.Boot, AllocatedAt: tx.Now(), HealthStatus: registry.StatusStarting})
 		return nil
 	}); err != nil {
