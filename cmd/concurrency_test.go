@@ -11,15 +11,52 @@ import (
 	"testing"
 
 	"github.com/gracectl/gracectl/registry"
+	"github.com/gracectl/gracectl/registry/testenv"
 )
 
+// testOwn is what a test's gracectl processes get unless told otherwise.
+type testOwn struct {
+	ports testenv.Block
+	host  string
+}
+
+var (
+	ownsMu sync.Mutex
+	owns   = map[*testing.T]*testOwn{}
+)
+
+func ownOf(t *testing.T) *testOwn {
+	t.Helper()
+	ownsMu.Lock()
+	defer ownsMu.Unlock()
+	if o := owns[t]; o != nil {
+		return o
+	}
+	o := &testOwn{ports: testenv.Ports(t, 10), host: t.TempDir()}
+	owns[t] = o
+	t.Cleanup(func() {
+		ownsMu.Lock()
+		delete(owns, t)
+		ownsMu.Unlock()
+	})
+	return o
+}
+
+// testPorts is t's own block of ten ports, taken on first use: the
+// default range of every gracectl the test starts. A test that needs more
+// takes a block of its own with testenv.Ports.
+func testPorts(t *testing.T) testenv.Block { return ownOf(t).ports }
+
 // gracectlCmd runs the gracectl that testscript.Main put on PATH (this
-// test binary, re-executed as a real process) against root.
+// test binary, re-executed as a real process) against root. Its default
+// range is the test's own (testPorts), and its host registry a temp folder.
 func gracectlCmd(t *testing.T, root string, args ...string) *exec.Cmd {
 	t.Helper()
+	own := ownOf(t)
 	c := exec.Command("gracectl", args...)
 	// No background watchdog from run, unless a test asks for one.
-	c.Env = append(os.Environ(), "GRACECTL_ROOT="+root, "GRACECTL_LOCK_TIMEOUT=60s", "GRACECTL_WATCHDOG=off")
+	c.Env = append(os.Environ(), "GRACECTL_ROOT="+root, "GRACECTL_HOST_ROOT="+own.host,
+		"GRACECTL_RANGE="+own.ports.String(), "GRACECTL_LOCK_TIMEOUT=60s", "GRACECTL_WATCHDOG=off")
 	return c
 }
 

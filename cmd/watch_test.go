@@ -167,7 +167,8 @@ func TestCheckExitStatus(t *testing.T) {
 	sl := exec.Command("sleep", "600")
 	sl.Start()
 	pid := sl.Process.Pid
-	if out, err := gracectlCmd(t, root, "allocate", "--service", "gone", "--range", "24220-24229", "--pid", itoa(pid)).CombinedOutput(); err != nil {
+	// The default range: the test's own (gracectlCmd), never 8000-8100.
+	if out, err := gracectlCmd(t, root, "allocate", "--service", "gone", "--pid", itoa(pid)).CombinedOutput(); err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
 	sl.Process.Kill()
@@ -181,14 +182,14 @@ func TestCheckExitStatus(t *testing.T) {
 			t.Fatalf("check output lacks %q:\n%s", col, out)
 		}
 	}
-	if readRegistry(t, root).Get(24220) == nil {
+	if readRegistry(t, root).Get(testPorts(t).Port(0)) == nil {
 		t.Fatal("--dry-run released the port")
 	}
 	out, _ = gracectlCmd(t, root, "check", "--json").Output()
 	if !strings.Contains(string(out), `"action": "released"`) {
 		t.Fatalf("check --json:\n%s", out)
 	}
-	if readRegistry(t, root).Get(24220) != nil {
+	if readRegistry(t, root).Get(testPorts(t).Port(0)) != nil {
 		t.Fatal("check did not release the dead service's port")
 	}
 }
