@@ -10,7 +10,6 @@ import (
 	"github.com/gracectl/gracectl/probe/watchdog"
 	"github.com/gracectl/gracectl/registry"
 	"github.com/olekukonko/tablewriter"
-	"github.com/olekukonko/tablewriter/tw"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -99,10 +98,16 @@ func runCheck(cmd *cobra.Command, o *checkOptions) error {
 	return nil
 }
 
+// checkColumns are the table's column titles, as written.
+var checkColumns = []string{"Port", "Service", "PID", "Process", "Listening", "Health", "Status", "Last check", "Requests", "Errors"}
+
 func writeCheckTable(w io.Writer, rep *watchdog.Report) error {
-	// Column titles as written, not upper-cased; left-aligned like the cells.
-	t := tablewriter.NewTable(w, tablewriter.WithHeaderAutoFormat(tw.Off), tablewriter.WithHeaderAlignment(tw.AlignLeft))
-	t.Header("Port", "Service", "PID", "Process", "Listening", "Health", "Status", "Last check", "Requests", "Errors")
+	t := tablewriter.NewWriter(w)
+	t.SetHeader(checkColumns)
+	t.SetAutoFormatHeaders(false) // titles as written, not upper-cased
+	t.SetHeaderAlignment(tablewriter.ALIGN_LEFT)
+	t.SetAlignment(tablewriter.ALIGN_LEFT)
+	t.SetAutoWrapText(false) // one line per port, however long its health text
 	for _, r := range rep.Results {
 		pid := "-"
 		if r.PID > 0 {
@@ -112,13 +117,11 @@ func writeCheckTable(w io.Writer, rep *watchdog.Report) error {
 		if r.Listening {
 			listening = "yes"
 		}
-		if err := t.Append([]string{
+		t.Append([]string{
 			strconv.Itoa(r.Port), escape(r.Label()), pid, orDash(escape(r.Process)), listening,
 			escape(r.Health), r.Status, r.LastCheck.Format("15:04:05"),
 			strconv.FormatInt(r.RequestCount, 10), strconv.FormatInt(r.ErrorCount, 10),
-		}); err != nil {
-			return err
-		}
+		})
 	}
 	// Listeners without an allocation, after the allocations.
 	for _, u := range rep.Unmanaged {
@@ -126,14 +129,10 @@ func writeCheckTable(w io.Writer, rep *watchdog.Report) error {
 		if u.PID > 0 {
 			pid = strconv.Itoa(u.PID)
 		}
-		if err := t.Append([]string{strconv.Itoa(u.Port), "-", pid, orDash(escape(u.Command)), "yes", "-", "unmanaged",
-			rep.StartedAt.Format("15:04:05"), "-", "-"}); err != nil {
-			return err
-		}
+		t.Append([]string{strconv.Itoa(u.Port), "-", pid, orDash(escape(u.Command)), "yes", "-", "unmanaged",
+			rep.StartedAt.Format("15:04:05"), "-", "-"})
 	}
-	if err := t.Render(); err != nil {
-		return err
-	}
+	t.Render()
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s (%.1f ms)\n", rep.Summary(), rep.DurationMS)
 	for _, r := range rep.Results {

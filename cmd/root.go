@@ -4,10 +4,12 @@
 package cmd
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"regexp"
@@ -159,8 +161,22 @@ func (g *globals) watchedRange() (registry.Range, error) {
 }
 
 // Main runs gracectl with os.Args and returns the process exit code.
+// Reports go to stdout through one buffer, flushed before Main returns: a
+// table of thousands of lines is a few write calls, not one per line. No
+// command writes to stdout and then waits (run hands the child the real
+// stdout).
 func Main() int {
-	return run(os.Args[1:], os.Stdout, os.Stderr)
+	out := bufio.NewWriterSize(os.Stdout, 64<<10)
+	code := run(os.Args[1:], out, os.Stderr)
+	if err := out.Flush(); err != nil && code == exitOK {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // "broken pipe", not "write /dev/stdout: broken pipe"
+		}
+		fmt.Fprintf(os.Stderr, "gracectl: error: cannot write the output: %s\n", oneLine(err.Error()))
+		return exitFailure
+	}
+	return code
 }
 
 func run(args []string, stdout, stderr io.Writer) int {

@@ -47,20 +47,51 @@ func ParseProcNetTCP(r io.Reader, fn func(port int, inode uint64)) error {
 	return sc.Err()
 }
 
-// ParseStatStart extracts the start time from the contents of /proc/PID/stat.
+// Stat is what gracectl reads of /proc/PID/stat.
+type Stat struct {
+	Comm   string // field 2, the executable name (at most 15 bytes)
+	State  byte   // field 3
+	PPID   int    // field 4
+	Start  uint64 // field 22, clock ticks since boot
+	Zombie bool   // state Z or X: exited, kept only until its parent waits
+}
+
+// ParseStat reads the fields of Stat from the contents of /proc/PID/stat.
+// The command name may hold spaces and parentheses, so it runs from the
+// first '(' to the last ')' and the fields are counted after that.
+func ParseStat(data []byte) (Stat, error) {
+	i, j := bytes.IndexByte(data, '('), bytes.LastIndexByte(data, ')')
+	if i < 0 || j < i {
+		return Stat{}, fmt.Errorf("malformed /proc stat: no (name)")
+	}
+	// fields[0] is field 3 (state); field 22 is fields[19]. Only the first
+	// 20 are split off.
+	fields := strings.SplitN(strings.TrimLeft(string(data[j+1:]), " "), " ", 21)
+	if len(fields) < 20 || len(fields[0]) != 1 {
+		return Stat{}, fmt.Errorf("malformed /proc stat: %d fields after the name", len(fields))
+	}
+	st := Stat{Comm: string(data[i+1 : j]), State: fields[0][0]}
+	st.Zombie = st.State == 'Z' || st.State == 'X'
+	ppid, err := strconv.Atoi(fields[1])
+	if err != nil {
+		return Stat{}, fmt.Errorf("malformed /proc stat: ppid %q", fields[1])
+	}
+	st.PPID = ppid
+	if st.Start, err = strconv.ParseUint(strings.TrimSpace(fields[19]), 10, 64); err != nil {
+		return Stat{}, fmt.Errorf("malformed /proc stat: start time %q", fields[19])
+	}
+	return st, nil
+}
+
+// ParseStatStart extracts the start time from the contents of
+// /proc/PID/stat; a zombie is ErrNoProcess.
 func ParseStatStart(data []byte) (uint64, error) {
-	i := bytes.LastIndexByte(data, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("malformed /proc stat: no ')'")
+	st, err := ParseStat(data)
+	if err != nil {
+		return 0, err
 	}
-	fields := strings.Fields(string(data[i+1:]))
-	// fields[0] is field 3 (state); field 22 is fields[19].
-	if len(fields) < 20 {
-		return 0, fmt.Errorf("malformed /proc stat: %d fields after the name", len(fields))
-	}
-	if fields[0] == "Z" || fields[0] == "X" {
-		// A zombie has exited; only its parent's wait keeps it in the table.
+	if st.Zombie {
 		return 0, ErrNoProcess
 	}
-	return strconv.ParseUint(fields[19], 10, 64)
+	return st.Start, nil
 }

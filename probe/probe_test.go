@@ -19,6 +19,10 @@ func TestParseStatStart(t *testing.T) {
 	if err != nil || got != 987654 {
 		t.Fatalf("got %d, %v", got, err)
 	}
+	st, err := ParseStat([]byte(line))
+	if err != nil || st != (Stat{Comm: "my (odd) name", State: 'S', PPID: 1, Start: 987654}) {
+		t.Fatalf("ParseStat: %+v, %v", st, err)
+	}
 	if _, err := ParseStatStart([]byte("4242 (x) Z 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20")); err != ErrNoProcess {
 		t.Fatalf("zombie: %v", err)
 	}
@@ -26,6 +30,47 @@ func TestParseStatStart(t *testing.T) {
 		if _, err := ParseStatStart([]byte(bad)); err == nil {
 			t.Errorf("accepted %q", bad)
 		}
+	}
+}
+
+// The process table holds every process of one pass over /proc, with
+// start times where the platform gives them, and resolves owners as
+// Resolve does.
+func TestProcessTable(t *testing.T) {
+	c := exec.Command("sleep", "600")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Process.Kill(); c.Wait() })
+	id, err := Identify(c.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab := TakeProcessTable()
+	if got := tab.Name(id.PID); got != "sleep" {
+		t.Errorf("name %q, want sleep", got)
+	}
+	if !tab.IsDescendant(id.PID, os.Getpid()) {
+		t.Errorf("sleep is not our child in the table")
+	}
+	if local, l := tab.Resolve(id); l != Running || local != id.PID {
+		t.Errorf("Resolve(running) = %d, %v", local, l)
+	}
+	reused := id
+	reused.Start++
+	if _, l := tab.Resolve(reused); l != Dead {
+		t.Errorf("a PID with another start time resolved as %v", l)
+	}
+	// A process that exits after the snapshot is still seen running by
+	// it, as by a cycle that read it then; one that is reaped is dead to
+	// the next snapshot.
+	c.Process.Kill()
+	c.Wait()
+	if _, l := tab.Resolve(id); l != Running {
+		t.Errorf("the snapshot forgot a process it saw: %v", l)
+	}
+	if _, l := TakeProcessTable().Resolve(id); l != Dead {
+		t.Errorf("a reaped process resolved as %v", l)
 	}
 }
 
@@ -114,10 +159,15 @@ func FuzzParseHealthCounts(f *testing.F) {
 	})
 }
 
-func FuzzParseStatStart(f *testing.F) {
+func FuzzParseStat(f *testing.F) {
 	f.Add([]byte("1 (init) S 0 1 1 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 5 1000 100 1"))
+	f.Add([]byte("7 ((a) b)) Z 1 1 1 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 5\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_, _ = ParseStatStart(data)
+		st, err := ParseStat(data)
+		start, serr := ParseStatStart(data)
+		if (err == nil) != (serr == nil || serr == ErrNoProcess) || (err == nil && !st.Zombie && start != st.Start) {
+			t.Fatalf("ParseStat %+v %v, ParseStatStart %d %v", st, err, start, serr)
+		}
 	})
 }
 

@@ -67,7 +67,10 @@ const (
 // Running). Where that cannot be done — another host's /proc, processes
 // this user may not look at, a namespace above this one — the answer is
 // Unknown, never Dead: no port is released on PID evidence alone.
-func Resolve(id Identity) (local int, l Liveness) {
+func Resolve(id Identity) (local int, l Liveness) { return resolve(id, processStart) }
+
+// resolve is Resolve with the start time of a PID from startOf.
+func resolve(id Identity, startOf func(pid int) (uint64, error)) (local int, l Liveness) {
 	if id.PID <= 0 {
 		return 0, Dead
 	}
@@ -86,7 +89,7 @@ func Resolve(id Identity) (local int, l Liveness) {
 			return 0, Unknown
 		}
 	}
-	start, err := processStart(pid)
+	start, err := startOf(pid)
 	if err != nil {
 		return 0, Dead
 	}
@@ -148,24 +151,31 @@ func Ancestors(pid int) []int {
 	}
 }
 
-// ProcessTable is one snapshot of the process table: names and parents.
+// ProcessTable is one snapshot of the process table: names, parents and,
+// on Linux, start times, read in one pass over /proc.
 type ProcessTable struct {
 	parent map[int]int
 	name   map[int]string
+	start  map[int]uint64 // live processes only (no zombies); empty off Linux
 }
 
-// TakeProcessTable reads the process table once (go-ps).
+// TakeProcessTable reads the process table once.
 func TakeProcessTable() *ProcessTable {
-	t := &ProcessTable{parent: map[int]int{}, name: map[int]string{}}
-	procs, err := ps.Processes()
-	if err != nil {
-		return t
-	}
-	for _, p := range procs {
-		t.parent[p.Pid()] = p.PPid()
-		t.name[p.Pid()] = p.Executable()
-	}
+	t := &ProcessTable{parent: map[int]int{}, name: map[int]string{}, start: map[int]uint64{}}
+	readProcessTable(t)
 	return t
+}
+
+// Resolve is probe.Resolve with the start times of the snapshot: a PID it
+// does not hold (a process started since, or a platform without start
+// times in the table) is looked up in the system.
+func (t *ProcessTable) Resolve(id Identity) (local int, l Liveness) {
+	return resolve(id, func(pid int) (uint64, error) {
+		if s, ok := t.start[pid]; ok {
+			return s, nil
+		}
+		return processStart(pid)
+	})
 }
 
 // Name is pid's executable name, "" if unknown.

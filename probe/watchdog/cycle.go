@@ -232,7 +232,7 @@ func observe(ctx context.Context, a *registry.Allocation, listening bool, listen
 	local := 0 // the owner's PID in this view
 	if a.PID > 0 {
 		var l probe.Liveness
-		local, l = probe.Resolve(a.Owner())
+		local, l = procs.Resolve(a.Owner())
 		ob.Alive, ob.OwnerUnknown = l == probe.Running, l == probe.Unknown
 		if ob.Alive {
 			ob.Process = procs.Name(local)
