@@ -2,17 +2,14 @@ package cmd_test
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/gracectl/gracectl/cmd/fleet/etcd/etcdtest"
 	"github.com/gracectl/gracectl/registry/testenv"
 )
 
@@ -20,67 +17,6 @@ import (
 // simulated hosts (three roots, three host-ids, each its own watch
 // --fleet), on ports of the test's own (testenv). Skips without an etcd
 // binary (Debian's etcd-server; .ci/run and make test-fleet install it).
-
-type etcdCluster struct {
-	t         *testing.T
-	bin       string
-	dir       string
-	ports     testenv.Block // client i on 2i, peer i on 2i+1
-	endpoints string        // for --fleet
-	members   []*exec.Cmd
-}
-
-func startEtcd(t *testing.T, ports testenv.Block) *etcdCluster {
-	t.Helper()
-	bin, err := exec.LookPath("etcd")
-	if err != nil {
-		t.Skip("no etcd here (apt-get install etcd-server, or make test-fleet)")
-	}
-	c := &etcdCluster{t: t, bin: bin, dir: t.TempDir(), ports: ports, members: make([]*exec.Cmd, 3),
-		endpoints: fmt.Sprintf("etcd://%s,%s,%s", ports.Addr(0), ports.Addr(2), ports.Addr(4))}
-	for i := range c.members {
-		if err := c.start(i); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(func() {
-		for _, m := range c.members {
-			if m != nil {
-				m.Process.Kill()
-				m.Wait()
-			}
-		}
-	})
-	c.waitHealthy()
-	return c
-}
-
-func (c *etcdCluster) start(i int) error {
-	cluster := fmt.Sprintf("e0=http://%s,e1=http://%s,e2=http://%s", c.ports.Addr(1), c.ports.Addr(3), c.ports.Addr(5))
-	client, peer := c.ports.Port(2*i), c.ports.Port(2*i+1)
-	m := exec.Command(c.bin, "--name", fmt.Sprintf("e%d", i), "--data-dir", filepath.Join(c.dir, fmt.Sprintf("e%d", i)),
-		"--listen-client-urls", fmt.Sprintf("http://127.0.0.1:%d", client), "--advertise-client-urls", fmt.Sprintf("http://127.0.0.1:%d", client),
-		"--listen-peer-urls", fmt.Sprintf("http://127.0.0.1:%d", peer), "--initial-advertise-peer-urls", fmt.Sprintf("http://127.0.0.1:%d", peer),
-		"--initial-cluster", cluster, "--initial-cluster-state", "new", "--initial-cluster-token", "gracectl-test")
-	m.Env = append(os.Environ(), "ETCD_UNSUPPORTED_ARCH="+os.Getenv("ETCD_UNSUPPORTED_ARCH"))
-	if err := m.Start(); err != nil {
-		return err
-	}
-	c.members[i] = m
-	return nil
-}
-
-func (c *etcdCluster) kill(i int) {
-	c.members[i].Process.Signal(syscall.SIGKILL)
-	c.members[i].Wait()
-	c.members[i] = nil
-}
-
-func (c *etcdCluster) waitHealthy() {
-	waitFor(c.t, "etcd to elect a leader", 30*time.Second, func() bool {
-		return gracectlCmd(c.t, c.t.TempDir(), "status", "--fleet="+c.endpoints).Run() == nil
-	})
-}
 
 type fleetView struct {
 	Hosts []struct {
@@ -125,8 +61,8 @@ func (v fleetView) has(id, service string) bool {
 // etcd cluster and three hosts: one failing does not hide the rest.
 func TestFleetOnEtcd(t *testing.T) {
 	ports := testenv.Ports(t, 40) // etcd 0-5, the API 6, hosts 10-19, 20-29, 30-39
-	etcd := startEtcd(t, ports)
-	endpoints := etcd.endpoints
+	etcd := etcdtest.Start(t, ports, 3, nil)
+	endpoints := etcd.Spec()
 	view := func(t *testing.T) (fleetView, bool) { return readFleetView(t, endpoints) }
 	type host struct {
 		id, root, rg string
@@ -216,15 +152,15 @@ func TestFleetOnEtcd(t *testing.T) {
 		}
 	})
 	t.Run("one etcd member down", func(t *testing.T) {
-		etcd.kill(2)
+		etcd.Kill(2)
 		if err := gracectlCmd(t, hosts[0].root, "allocate", "--service", "quorum", "--range", hosts[0].rg).Run(); err != nil {
 			t.Fatal(err)
 		}
 		waitFor(t, "an allocation with one member down", 60*time.Second, func() bool { v, ok := view(t); return ok && v.has("h1", "quorum") })
 	})
 	t.Run("all of etcd down", func(t *testing.T) {
-		etcd.kill(0)
-		etcd.kill(1)
+		etcd.Kill(0)
+		etcd.Kill(1)
 		if err := gracectlCmd(t, hosts[0].root, "allocate", "--service", "offline", "--range", hosts[0].rg).Run(); err != nil {
 			t.Fatalf("allocate with etcd down: %v", err)
 		}
@@ -239,10 +175,8 @@ func TestFleetOnEtcd(t *testing.T) {
 	})
 	t.Run("etcd back", func(t *testing.T) {
 		for i := range 3 {
-			if etcd.members[i] == nil {
-				if err := etcd.start(i); err != nil {
-					t.Fatal(err)
-				}
+			if !etcd.Running(i) {
+				etcd.StartMember(i)
 			}
 		}
 		waitFor(t, "the fleet whole again after etcd's return", 120*time.Second, func() bool {

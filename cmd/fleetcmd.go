@@ -7,11 +7,11 @@ import (
 	"strings"
 
 	"github.com/gracectl/gracectl/cmd/fleet"
+	"github.com/gracectl/gracectl/cmd/fleet/etcd"
 	"github.com/gracectl/gracectl/probe/watchdog"
 	"github.com/gracectl/gracectl/registry"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // The fleet: etcd endpoints from --fleet (or $GRACECTL_FLEET when --fleet
@@ -42,7 +42,7 @@ func addFleetFlags(f *pflag.FlagSet, o *fleetFlags, what string, bare bool) {
 func (o *fleetFlags) enabled() bool { return o.spec != "" }
 
 // connect opens the etcd client.
-func (o *fleetFlags) connect(g *globals) (*clientv3.Client, error) {
+func (o *fleetFlags) connect(g *globals) (*etcd.Client, error) {
 	spec := o.spec
 	if spec == fleetFromEnv {
 		spec = g.env.fleet

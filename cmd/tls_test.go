@@ -60,14 +60,16 @@ func (ca *testCA) write(t *testing.T, name, typ string, der []byte) string {
 }
 
 // issue makes a certificate signed by the CA, for a server (127.0.0.1) or
-// a client; it returns the cert and key files.
+// a client; it returns the cert and key files. A server's is good for
+// client authentication too: etcd's JSON gateway presents it to etcd's own
+// gRPC server, which refuses it otherwise under --client-cert-auth.
 func (ca *testCA) issue(t *testing.T, name string, server bool) (certFile, keyFile string) {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature}
 	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
 		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
 	} else {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}

@@ -14,11 +14,11 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/gracectl/gracectl/cmd/api"
 	"github.com/gracectl/gracectl/cmd/fleet"
+	"github.com/gracectl/gracectl/cmd/fleet/etcd"
 	"github.com/gracectl/gracectl/cmd/portserver"
 	"github.com/gracectl/gracectl/probe"
 	"github.com/gracectl/gracectl/probe/watchdog"
 	"github.com/spf13/cobra"
-	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 type watchOptions struct {
@@ -118,7 +118,7 @@ func runWatch(cmd *cobra.Command, o *watchOptions) error {
 	if o.fleet.spec == "" && o.g.env.fleet != "" {
 		o.fleet.spec = fleetFromEnv
 	}
-	var fleetClient *clientv3.Client
+	var fleetClient *etcd.Client
 	if o.fleet.enabled() {
 		cli, err := o.fleet.connect(o.g)
 		if err != nil {

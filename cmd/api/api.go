@@ -33,13 +33,13 @@ import (
 	"time"
 
 	"github.com/gracectl/gracectl/cmd/fleet"
+	"github.com/gracectl/gracectl/cmd/fleet/etcd"
 	"github.com/gracectl/gracectl/probe"
 	"github.com/gracectl/gracectl/probe/watchdog"
 	"github.com/gracectl/gracectl/registry"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // Server serves the API of one watcher. Build it with New; the caller
@@ -54,7 +54,7 @@ type Server struct {
 	Build        Build
 	// Fleet, if set, is the etcd client of a watchdog with --fleet: it
 	// serves /api/fleet/…
-	Fleet *clientv3.Client
+	Fleet *etcd.Client
 
 	metrics   *metrics
 	cache     cache

@@ -15,11 +15,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
+	"github.com/gracectl/gracectl/cmd/fleet/etcd"
 	"github.com/gracectl/gracectl/registry"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 )
 
 // Prefix is where everything lives.
@@ -73,11 +71,10 @@ func splitHostPort(e string) (string, int, error) {
 	return e[:i], p, nil
 }
 
-// Connect opens a client (it does not wait for etcd to answer).
-func Connect(c Config) (*clientv3.Client, error) {
-	// The client's own log (zap, JSON) would land in the watchdog's; errors
-	// reach the caller anyway.
-	cfg := clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 3 * time.Second, Logger: zap.NewNop()}
+// Connect makes a client of etcd's JSON gateway (it does not wait for
+// etcd to answer).
+func Connect(c Config) (*etcd.Client, error) {
+	var tlsConf *tls.Config
 	if c.CACert != "" || c.Cert != "" {
 		t := &tls.Config{MinVersion: tls.VersionTLS12}
 		if c.CACert != "" {
@@ -97,9 +94,9 @@ func Connect(c Config) (*clientv3.Client, error) {
 			}
 			t.Certificates = []tls.Certificate{pair}
 		}
-		cfg.TLS = t
+		tlsConf = t
 	}
-	return clientv3.New(cfg)
+	return etcd.New(c.Endpoints, tlsConf), nil
 }
 
 // Host is a host's record in etcd.
@@ -131,8 +128,8 @@ type View struct {
 }
 
 // Read reads the whole fleet in one range read.
-func Read(ctx context.Context, cli *clientv3.Client) (*View, error) {
-	resp, err := cli.Get(ctx, Prefix+"hosts/", clientv3.WithPrefix())
+func Read(ctx context.Context, cli *etcd.Client) (*View, error) {
+	resp, err := cli.Prefix(ctx, Prefix+"hosts/", false)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read the fleet from etcd: %w", err)
 	}

@@ -8,9 +8,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gracectl/gracectl/cmd/fleet/etcd"
 	"github.com/gracectl/gracectl/probe"
 	"github.com/gracectl/gracectl/registry"
-	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // MaxOps is how many operations one transaction may carry (etcd's
@@ -20,7 +20,7 @@ const MaxOps = 120
 
 // Publisher keeps a host's allocations in etcd, under one lease.
 type Publisher struct {
-	Client   *clientv3.Client
+	Client   *etcd.Client
 	Store    *registry.Store
 	HostID   string
 	Range    registry.Range
@@ -31,9 +31,10 @@ type Publisher struct {
 	mu        sync.Mutex
 	lastCycle registry.Time
 	kick      chan struct{}
-	lease     atomic.Int64 // the clientv3.LeaseID, 0 for none
-	self      string       // this watchdog, as the claim on the host-id names it
-	down      bool         // the last attempt failed (logged once)
+	lease     atomic.Int64    // the etcd.LeaseID, 0 for none
+	run       context.Context // Run's: the lease is kept alive until it ends
+	self      string          // this watchdog, as the claim on the host-id names it
+	down      bool            // the last attempt failed (logged once)
 }
 
 // TTL is the lease's time to live.
@@ -67,6 +68,7 @@ func (p *Publisher) log(format string, args ...any) {
 // It never holds up the registry: it only reads it.
 func (p *Publisher) Run(ctx context.Context) {
 	p.kick = make(chan struct{}, 1)
+	p.run = ctx
 	hn, _ := os.Hostname()
 	p.self = fmt.Sprintf("%s pid %d boot %s", hn, os.Getpid(), probe.BootID())
 	stamp := ""
@@ -132,8 +134,8 @@ func (p *Publisher) publish(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	lease := clientv3.WithLease(clientv3.LeaseID(p.lease.Load()))
-	ops := []clientv3.Op{clientv3.OpPut(HostKey(p.HostID), string(hb), lease)}
+	lease := etcd.LeaseID(p.lease.Load())
+	ops := []etcd.Op{etcd.OpPut(HostKey(p.HostID), string(hb), lease)}
 	keep := map[string]bool{}
 	for _, a := range reg.Sorted() {
 		ab, err := registry.MarshalLine(a)
@@ -141,25 +143,28 @@ func (p *Publisher) publish(ctx context.Context) error {
 			return err
 		}
 		keep[PortKey(p.HostID, a.Port)] = true
-		ops = append(ops, clientv3.OpPut(PortKey(p.HostID, a.Port), string(ab), lease))
+		ops = append(ops, etcd.OpPut(PortKey(p.HostID, a.Port), string(ab), lease))
 	}
 	// Ports released since: deleted by key (etcd refuses a transaction
 	// whose delete range overlaps its puts).
-	old, err := p.Client.Get(ctx, HostKey(p.HostID)+"/ports/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	old, err := p.Client.Prefix(ctx, HostKey(p.HostID)+"/ports/", true)
 	if err != nil {
 		return err
 	}
 	for _, kv := range old.Kvs {
 		if !keep[string(kv.Key)] {
-			ops = append(ops, clientv3.OpDelete(string(kv.Key)))
+			ops = append(ops, etcd.OpDelete(string(kv.Key)))
 		}
 	}
 	// The claim must still be ours: another watchdog with this host-id is
 	// an error, not a second writer.
-	mine := clientv3.Compare(clientv3.Value(claimKey(p.HostID)), "=", p.self)
+	mine := []etcd.Compare{etcd.ValueIs(claimKey(p.HostID), p.self)}
 	for len(ops) > 0 {
 		n := min(len(ops), MaxOps)
-		resp, err := p.Client.Txn(ctx).If(mine).Then(ops[:n]...).Commit()
+		resp, err := p.Client.Txn(ctx, mine, ops[:n], nil)
+		if etcd.IsLeaseNotFound(err) {
+			p.lease.Store(0) // etcd lost it (its data wiped): claim again
+		}
 		if err != nil {
 			return err
 		}
@@ -176,47 +181,46 @@ func (p *Publisher) publish(ctx context.Context) error {
 // claim held by another live watchdog is an error, said in both logs: this
 // one's, and the other's through a conflict key it notices.
 func (p *Publisher) claim(ctx context.Context) error {
-	lease, err := p.Client.Grant(ctx, int64(p.TTL()/time.Second))
+	lease, err := p.Client.Grant(ctx, p.TTL())
 	if err != nil {
 		return err
 	}
-	resp, err := p.Client.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(claimKey(p.HostID)), "=", 0)).
-		Then(clientv3.OpPut(claimKey(p.HostID), p.self, clientv3.WithLease(lease.ID))).
-		Else(clientv3.OpGet(claimKey(p.HostID))).Commit()
+	claim := claimKey(p.HostID)
+	resp, err := p.Client.Txn(ctx, []etcd.Compare{etcd.Missing(claim)},
+		[]etcd.Op{etcd.OpPut(claim, p.self, lease)}, []etcd.Op{etcd.OpGet(claim)})
 	if err != nil {
 		return err
 	}
 	if !resp.Succeeded {
 		holder := ""
-		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
-			holder = string(kvs[0].Value)
+		if r := resp.Responses; len(r) > 0 && r[0].Range != nil && len(r[0].Range.Kvs) > 0 {
+			holder = string(r[0].Range.Kvs[0].Value)
 		}
 		if holder != p.self && !p.previousSelf(holder) {
-			_, _ = p.Client.Put(ctx, Prefix+"conflicts/"+p.HostID, p.self, clientv3.WithLease(lease.ID))
-			_, _ = p.Client.Revoke(ctx, lease.ID)
+			_ = p.Client.Put(ctx, Prefix+"conflicts/"+p.HostID, p.self, lease)
+			_ = p.Client.Revoke(ctx, lease)
 			return fmt.Errorf("host-id %s is already claimed by %s: give this host another --host-id", p.HostID, holder)
 		}
 		// Our own claim, from before etcd went away, or that of this host's
 		// previous watchdog, which is dead: move it to the new lease.
-		if _, err := p.Client.Put(ctx, claimKey(p.HostID), p.self, clientv3.WithLease(lease.ID)); err != nil {
+		if err := p.Client.Put(ctx, claim, p.self, lease); err != nil {
 			return err
 		}
 	}
-	keep, err := p.Client.KeepAlive(context.WithoutCancel(ctx), lease.ID)
-	if err != nil {
-		return err
-	}
+	leaseCtx, leaseGone := context.WithCancel(p.run)
+	lost := p.Client.KeepAlive(leaseCtx, lease, p.TTL())
 	go func() {
-		for range keep { // drained until the lease is lost or revoked
-		}
+		<-lost
 		// Lost (etcd away past the TTL) or revoked: publish again under a
 		// new lease.
-		p.lease.CompareAndSwap(int64(lease.ID), 0)
-		p.wake()
+		leaseGone()
+		if p.run.Err() == nil { // on the way out, withdraw revokes it
+			p.lease.CompareAndSwap(int64(lease), 0)
+			p.wake()
+		}
 	}()
-	go p.watchConflicts(lease.ID)
-	p.lease.Store(int64(lease.ID))
+	go p.watchConflicts(leaseCtx)
+	p.lease.Store(int64(lease))
 	return nil
 }
 
@@ -233,20 +237,14 @@ func (p *Publisher) previousSelf(holder string) bool {
 	return host == hn && boot == probe.BootID() && !probe.Alive(probe.Identity{PID: pid})
 }
 
-// watchConflicts logs when another watchdog tries this host-id.
-func (p *Publisher) watchConflicts(lease clientv3.LeaseID) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	for wr := range p.Client.Watch(ctx, Prefix+"conflicts/"+p.HostID) {
-		for _, ev := range wr.Events {
-			if ev.Type == clientv3.EventTypePut && string(ev.Kv.Value) != p.self {
-				p.log("[PORT-WATCHDOG] Fleet: another watchdog (%s) also claims host-id %s; it is not publishing", ev.Kv.Value, p.HostID)
-			}
+// watchConflicts logs, for as long as ctx (the lease) lasts, when another
+// watchdog tries this host-id.
+func (p *Publisher) watchConflicts(ctx context.Context) {
+	p.Client.Watch(ctx, Prefix+"conflicts/"+p.HostID, false, func(ev etcd.Event) {
+		if !ev.Deleted && string(ev.KV.Value) != p.self {
+			p.log("[PORT-WATCHDOG] Fleet: another watchdog (%s) also claims host-id %s; it is not publishing", ev.KV.Value, p.HostID)
 		}
-		if clientv3.LeaseID(p.lease.Load()) != lease {
-			return
-		}
-	}
+	})
 }
 
 // withdraw revokes the lease on the way out: the host leaves the fleet at
@@ -257,5 +255,5 @@ func (p *Publisher) withdraw() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_, _ = p.Client.Revoke(ctx, clientv3.LeaseID(p.lease.Load()))
+	_ = p.Client.Revoke(ctx, etcd.LeaseID(p.lease.Load()))
 }
