@@ -30,6 +30,7 @@ type watchOptions struct {
 	remote     bool
 	webConfig  string
 	apiHosts   []string
+	heartbeat  time.Duration
 	portserver string
 	idle       time.Duration
 	fromRun    bool
@@ -61,6 +62,9 @@ docs/systemd/gracectl-watch.service.` + exitHelp([]int{exitOK, exitFailure, exit
 			if o.interval < 100*time.Millisecond {
 				return usageErrorf("--interval must be at least 100ms, got %s", o.interval)
 			}
+			if o.heartbeat < 100*time.Millisecond {
+				return usageErrorf("--event-heartbeat must be at least 100ms, got %s", o.heartbeat)
+			}
 			if err := checkProbeFlags(&o.probe); err != nil {
 				return err
 			}
@@ -73,6 +77,7 @@ docs/systemd/gracectl-watch.service.` + exitHelp([]int{exitOK, exitFailure, exit
 	f.BoolVar(&o.remote, "api-allow-remote", false, "allow --api to listen beyond loopback (give --api-web-config with TLS and authentication too)")
 	f.StringVar(&o.webConfig, "api-web-config", "", "serve the API with TLS and authentication: a Prometheus exporter web config `FILE` (tls_server_config, basic_auth_users; docs/security.md)")
 	f.StringArrayVar(&o.apiHosts, "api-host", nil, "a `NAME` the remote API is reached by, accepted in the Host header (repeatable; this host's name and address always are)")
+	f.DurationVar(&o.heartbeat, "event-heartbeat", api.EventHeartbeat, "time between the API's event stream heartbeats; a local client that reads nothing for one is dropped")
 	addFleetFlags(f, &o.fleet, "publish this host's allocations to etcd for the fleet view ($GRACECTL_FLEET)", false)
 	f.StringVar(&o.hostID, "host-id", "", "this host's `ID` in the fleet (default: /etc/machine-id, else the host name)")
 	f.DurationVar(&o.idle, "exit-when-idle", 0, "exit once the registry has held no allocation this long (0: never)")
@@ -180,6 +185,7 @@ func runWatch(cmd *cobra.Command, o *watchOptions) error {
 		w.APIAccess = l.Access.String()
 		srv := api.New(store, w, rg, l.Hosts, api.Build{Version: versionString(), Revision: vcsRevision()})
 		srv.Fleet = fleetClient
+		srv.Heartbeat = o.heartbeat
 		hooks = append(hooks, srv.ObserveCycle)
 		followCtx, stopFollowing := context.WithCancel(cmd.Context())
 		defer stopFollowing()
@@ -189,7 +195,7 @@ func runWatch(cmd *cobra.Command, o *watchOptions) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	now := make(chan struct{})
+	now := make(chan struct{}, 1) // a SIGHUP during a cycle is kept for after it
 	go func() {
 		for range hup {
 			select {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"sync/atomic"
 
@@ -107,4 +108,107 @@ func parseDiag(b []byte, seq uint32, out map[int][]uint64) (done bool, err error
 		b = b[adv:]
 	}
 	return false, nil
+}
+
+// errDiagUnavailable means sock_diag cannot be asked here (no netlink, or
+// a kernel without inet_diag): /proc is read instead.
+var errDiagUnavailable = errors.New("sock_diag is not available")
+
+// lookupDiag asks sock_diag for the one TCP socket with these addresses
+// (the kernel looks it up by its 4-tuple, as `ss` does with a filter).
+func lookupDiag(local, remote netip.AddrPort) (TCPSocket, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	if err != nil {
+		return TCPSocket{}, errDiagUnavailable
+	}
+	defer unix.Close(fd)
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return TCPSocket{}, errDiagUnavailable
+	}
+	s, err := diagOne(fd, local, remote)
+	if errors.Is(err, ErrNoSocket) && local.Addr().Is4() {
+		s, err = diagOne(fd, mapped(local), mapped(remote))
+	}
+	return s, err
+}
+
+func diagOne(fd int, local, remote netip.AddrPort) (TCPSocket, error) {
+	seq := diagSeq.Add(1)
+	req := make([]byte, sizeofNlMsghdr+sizeofInetDiagReqV2)
+	ne := binary.NativeEndian
+	ne.PutUint32(req[0:], uint32(len(req)))
+	ne.PutUint16(req[4:], unix.SOCK_DIAG_BY_FAMILY)
+	ne.PutUint16(req[6:], unix.NLM_F_REQUEST)
+	ne.PutUint32(req[8:], seq)
+	r := req[sizeofNlMsghdr:]
+	r[0] = unix.AF_INET6
+	if local.Addr().Is4() {
+		r[0] = unix.AF_INET
+	}
+	r[1] = unix.IPPROTO_TCP
+	ne.PutUint32(r[4:], 0xffffffff) // any state
+	id := r[8:]                     // inet_diag_sockid
+	binary.BigEndian.PutUint16(id[0:], local.Port())
+	binary.BigEndian.PutUint16(id[2:], remote.Port())
+	copy(id[4:20], local.Addr().AsSlice())
+	copy(id[20:36], remote.Addr().AsSlice())
+	ne.PutUint32(id[40:], 0xffffffff) // INET_DIAG_NOCOOKIE
+	ne.PutUint32(id[44:], 0xffffffff)
+	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return TCPSocket{}, errDiagUnavailable
+	}
+	buf := make([]byte, 8<<10)
+	for {
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return TCPSocket{}, err
+		}
+		if s, done, err := parseDiagOne(buf[:n], seq); done {
+			return s, err
+		}
+	}
+}
+
+// parseDiagOne reads the answer to a lookup of one socket.
+func parseDiagOne(b []byte, seq uint32) (s TCPSocket, done bool, err error) {
+	ne := binary.NativeEndian
+	for len(b) >= sizeofNlMsghdr {
+		l := int(ne.Uint32(b[0:]))
+		if l < sizeofNlMsghdr || l > len(b) {
+			return s, true, fmt.Errorf("sock_diag: malformed message length %d", l)
+		}
+		if ne.Uint32(b[8:]) == seq {
+			switch ne.Uint16(b[4:]) {
+			case unix.NLMSG_ERROR:
+				errno := unix.Errno(0)
+				if l >= sizeofNlMsghdr+4 {
+					errno = unix.Errno(-int32(ne.Uint32(b[16:])))
+				}
+				switch errno {
+				case unix.ENOENT:
+					return s, true, ErrNoSocket
+				case unix.EINVAL, unix.EOPNOTSUPP, unix.ENOSYS:
+					return s, true, errDiagUnavailable
+				}
+				return s, true, os.NewSyscallError("sock_diag", errno)
+			case unix.SOCK_DIAG_BY_FAMILY:
+				m := b[sizeofNlMsghdr:l]
+				if len(m) < sizeofInetDiagMsg {
+					return s, true, fmt.Errorf("sock_diag: short answer")
+				}
+				return TCPSocket{RQueue: ne.Uint32(m[56:]), WQueue: ne.Uint32(m[60:]), UID: ne.Uint32(m[64:])}, true, nil
+			case unix.NLMSG_DONE:
+				return s, true, ErrNoSocket
+			}
+		}
+		adv := (l + 3) &^ 3
+		if adv > len(b) {
+			break
+		}
+		b = b[adv:]
+	}
+	return s, false, nil
 }

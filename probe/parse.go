@@ -95,3 +95,34 @@ func ParseStatStart(data []byte) (uint64, error) {
 	}
 	return st.Start, nil
 }
+
+// TCPSocket is what the kernel tells of one TCP socket: the user who made
+// it and the bytes waiting in its queues.
+type TCPSocket struct {
+	UID    uint32
+	RQueue uint32 // received, not yet read by its process
+	WQueue uint32 // written, not yet acknowledged by the other end
+}
+
+// ParseProcNetTCPSocket finds the socket with local address local and
+// remote address remote in the text of /proc/net/tcp or /proc/net/tcp6
+// (addresses as the kernel prints them: see ProcNetAddr).
+func ParseProcNetTCPSocket(r io.Reader, local, remote string) (TCPSocket, bool, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 10 || f[1] != local || f[2] != remote {
+			continue
+		}
+		tx, rx, ok := strings.Cut(f[4], ":")
+		w, err1 := strconv.ParseUint(tx, 16, 32)
+		rq, err2 := strconv.ParseUint(rx, 16, 32)
+		uid, err3 := strconv.ParseUint(f[7], 10, 32)
+		if !ok || err1 != nil || err2 != nil || err3 != nil {
+			return TCPSocket{}, false, fmt.Errorf("malformed socket line %q", sc.Text())
+		}
+		return TCPSocket{UID: uint32(uid), RQueue: uint32(rq), WQueue: uint32(w)}, true, nil
+	}
+	return TCPSocket{}, false, sc.Err()
+}

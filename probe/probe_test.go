@@ -181,3 +181,10 @@ func FuzzParseProcNetTCP(f *testing.F) {
 		})
 	})
 }
+
+func FuzzParseProcNetTCPSocket(f *testing.F) {
+	f.Add("  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:6EF0 0100007F:A2C4 01 00000000:00000064 00:00000000 00000000     0        0 1234 1 0000000000000000 20 4 30 10 -1\n")
+	f.Fuzz(func(t *testing.T, data string) {
+		ParseProcNetTCPSocket(strings.NewReader(data), "0100007F:6EF0", "0100007F:A2C4")
+	})
+}

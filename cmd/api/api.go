@@ -8,7 +8,9 @@
 //	GET  /api/ports/services/{name}    []registry.Allocation of the service, 404 if none
 //	POST /api/ports/health-check       watchdog.Report (= gracectl check --json)
 //	GET  /api/ports/watchdog/status    watchdog.State
-//	GET  /api/ports/events             Server-Sent Events (events.go)
+//	GET  /api/ports/events             Server-Sent Events (events.go, stream.go)
+//	GET  /api/ports/map                watchdog.PortMap: the range port by port
+//	GET  /api/ports/history            watchdog.HistoryDoc: the pool over the last hour
 //	GET  /                             the dashboard page (dashboard.go)
 //	GET  /metrics                      Prometheus text format
 //
@@ -26,6 +28,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -56,9 +59,18 @@ type Server struct {
 	// serves /api/fleet/…
 	Fleet *etcd.Client
 
+	// Heartbeat is the time between the event stream's heartbeats, and
+	// how long a client may leave what it was sent unread (EventHeartbeat
+	// when zero).
+	Heartbeat time.Duration
+
 	metrics   *metrics
 	cache     cache
 	broker    *broker
+	slots     slots
+	follow    follower
+	history   *watchdog.History
+	host      string
 	squatters map[int]watchdog.Unmanaged // as of the last cycle, for events
 }
 
@@ -71,14 +83,20 @@ type cache struct {
 	cur *entry
 }
 
-// entry is never changed once built, so handlers read it without the lock.
+// entry is never changed once built (but for the map, built once on first
+// use), so handlers read it without the lock.
 type entry struct {
 	version  string
 	built    time.Time
 	reg      *registry.Registry
+	st       *watchdog.Status
 	status   []byte
 	allocs   []byte
 	watchdog []byte
+
+	mapOnce sync.Once // the map, built on first use
+	portMap []byte
+	mapErr  error
 }
 
 const cacheMaxAge = time.Second
@@ -116,7 +134,7 @@ func (s *Server) snapshot(ctx context.Context) (*entry, error) {
 	if c.watchdog, err = encode(wd); err != nil {
 		return nil, err
 	}
-	c.reg, c.version, c.built = reg, v, time.Now()
+	c.reg, c.st, c.version, c.built = reg, st, v, time.Now()
 	s.cache.cur = c
 	return c, nil
 }
@@ -143,9 +161,13 @@ type ErrorBody struct {
 type Build struct{ Version, Revision string }
 
 // New returns the API of w over store; hosts are the Host values accepted
-// (nil: any).
+// (nil: any). Its event stream starts where the audit log ends now, with
+// w's epoch; its pool history is seeded from the log.
 func New(store *registry.Store, w *watchdog.Watcher, rg registry.Range, hosts []string, build Build) *Server {
-	s := &Server{Store: store, Watcher: w, Range: rg, AllowedHosts: hosts, Build: build, broker: newBroker()}
+	s := &Server{Store: store, Watcher: w, Range: rg, AllowedHosts: hosts, Build: build, history: watchdog.NewHistory()}
+	s.host, _ = os.Hostname()
+	seq := s.startFollowing(time.Now())
+	s.broker = newBroker(w.Epoch(), seq)
 	s.metrics = newMetrics(s)
 	return s
 }
@@ -160,25 +182,29 @@ func (s *Server) ObserveCycle(rep *watchdog.Report) {
 // Close ends the event streams (on shutdown).
 func (s *Server) Close() { s.broker.close() }
 
-// Handler builds the HTTP handler.
+// Handler builds the HTTP handler. Each route answers its method (GET
+// also HEAD) and any other with 405 and Allow.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/api/ports/status", only(http.MethodGet, s.cached(func(e *entry) []byte { return e.status })))
-	mux.Handle("/api/ports/allocations", only(http.MethodGet, s.cached(func(e *entry) []byte { return e.allocs })))
-	mux.Handle("/api/ports/allocations/", only(http.MethodGet, s.allocation))
-	mux.Handle("/api/ports/services/", only(http.MethodGet, s.service))
-	mux.Handle("/api/ports/health-check", only(http.MethodPost, s.healthCheck))
-	mux.Handle("/api/ports/events", only(http.MethodGet, s.events))
-	mux.Handle("/api/fleet/status", only(http.MethodGet, s.fleetStatus))
-	mux.Handle("/api/fleet/services/", only(http.MethodGet, s.fleetService))
-	mux.Handle("/api/ports/watchdog/status", only(http.MethodGet, s.cached(func(e *entry) []byte { return e.watchdog })))
+	route := func(method, path string, h http.HandlerFunc) {
+		mux.HandleFunc(method+" "+path, h)
+		mux.Handle(path, wrongMethod(method))
+	}
+	route("GET", "/api/ports/status", s.cached(func(e *entry) []byte { return e.status }))
+	route("GET", "/api/ports/allocations", s.cached(func(e *entry) []byte { return e.allocs }))
+	route("GET", "/api/ports/allocations/{port}", s.allocation)
+	route("GET", "/api/ports/services/{name}", s.service)
+	route("POST", "/api/ports/health-check", s.healthCheck)
+	route("GET", "/api/ports/events", s.events)
+	route("GET", "/api/ports/map", s.portMap)
+	route("GET", "/api/ports/history", s.portHistory)
+	route("GET", "/api/fleet/status", s.fleetStatus)
+	route("GET", "/api/fleet/services/{name}", s.fleetService)
+	route("GET", "/api/ports/watchdog/status", s.cached(func(e *entry) []byte { return e.watchdog }))
 	prom := promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, EnableOpenMetrics: true})
-	mux.Handle("/metrics", only(http.MethodGet, prom.ServeHTTP))
+	route("GET", "/metrics", prom.ServeHTTP)
+	route("GET", "/{$}", dashboard)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/" {
-			only(http.MethodGet, dashboard).ServeHTTP(w, r)
-			return
-		}
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
 	})
 	return s.checkHost(mux)
@@ -193,21 +219,19 @@ func NewHTTPServer(h http.Handler) *http.Server {
 		WriteTimeout:      60 * time.Second, // a health-check POST runs a cycle
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    16 << 10,
+		ConnContext:       withConn, // the event stream looks at its client's socket
 	}
 }
 
-func only(method string, h http.HandlerFunc) http.Handler {
+// wrongMethod answers a request whose method the route does not serve.
+func wrongMethod(method string) http.Handler {
+	allow := method
+	if method == http.MethodGet {
+		allow = "GET, HEAD"
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != method && !(method == http.MethodGet && r.Method == http.MethodHead) {
-			allow := method
-			if method == http.MethodGet {
-				allow = "GET, HEAD"
-			}
-			w.Header().Set("Allow", allow)
-			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed; use %s", r.Method, method))
-			return
-		}
-		h(w, r)
+		w.Header().Set("Allow", allow)
+		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed; use %s", r.Method, method))
 	})
 }
 
@@ -289,9 +313,9 @@ func (s *Server) cached(pick func(*entry) []byte) http.HandlerFunc {
 }
 
 func (s *Server) allocation(w http.ResponseWriter, r *http.Request) {
-	raw := strings.TrimPrefix(r.URL.Path, "/api/ports/allocations/")
+	raw := r.PathValue("port")
 	port, err := registry.ParsePort(raw)
-	if err != nil || strings.Contains(raw, "/") {
+	if err != nil {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("%q is not a port number (1-65535)", raw))
 		return
 	}
@@ -311,11 +335,7 @@ func (s *Server) allocation(w http.ResponseWriter, r *http.Request) {
 // service answers GET /api/ports/services/{name}: the service's
 // allocations, by port; 404 if it holds none.
 func (s *Server) service(w http.ResponseWriter, r *http.Request) {
-	name := strings.TrimPrefix(r.URL.Path, "/api/ports/services/")
-	if name == "" || strings.Contains(name, "/") {
-		writeError(w, http.StatusBadRequest, "want /api/ports/services/NAME")
-		return
-	}
+	name := r.PathValue("name")
 	c, err := s.snapshot(r.Context())
 	if err != nil {
 		storeError(w, err)
@@ -358,13 +378,40 @@ func (s *Server) fleetService(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	name := strings.TrimPrefix(r.URL.Path, "/api/fleet/services/")
+	name := r.PathValue("name")
 	found := v.Services(name, "")
 	if len(found) == 0 {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("service %q holds no port in the fleet", name))
 		return
 	}
 	writeJSON(w, found)
+}
+
+// portMap answers GET /api/ports/map: the range port by port, with the
+// processes behind the ports in use as they are now.
+func (s *Server) portMap(w http.ResponseWriter, r *http.Request) {
+	c, err := s.snapshot(r.Context())
+	if err != nil {
+		storeError(w, err)
+		return
+	}
+	c.mapOnce.Do(func() {
+		listeners := map[int][]int{}
+		if ports := watchdog.ListenerPorts(c.st); len(ports) > 0 {
+			listeners = probe.TakeSnapshot().OwnersOf(ports)
+		}
+		c.portMap, c.mapErr = encode(watchdog.BuildMap(s.host, c.st, listeners))
+	})
+	if c.mapErr != nil {
+		writeError(w, http.StatusInternalServerError, c.mapErr.Error())
+		return
+	}
+	writeBytes(w, c.portMap)
+}
+
+// portHistory answers GET /api/ports/history: the pool over the last hour.
+func (s *Server) portHistory(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, s.history.Doc(time.Now()))
 }
 
 func (s *Server) healthCheck(w http.ResponseWriter, r *http.Request) {
@@ -394,6 +441,8 @@ type metrics struct {
 	// authFailures counts requests turned away for want of valid
 	// credentials (401).
 	authFailures prometheus.Counter
+	refused      *prometheus.CounterVec // event streams refused, by reason
+	dropped      prometheus.Counter     // event streams whose client stopped reading
 }
 
 var (
@@ -420,11 +469,17 @@ func newMetrics(s *Server) *metrics {
 			Name: "gracectl_watchdog_cleanups_total", Help: "Ports released by the watchdog."}),
 		authFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gracectl_api_auth_failures_total", Help: "API requests refused for want of valid credentials (401)."}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gracectl_api_event_streams_refused_total", Help: "Event streams refused: reason=client (the client holds its share), reason=total (all slots taken)."}, []string{"reason"}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gracectl_api_event_streams_dropped_total", Help: "Event streams ended because their client read nothing for a heartbeat."}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "gracectl_watchdog_cycle_duration_seconds", Help: "Duration of watchdog cycles.",
 			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}),
 	}
-	m.reg.MustRegister(m.cycles, m.issues, m.cleanups, m.duration, m.authFailures, m,
+	streams := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "gracectl_api_event_streams", Help: "Event streams open now."}, func() float64 { return float64(s.slots.open()) })
+	m.reg.MustRegister(m.cycles, m.issues, m.cleanups, m.duration, m.authFailures, m.refused, m.dropped, streams, m,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -38,6 +38,9 @@ type State struct {
 	API                 string        `json:"api,omitzero"`
 	APIAccess           string        `json:"api_access,omitzero"` // "loopback", "remote, TLS and authentication", "remote, unauthenticated", …
 	StartedBy           string        `json:"started_by,omitzero"` // "run": started by gracectl run
+	// EventEpoch numbers this run of the watchdog among all runs for the
+	// registry (Watcher.Epoch).
+	EventEpoch uint64 `json:"event_epoch,omitzero"`
 }
 
 // StatePath is the watchdog state file of store's registry.

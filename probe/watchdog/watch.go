@@ -33,7 +33,8 @@ type Watcher struct {
 	OnCycle func(*Report)
 
 	mu     sync.Mutex
-	held   bool // Lock was called
+	held   bool   // Lock was called
+	epoch  uint64 // set by Lock
 	flight *flight
 	state  State
 	open   episodes // issues open at the last cycle
@@ -167,7 +168,32 @@ func (w *Watcher) Lock() (release func(), err error) {
 		return nil, e
 	}
 	w.held = true
+	if err := w.newEpoch(); err != nil {
+		fl.Close()
+		return nil, err
+	}
 	return func() { fl.Close() }, nil
+}
+
+// Epoch numbers this run of the watchdog among all runs for the registry,
+// from Lock on: higher than the one before it, recorded in the state file
+// at once, and at least the Unix time in seconds should that file be lost.
+// The event stream's ids carry it, so that they never repeat across
+// restarts.
+func (w *Watcher) Epoch() uint64 { return w.epoch }
+
+// newEpoch takes the next epoch and records it; under the watchdog lock.
+func (w *Watcher) newEpoch() error {
+	st, err := LoadState(w.Store)
+	if err != nil {
+		st = &State{IntervalSeconds: DefaultInterval.Seconds()} // an unreadable state file is replaced by Run
+	}
+	w.epoch = max(st.EventEpoch+1, uint64(time.Now().Unix()))
+	st.EventEpoch, st.Running = w.epoch, false
+	if err := SaveState(w.Store, st); err != nil {
+		return fmt.Errorf("cannot save watchdog state: %w", err)
+	}
+	return nil
 }
 
 // Run is `gracectl watch`: a cycle at once, then one every Interval, until
@@ -191,6 +217,7 @@ func (w *Watcher) Run(ctx context.Context, now <-chan struct{}) error {
 	w.state = State{
 		Running: true, PID: self.PID, PIDStart: self.Start, BootID: self.Boot,
 		StartedAt: registry.Now(), IntervalSeconds: w.Interval.Seconds(), API: w.API, APIAccess: w.APIAccess, StartedBy: w.StartedBy,
+		EventEpoch: w.epoch,
 	}
 	if err := SaveState(w.Store, &w.state); err != nil {
 		w.mu.Unlock()
