@@ -15,8 +15,15 @@ import (
 	"time"
 )
 
-// The event stream (ports 24680-24699, the API on 24698-24699; and
-// 28420-28479).
+// The event stream. Each test takes its own block of ten ports
+// (testPorts): the API on the last, the managed range on the others.
+
+// apiPorts splits the test's block: the managed range, and the API's
+// address on the block's last port.
+func apiPorts(t *testing.T) (rg, addr string) {
+	b := testPorts(t)
+	return b.Sub(0, 8), b.Addr(9)
+}
 
 type sse struct {
 	id   string
@@ -92,9 +99,9 @@ func next(t *testing.T, events <-chan sse, want string) sse {
 // with Last-Event-ID gets what it missed, and nothing twice.
 func TestEventStream(t *testing.T) {
 	root := t.TempDir()
-	const rg = "24680-24699"
-	startWatchAPI(t, root, rg, "127.0.0.1:24699")
-	base := "http://127.0.0.1:24699"
+	rg, addr := apiPorts(t)
+	startWatchAPI(t, root, rg, addr)
+	base := "http://" + addr
 	ctx, cancel := context.WithCancel(context.Background())
 	events, resp := stream(t, ctx, base, "", "")
 	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
@@ -203,11 +210,10 @@ func services(evs []sse) []string {
 // it was given, after one restart or several, gets every audit event after
 // it (from the log, when the watchdog's memory no longer holds them), and
 // ids keep growing across restarts. Ids never given get a reset event with
-// the current state. Ports 28420-28429, the API on 28429.
+// the current state.
 func TestEventIDsSurviveRestarts(t *testing.T) {
 	root := t.TempDir()
-	const rg = "28420-28428"
-	const addr = "127.0.0.1:28429"
+	rg, addr := apiPorts(t)
 	base := "http://" + addr
 	allocate := func(name string) {
 		t.Helper()
@@ -281,7 +287,7 @@ func TestEventIDsSurviveRestarts(t *testing.T) {
 	// Ids never given: a reset with the current state, then a fresh start.
 	for _, bad := range []string{"abc", "1-2", "99999", "1-99999999999-1", fmt.Sprintf("%s-0-1", afterA1)} {
 		ch, _ := stream(t, ctx, base, bad, "?backlog=2")
-		evs := collect(t, ch, `"action":"allocate","port":28425,`) // a6
+		evs := collect(t, ch, `"action":"allocate","port":`+testPorts(t).P(5)+`,`) // a6
 		var reset struct {
 			Action string `json:"action"`
 			Reason string `json:"reason"`
@@ -300,10 +306,10 @@ func TestEventIDsSurviveRestarts(t *testing.T) {
 
 // ?backlog=N starts a stream with the last N changes, oldest first, read
 // from the log for those before this watchdog (cycle summaries are not
-// changes). Ports 28430-28439, the API on 28439.
+// changes).
 func TestEventBacklog(t *testing.T) {
 	root := t.TempDir()
-	const rg = "28430-28438"
+	rg, addr := apiPorts(t)
 	for i := 0; i < 30; i++ {
 		name := fmt.Sprintf("s%02d", i)
 		if out, err := gracectlCmd(t, root, "allocate", "--service", name, "--range", rg).CombinedOutput(); err != nil {
@@ -313,8 +319,8 @@ func TestEventBacklog(t *testing.T) {
 			t.Fatalf("%v: %s", err, out)
 		}
 	}
-	startWatchAPI(t, root, rg, "127.0.0.1:28439")
-	base := "http://127.0.0.1:28439"
+	startWatchAPI(t, root, rg, addr)
+	base := "http://" + addr
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	live, _ := stream(t, ctx, base, "", "")
@@ -346,17 +352,18 @@ func TestEventBacklog(t *testing.T) {
 // The attack of issue 22: one local user opens 64 streams. It gets
 // MaxStreamsPerClient of them and 429 for the rest; everyone else still
 // gets a stream. As root the attacker is user nobody (setpriv); otherwise
-// the test's own user attacks and only the cap is checked. Ports
-// 28440-28449, the API on 28449.
+// the test's own user attacks and only the cap is checked.
 func TestEventStreamSlotsPerUser(t *testing.T) {
 	root := t.TempDir()
-	startWatchAPI(t, root, "28440-28448", "127.0.0.1:28449")
-	base := "http://127.0.0.1:28449"
+	rg, addr := apiPorts(t)
+	startWatchAPI(t, root, rg, addr)
+	base := "http://" + addr
+	port := testPorts(t).P(9)
 	asOther := canSwitchUser()
-	attack := exec.Command("python3", "-c", streamFlood, "127.0.0.1", "28449", "64")
+	attack := exec.Command("python3", "-c", streamFlood, "127.0.0.1", port, "64")
 	if asOther {
 		// The system's python3, which any user can run.
-		attack = asNobody("/usr/bin/python3", "-c", streamFlood, "127.0.0.1", "28449", "64")
+		attack = asNobody("/usr/bin/python3", "-c", streamFlood, "127.0.0.1", port, "64")
 	}
 	out, err := attack.StdoutPipe()
 	if err != nil {
@@ -392,7 +399,7 @@ func TestEventStreamSlotsPerUser(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("root's stream during the attack: %d", resp.StatusCode)
 	}
-	if err := gracectlCmd(t, root, "allocate", "--service", "during", "--range", "28440-28448").Run(); err != nil {
+	if err := gracectlCmd(t, root, "allocate", "--service", "during", "--range", rg).Run(); err != nil {
 		t.Fatal(err)
 	}
 	next(t, ch, `"service_name":"during"`)
@@ -439,23 +446,25 @@ while held:
 `
 
 // A stream whose client reads nothing is dropped within two heartbeats;
-// one whose client reads stays. Ports 28450-28459, the API on 28459.
+// one whose client reads stays.
 func TestEventStreamDropsIdleClient(t *testing.T) {
 	root := t.TempDir()
-	w := startGracectl(t, root, "watch", "--interval", "1h", "--range", "28450-28458", "--api", "127.0.0.1:28459", "--event-heartbeat", "500ms")
+	rg, addr := apiPorts(t)
+	w := startGracectl(t, root, "watch", "--interval", "1h", "--range", rg, "--api", addr, "--event-heartbeat", "500ms")
 	waitFor(t, "the API", 20*time.Second, func() bool { return strings.Contains(w.out.String(), "Health check:") })
 	t.Cleanup(func() { w.cmd.Process.Signal(syscall.SIGTERM); w.wait(t, 10*time.Second) })
-	base := "http://127.0.0.1:28459"
+	base := "http://" + addr
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	reader, _ := stream(t, ctx, base, "", "")
 	idle := exec.Command("python3", "-c", `
 import socket, sys, time
-s = socket.create_connection(("127.0.0.1", 28459))
-s.sendall(b"GET /api/ports/events HTTP/1.1\r\nHost: 127.0.0.1:28459\r\n\r\n")
+host, port = sys.argv[1], int(sys.argv[2])
+s = socket.create_connection((host, port))
+s.sendall(b"GET /api/ports/events HTTP/1.1\r\nHost: %s:%d\r\n\r\n" % (host.encode(), port))
 print("sent", flush=True)
 time.sleep(3600)
-`)
+`, "127.0.0.1", testPorts(t).P(9))
 	out, _ := idle.StdoutPipe()
 	if err := idle.Start(); err != nil {
 		t.Fatal(err)
@@ -467,7 +476,7 @@ time.sleep(3600)
 		return strings.Contains(m, "gracectl_api_event_streams 1") && strings.Contains(m, "gracectl_api_event_streams_dropped_total 1")
 	})
 	// The reading client is still served.
-	if err := gracectlCmd(t, root, "allocate", "--service", "still", "--range", "28450-28458").Run(); err != nil {
+	if err := gracectlCmd(t, root, "allocate", "--service", "still", "--range", rg).Run(); err != nil {
 		t.Fatal(err)
 	}
 	next(t, reader, `"service_name":"still"`)

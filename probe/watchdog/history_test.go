@@ -14,8 +14,8 @@ import (
 )
 
 // The pool's history, seeded from the log by working back from the
-// registry, then kept from what the watchdog sees. Ports 28500-28509 (none
-// is bound).
+// registry, then kept from what the watchdog sees. The ports are numbers
+// only: none is bound.
 func TestHistorySeedAndRecord(t *testing.T) {
 	rg := registry.Range{Start: 28500, End: 28509}
 	now := time.Date(2025, 11, 15, 14, 0, 5, 0, time.UTC)
@@ -86,7 +86,7 @@ func TestHistorySeedAndRecord(t *testing.T) {
 }
 
 // The map: one state per port in use, the processes behind each as they
-// are now, free ports counted.
+// are now, free ports counted. No port is bound.
 func TestBuildMap(t *testing.T) {
 	listener := exec.Command("sleep", "60")
 	if err := listener.Start(); err != nil {

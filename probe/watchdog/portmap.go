@@ -117,7 +117,7 @@ func allocationCell(a *registry.Allocation, listeners []int) Cell {
 	if a.PID > 0 {
 		var l probe.Liveness
 		owner, l = probe.Resolve(a.Owner())
-		c.Owner = &Proc{PID: a.PID, Alive: l != probe.Dead, Command: registry.SafeText(strings.Join(a.Command, " "), 256)}
+		c.Owner = &Proc{PID: int(a.PID), Alive: l != probe.Dead, Command: registry.SafeText(strings.Join(a.Command, " "), 256)}
 	}
 	for _, pid := range listeners {
 		if pid != owner {
