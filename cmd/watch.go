@@ -187,6 +187,7 @@ func runWatch(cmd *cobra.Command, o *watchOptions) error {
 		srv.Fleet = fleetClient
 		srv.Heartbeat = o.heartbeat
 		hooks = append(hooks, srv.ObserveCycle)
+		w.OnCycleError, w.OnExitCheck = srv.ObserveCycleError, srv.ObserveExitCheck
 		followCtx, stopFollowing := context.WithCancel(cmd.Context())
 		defer stopFollowing()
 		go srv.FollowChanges(followCtx)

@@ -29,7 +29,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,13 +39,11 @@ import (
 	"github.com/gracectl/gracectl/probe"
 	"github.com/gracectl/gracectl/probe/watchdog"
 	"github.com/gracectl/gracectl/registry"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Server serves the API of one watcher. Build it with New; the caller
-// wires the watcher's cycles to ObserveCycle (the metrics).
+// wires the watcher's cycles to ObserveCycle and ObserveCycleError, and its
+// checks of exited owners to ObserveExitCheck (the metrics).
 type Server struct {
 	Store   *registry.Store
 	Watcher *watchdog.Watcher
@@ -168,16 +165,23 @@ func New(store *registry.Store, w *watchdog.Watcher, rg registry.Range, hosts []
 	s.host, _ = os.Hostname()
 	seq := s.startFollowing(time.Now())
 	s.broker = newBroker(w.Epoch(), seq)
-	s.metrics = newMetrics(s)
+	s.metrics = newMetrics(rg, build, func() float64 { return float64(s.slots.open()) })
 	return s
 }
 
 // ObserveCycle records a finished watchdog cycle in the metrics and the
 // event stream.
 func (s *Server) ObserveCycle(rep *watchdog.Report) {
-	s.metrics.observe(rep)
+	s.metrics.observeCycle(rep)
 	s.observeEvents(rep)
 }
+
+// ObserveCycleError records a cycle that failed (gracectl_registry_up 0).
+func (s *Server) ObserveCycleError(error) { s.metrics.up.Set(0) }
+
+// ObserveExitCheck records the check of the ports of an owner that exited
+// between cycles.
+func (s *Server) ObserveExitCheck(rep *watchdog.Report) { s.metrics.observePorts(rep) }
 
 // Close ends the event streams (on shutdown).
 func (s *Server) Close() { s.broker.close() }
@@ -201,8 +205,7 @@ func (s *Server) Handler() http.Handler {
 	route("GET", "/api/fleet/status", s.fleetStatus)
 	route("GET", "/api/fleet/services/{name}", s.fleetService)
 	route("GET", "/api/ports/watchdog/status", s.cached(func(e *entry) []byte { return e.watchdog }))
-	prom := promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, EnableOpenMetrics: true})
-	route("GET", "/metrics", prom.ServeHTTP)
+	route("GET", "/metrics", s.metrics.handler().ServeHTTP)
 	route("GET", "/{$}", dashboard)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
@@ -427,108 +430,4 @@ func (s *Server) healthCheck(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, rep)
-}
-
-// metrics are the Prometheus series. Per-port series are read from the
-// registry at scrape time; cycle series are updated after each cycle.
-type metrics struct {
-	reg      *prometheus.Registry
-	s        *Server
-	cycles   prometheus.Counter
-	issues   prometheus.Counter
-	cleanups prometheus.Counter
-	duration prometheus.Histogram
-	// authFailures counts requests turned away for want of valid
-	// credentials (401).
-	authFailures prometheus.Counter
-	refused      *prometheus.CounterVec // event streams refused, by reason
-	dropped      prometheus.Counter     // event streams whose client stopped reading
-}
-
-var (
-	descInRange   = prometheus.NewDesc("gracectl_ports_in_range", "Ports in the managed range.", nil, nil)
-	descAllocated = prometheus.NewDesc("gracectl_ports_allocated", "Ports of the managed range that are allocated.", nil, nil)
-	descFree      = prometheus.NewDesc("gracectl_ports_free", "Ports of the managed range that are neither allocated nor listened on.", nil, nil)
-	descUnmanaged = prometheus.NewDesc("gracectl_ports_unmanaged", "Ports of the managed range listened on without an allocation.", nil, nil)
-	descHealth    = prometheus.NewDesc("gracectl_port_health_status", "The allocation's health_status: one series per status, 1 for the current one.", []string{"port", "service", "status"}, nil)
-	descRequests  = prometheus.NewDesc("gracectl_port_requests_total", "Requests the service reports on its health endpoint (absent when it reports none).", []string{"port", "service"}, nil)
-	descErrors    = prometheus.NewDesc("gracectl_port_errors_total", "Errors the service reports on its health endpoint (absent when it reports none).", []string{"port", "service"}, nil)
-	descBuild     = prometheus.NewDesc("gracectl_build_info", "gracectl's version, Go version and VCS revision; always 1.", []string{"version", "goversion", "revision"}, nil)
-	descUp        = prometheus.NewDesc("gracectl_registry_up", "1 if the registry could be read at scrape time.", nil, nil)
-)
-
-func newMetrics(s *Server) *metrics {
-	m := &metrics{
-		reg: prometheus.NewRegistry(),
-		s:   s,
-		cycles: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "gracectl_watchdog_cycles_total", Help: "Watchdog cycles run by this process."}),
-		issues: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "gracectl_watchdog_issues_total", Help: "Issues found: each counted once, when it starts."}),
-		cleanups: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "gracectl_watchdog_cleanups_total", Help: "Ports released by the watchdog."}),
-		authFailures: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "gracectl_api_auth_failures_total", Help: "API requests refused for want of valid credentials (401)."}),
-		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gracectl_api_event_streams_refused_total", Help: "Event streams refused: reason=client (the client holds its share), reason=total (all slots taken)."}, []string{"reason"}),
-		dropped: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "gracectl_api_event_streams_dropped_total", Help: "Event streams ended because their client read nothing for a heartbeat."}),
-		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "gracectl_watchdog_cycle_duration_seconds", Help: "Duration of watchdog cycles.",
-			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}),
-	}
-	streams := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "gracectl_api_event_streams", Help: "Event streams open now."}, func() float64 { return float64(s.slots.open()) })
-	m.reg.MustRegister(m.cycles, m.issues, m.cleanups, m.duration, m.authFailures, m.refused, m.dropped, streams, m,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return m
-}
-
-func (m *metrics) observe(rep *watchdog.Report) {
-	m.cycles.Inc()
-	m.issues.Add(float64(rep.NewIssues))
-	m.cleanups.Add(float64(len(rep.Released)))
-	m.duration.Observe(rep.DurationMS / 1000)
-}
-
-// Describe implements prometheus.Collector.
-func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descBuild, descInRange, descAllocated, descFree, descUnmanaged, descHealth, descRequests, descErrors, descUp} {
-		ch <- d
-	}
-}
-
-// Collect implements prometheus.Collector, from one registry read.
-func (m *metrics) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	reg, err := m.s.Store.Read(ctx)
-	if err != nil {
-		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, 0)
-		return
-	}
-	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, 1)
-	ch <- prometheus.MustNewConstMetric(descBuild, prometheus.GaugeValue, 1, m.s.Build.Version, runtime.Version(), m.s.Build.Revision)
-	st := watchdog.BuildStatus(m.s.Store.Path(), m.s.Range, reg, &watchdog.State{}, watchdog.FindUnmanaged(ctx, probe.TakeSnapshot(), m.s.Range, reg))
-	ch <- prometheus.MustNewConstMetric(descInRange, prometheus.GaugeValue, float64(st.TotalPorts))
-	ch <- prometheus.MustNewConstMetric(descAllocated, prometheus.GaugeValue, float64(st.Allocated))
-	ch <- prometheus.MustNewConstMetric(descFree, prometheus.GaugeValue, float64(st.Available))
-	ch <- prometheus.MustNewConstMetric(descUnmanaged, prometheus.GaugeValue, float64(len(st.Unmanaged)))
-	for _, a := range st.Allocations {
-		p := strconv.Itoa(a.Port)
-		// The full state set, as node_exporter's systemd unit states.
-		for _, status := range registry.Statuses {
-			v := 0.0
-			if a.HealthStatus == status {
-				v = 1
-			}
-			ch <- prometheus.MustNewConstMetric(descHealth, prometheus.GaugeValue, v, p, a.ServiceName, status)
-		}
-		if !a.CountsAt.IsZero() {
-			// The service's own running totals: a restart of the service
-			// is a counter reset, which rate() handles.
-			ch <- prometheus.MustNewConstMetric(descRequests, prometheus.CounterValue, float64(a.RequestCount), p, a.ServiceName)
-			ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(a.ErrorCount), p, a.ServiceName)
-		}
-	}
 }

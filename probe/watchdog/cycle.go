@@ -403,6 +403,12 @@ func apply(ctx context.Context, store *registry.Store, rep *Report) error {
 	})
 }
 
+// CountsKnown reports whether the service has reported its request and
+// error counts on its health endpoint (now, or at an earlier check).
+func (r *Result) CountsKnown() bool {
+	return r.verdict.Counts || (r.probed != nil && !r.probed.CountsAt.IsZero())
+}
+
 // IssueLine is how the watchdog log names a finding: the seed's
 // "Port 8001 (grace_learning): dead", and why.
 func (r *Result) IssueLine() string {

@@ -121,4 +121,7 @@ func (w *Watcher) checkPorts(ctx context.Context, ports []int) {
 	w.state.IssuesDetected += int64(rep.NewIssues)
 	w.mu.Unlock()
 	w.logFindings(rep, started, nil)
+	if w.OnExitCheck != nil {
+		w.OnExitCheck(rep)
+	}
 }

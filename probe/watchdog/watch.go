@@ -29,8 +29,12 @@ type Watcher struct {
 	ExitWhenIdle time.Duration
 	// Log receives the watchdog's log lines ("[PORT-WATCHDOG] …").
 	Log func(line string)
-	// OnCycle, if set, sees every finished cycle (metrics).
-	OnCycle func(*Report)
+	// OnCycle, if set, sees every finished cycle (metrics), OnCycleError
+	// every cycle that failed, and OnExitCheck the report of each check of
+	// the ports of an owner that exited between cycles.
+	OnCycle      func(*Report)
+	OnCycleError func(error)
+	OnExitCheck  func(*Report)
 
 	mu     sync.Mutex
 	held   bool   // Lock was called
@@ -100,6 +104,9 @@ func (w *Watcher) Trigger(ctx context.Context) (*Report, error) {
 	close(f.done)
 	if f.err != nil {
 		w.log("[PORT-WATCHDOG] Cycle failed: %v", f.err)
+		if w.OnCycleError != nil {
+			w.OnCycleError(f.err)
+		}
 	} else {
 		w.report(f.rep, started, ended)
 		if w.OnCycle != nil {
