@@ -40,7 +40,7 @@ fuzz:
 # there; this installs Debian's chromium first, as root).
 test-browser:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
-	$(GO) test -count=1 -run 'TestDashboardInBrowser' -v ./cmd
+	$(GO) test -count=1 -run 'TestDashboard' -v ./cmd
 
 # The fleet view against a real etcd (make test runs it too, when etcd is
 # there; this installs Debian's etcd-server first, as root).
@@ -48,9 +48,9 @@ test-fleet:
 	@command -v etcd >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq etcd-server >/dev/null; }
 	$(GO) test -count=1 -run 'TestFleet' -v ./cmd
 
-# docs/dashboard.png, from the browser test.
+# docs/dashboard.png and docs/dashboard-phone.png, from the browser test.
 screenshot:
-	GRACECTL_DASHBOARD_SCREENSHOT=$(CURDIR)/docs/dashboard.png $(GO) test -count=1 -run 'TestDashboardInBrowser' ./cmd
+	GRACECTL_DASHBOARD_SCREENSHOTS=$(CURDIR)/docs $(GO) test -count=1 -run 'TestDashboardScreenshots' ./cmd
 
 cross:
 	GOOS=darwin $(GO) build ./...

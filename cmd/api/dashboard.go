@@ -6,8 +6,10 @@ import (
 )
 
 // The dashboard: one self-contained page (HTML, CSS and JavaScript, no
-// framework, nothing fetched from elsewhere) embedded in the binary. It
-// loads /api/ports/status, then follows /api/ports/events.
+// framework, no build step, nothing fetched from elsewhere) embedded in the
+// binary. It loads /api/ports/status, /api/ports/map and
+// /api/ports/history, draws the map and the chart itself (inline SVG), and
+// follows /api/ports/events?backlog=50, loading them again after events.
 //
 //go:embed dashboard/index.html
 var dashboardHTML []byte

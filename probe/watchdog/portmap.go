@@ -132,16 +132,34 @@ func allocationCell(a *registry.Allocation, listeners []int) Cell {
 			c.Listener.Command = a.ListenerName
 		}
 	}
-	switch {
-	case c.State == CellUnhealthy || c.State == CellOrphaned:
-		c.Issue = a.HealthStatus
-		if a.LastError != "" {
-			c.Issue += ": " + a.LastError
-		}
-	case c.Listener != nil && c.State == CellActive:
-		c.Issue = fmt.Sprintf("served by pid %d, not the owner", c.Listener.PID)
-	}
+	c.Issue = cellIssue(a, c.Listener)
 	return c
+}
+
+// cellIssue says what is wrong with an allocation, from its stored status
+// and the listener seen now ("" when nothing is).
+func cellIssue(a *registry.Allocation, listener *Proc) string {
+	why := ""
+	if a.LastError != "" {
+		why = ": " + a.LastError
+	}
+	switch a.HealthStatus {
+	case registry.StatusOrphaned:
+		if listener != nil {
+			return fmt.Sprintf("orphaned: owner pid %d is gone, pid %d still listens", a.PID, listener.PID)
+		}
+		return fmt.Sprintf("orphaned: owner pid %d is gone, the port still listens", a.PID)
+	case registry.StatusDead:
+		return fmt.Sprintf("dead: owner pid %d is gone", a.PID)
+	case registry.StatusNotListening:
+		return "not listening: the owner runs but does not listen"
+	case registry.StatusUnhealthy:
+		return "unhealthy: failed health checks" + why
+	}
+	if listener != nil && a.HealthStatus == registry.StatusActive {
+		return fmt.Sprintf("served by pid %d, not the owner", listener.PID)
+	}
+	return ""
 }
 
 // process describes pid as it runs now (not Alive when it does not).
