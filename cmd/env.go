@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gracectl/gracectl/cmd/fleet"
 	"github.com/gracectl/gracectl/registry"
 )
 
@@ -25,6 +26,9 @@ type environment struct {
 	privateRoot string
 	// fleet is GRACECTL_FLEET: the etcd endpoints of the fleet view.
 	fleet string
+	// fleetTimeout is GRACECTL_FLEET_TIMEOUT: how long a read of the fleet
+	// waits for etcd (-1 when it does not parse: a usage error).
+	fleetTimeout time.Duration
 	// noWatchdog is GRACECTL_WATCHDOG=off: run starts no watchdog.
 	noWatchdog bool
 	// watchdogIdle is GRACECTL_WATCHDOG_IDLE: how long a watchdog run
@@ -42,6 +46,14 @@ func readEnv() environment {
 		noWatchdog:   os.Getenv("GRACECTL_WATCHDOG") == "off",
 		fleet:        os.Getenv("GRACECTL_FLEET"),
 		watchdogIdle: DefaultAutoWatchIdle,
+		fleetTimeout: fleet.ReadTimeout,
+	}
+	if v := os.Getenv("GRACECTL_FLEET_TIMEOUT"); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			e.fleetTimeout = d
+		} else {
+			e.fleetTimeout = -1
+		}
 	}
 	if d, err := time.ParseDuration(os.Getenv("GRACECTL_WATCHDOG_IDLE")); err == nil && d > 0 {
 		e.watchdogIdle = d

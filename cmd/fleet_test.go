@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -71,6 +73,7 @@ func TestFleetOnEtcd(t *testing.T) {
 	hosts := []*host{{id: "h1", rg: ports.Sub(10, 19)}, {id: "h2", rg: ports.Sub(20, 29)}, {id: "h3", rg: ports.Sub(30, 39)}}
 	api := "http://" + ports.Addr(6)
 	late := ports.P(21) // h2's second port
+	hostname, _ := os.Hostname()
 	for _, h := range hosts {
 		h.root = t.TempDir()
 		if err := gracectlCmd(t, h.root, "allocate", "--service", "svc-"+h.id, "--range", h.rg).Run(); err != nil {
@@ -78,7 +81,7 @@ func TestFleetOnEtcd(t *testing.T) {
 		}
 		args := []string{"watch", "--interval", "1s", "--range", h.rg, "--fleet", endpoints, "--host-id", h.id}
 		if h.id == "h2" {
-			args = append(args, "--api", ports.Addr(6)) // serves /api/fleet/...
+			args = append(args, "--api", ports.Addr(6), "--fleet-timeout", "2s") // serves /api/fleet/...
 		}
 		h.w = startGracectl(t, h.root, args...)
 	}
@@ -88,16 +91,24 @@ func TestFleetOnEtcd(t *testing.T) {
 			return ok && v.has("h1", "svc-h1") && v.has("h2", "svc-h2") && v.has("h3", "svc-h3")
 		})
 		out, err := gracectlCmd(t, t.TempDir(), "status", "--fleet="+endpoints).Output()
-		if err != nil || !strings.Contains(string(out), "HOST h2 (") || !strings.Contains(string(out), "Hosts: 3\n") {
+		if err != nil || !strings.Contains(string(out), "HOST h2 ("+hostname+")\n") || !strings.Contains(string(out), "Hosts: 3\n") {
 			t.Fatalf("status --fleet (%v):\n%s", err, out)
 		}
+		// Each host's WATCHDOG section is what its watchdog counted, once
+		// it has had a cycle: never zeros it does not have.
+		waitFor(t, "every host's watchdog counts in the report", 60*time.Second, func() bool {
+			out, err := gracectlCmd(t, t.TempDir(), "status", "--fleet="+endpoints).Output()
+			return err == nil && strings.Count(string(out), "Check Interval: 1s\n") == 3 &&
+				strings.Count(string(out), "Checks Performed: ") == 3 && !strings.Contains(string(out), "Checks Performed: 0\n") &&
+				strings.Count(string(out), "Monitored Ports: 1\n") == 3 && strings.Count(string(out), "Last Cycle: ") == 3
+		})
 	})
 	t.Run("a new allocation appears", func(t *testing.T) {
 		if err := gracectlCmd(t, hosts[1].root, "allocate", "--service", "late", "--range", hosts[1].rg).Run(); err != nil {
 			t.Fatal(err)
 		}
 		waitFor(t, "the new allocation in the fleet", 60*time.Second, func() bool { v, ok := view(t); return ok && v.has("h2", "late") })
-		if out, err := gracectlCmd(t, t.TempDir(), "port", "late", "--fleet="+endpoints).Output(); err != nil || !strings.HasSuffix(strings.TrimSpace(string(out)), ":"+late) {
+		if out, err := gracectlCmd(t, t.TempDir(), "port", "late", "--fleet="+endpoints).Output(); err != nil || string(out) != "h2:"+late+"\n" {
 			t.Errorf("port --fleet: %v %q", err, out)
 		}
 	})
@@ -114,12 +125,38 @@ func TestFleetOnEtcd(t *testing.T) {
 			}
 		}
 	})
+	// The three simulated hosts share this machine's host name: the fleet
+	// tells them apart by host id.
 	t.Run("who and env across the fleet", func(t *testing.T) {
-		if out, err := gracectlCmd(t, t.TempDir(), "who", "--fleet="+endpoints, hosts[1].id+":"+late).Output(); err != nil || !strings.Contains(string(out), "allocated to late") {
-			t.Errorf("who --fleet: %v %q", err, out)
+		addr, err := gracectlCmd(t, t.TempDir(), "port", "late", "--fleet="+endpoints).Output()
+		if err != nil {
+			t.Fatal(err)
 		}
-		if out, err := gracectlCmd(t, t.TempDir(), "env", "--fleet="+endpoints, "late").Output(); err != nil || !strings.Contains(string(out), "LATE_PORT="+late) || !strings.Contains(string(out), "LATE_HOST=") {
+		if out, err := gracectlCmd(t, t.TempDir(), "who", "--fleet="+endpoints, strings.TrimSpace(string(addr))).Output(); err != nil || !strings.HasPrefix(string(out), "h2 ("+hostname+"):"+late+": allocated to late") {
+			t.Errorf("who --fleet with what port --fleet printed: %v %q", err, out)
+		}
+		out, err := gracectlCmd(t, t.TempDir(), "who", "--fleet="+endpoints, hostname+":"+late).CombinedOutput()
+		if code := exitCode(err); code != 1 || !strings.Contains(string(out), "3 hosts of the fleet are named "+strconv.Quote(hostname)+": h1, h2, h3") {
+			t.Errorf("who --fleet by a host name three hosts share: exit %d\n%s", code, out)
+		}
+		if out, err := gracectlCmd(t, t.TempDir(), "env", "--fleet="+endpoints, "late").Output(); err != nil ||
+			string(out) != "LATE_HOST="+hostname+"\nLATE_HOST_ID=h2\nLATE_PORT="+late+"\n" {
 			t.Errorf("env --fleet: %v %q", err, out)
+		}
+		// A service on two hosts: refused, naming them, unless --host says
+		// which.
+		for _, h := range []*host{hosts[0], hosts[2]} {
+			if err := gracectlCmd(t, h.root, "allocate", "--service", "shared", "--range", h.rg).Run(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitFor(t, "the shared service on h1 and h3", 60*time.Second, func() bool { v, ok := view(t); return ok && v.has("h1", "shared") && v.has("h3", "shared") })
+		out, err = gracectlCmd(t, t.TempDir(), "env", "--fleet="+endpoints, "shared").CombinedOutput()
+		if code := exitCode(err); code != 1 || !strings.Contains(string(out), `"shared" on h1, h3; pick one with --host`) {
+			t.Errorf("env --fleet for a service on two hosts: exit %d\n%s", code, out)
+		}
+		if out, err := gracectlCmd(t, t.TempDir(), "env", "--fleet="+endpoints, "--host", "h3", "shared").Output(); err != nil || !strings.Contains(string(out), "SHARED_HOST_ID=h3\n") {
+			t.Errorf("env --fleet --host h3: %v %q", err, out)
 		}
 	})
 	// A second watchdog claiming h1: an error in both logs, and it does not
@@ -132,8 +169,21 @@ func TestFleetOnEtcd(t *testing.T) {
 		waitFor(t, "the first claimant to hear of it", 60*time.Second, func() bool {
 			return strings.Contains(hosts[0].w.out.String(), "also claims host-id h1")
 		})
+		// The second claimant tries again (after 1, 2, 4 s): one episode,
+		// one line in each log, however many tries it takes.
+		for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+			if n := strings.Count(hosts[0].w.out.String(), "also claims host-id h1"); n != 1 {
+				t.Fatalf("the first claimant logged the conflict %d times:\n%s", n, hosts[0].w.out)
+			}
+		}
+		if n := strings.Count(dup.out.String(), "host-id h1 is already claimed by"); n != 1 {
+			t.Errorf("the second claimant logged its refusal %d times:\n%s", n, dup.out)
+		}
 		dup.cmd.Process.Signal(syscall.SIGTERM)
 		dup.wait(t, 60*time.Second)
+		waitFor(t, "the first claimant to hear the episode ended", 60*time.Second, func() bool {
+			return strings.Contains(hosts[0].w.out.String(), "no longer claims host-id h1")
+		})
 		if v, _ := view(t); !v.has("h1", "svc-h1") {
 			t.Errorf("h1 lost its view to the second claimant")
 		}
@@ -172,6 +222,11 @@ func TestFleetOnEtcd(t *testing.T) {
 				return strings.Contains(h.w.out.String(), "Fleet: cannot publish to etcd")
 			})
 		}
+		// Every read says so within its deadline, naming the endpoints.
+		for _, args := range [][]string{{"status"}, {"port", "late"}, {"who", "h2:" + late}, {"env"}} {
+			checkUnreadable(t, 2*time.Second, etcd.Endpoints(), append(args, "--fleet="+endpoints, "--fleet-timeout", "2s")...)
+		}
+		checkAPIUnavailable(t, api+"/api/fleet/status", 2*time.Second, etcd.Endpoints())
 	})
 	t.Run("etcd back", func(t *testing.T) {
 		for i := range 3 {

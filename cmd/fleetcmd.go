@@ -4,12 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
+	"time"
 
 	"github.com/gracectl/gracectl/cmd/fleet"
 	"github.com/gracectl/gracectl/cmd/fleet/etcd"
 	"github.com/gracectl/gracectl/probe/watchdog"
-	"github.com/gracectl/gracectl/registry"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -20,14 +19,16 @@ import (
 type fleetFlags struct {
 	spec              string
 	cacert, cert, key string
+	timeout           time.Duration
 }
 
 const fleetFromEnv = "$GRACECTL_FLEET"
 
-// addFleetFlags adds --fleet and its TLS flags. For a command that reads
-// the fleet, --fleet may stand alone (the endpoints then come from
-// $GRACECTL_FLEET) or be --fleet=etcd://…; for watch it takes its value.
-func addFleetFlags(f *pflag.FlagSet, o *fleetFlags, what string, bare bool) {
+// addFleetFlags adds --fleet, its TLS flags and --fleet-timeout. For a
+// command that reads the fleet, --fleet may stand alone (the endpoints then
+// come from $GRACECTL_FLEET) or be --fleet=etcd://…; for watch it takes its
+// value.
+func addFleetFlags(f *pflag.FlagSet, g *globals, o *fleetFlags, what string, bare bool) {
 	if bare {
 		f.StringVar(&o.spec, "fleet", "", what+" (endpoints from $GRACECTL_FLEET, or --fleet=etcd://HOST:PORT[,HOST:PORT...])")
 		f.Lookup("fleet").NoOptDefVal = fleetFromEnv
@@ -37,12 +38,19 @@ func addFleetFlags(f *pflag.FlagSet, o *fleetFlags, what string, bare bool) {
 	f.StringVar(&o.cacert, "fleet-cacert", "", "CA `FILE` of etcd's server certificate (etcd --trusted-ca-file)")
 	f.StringVar(&o.cert, "fleet-cert", "", "client certificate `FILE` for etcd (--client-cert-auth)")
 	f.StringVar(&o.key, "fleet-key", "", "the client certificate's key `FILE`")
+	f.DurationVar(&o.timeout, "fleet-timeout", g.env.fleetTimeout, "how long a read of the fleet waits for etcd; $GRACECTL_FLEET_TIMEOUT sets the default")
 }
 
 func (o *fleetFlags) enabled() bool { return o.spec != "" }
 
 // connect opens the etcd client.
 func (o *fleetFlags) connect(g *globals) (*etcd.Client, error) {
+	switch {
+	case o.timeout < 0 && o.timeout == g.env.fleetTimeout:
+		return nil, usageErrorf("$GRACECTL_FLEET_TIMEOUT is not a duration such as 5s")
+	case o.timeout <= 0:
+		return nil, usageErrorf("--fleet-timeout must be positive, got %s", o.timeout)
+	}
 	spec := o.spec
 	if spec == fleetFromEnv {
 		spec = g.env.fleet
@@ -57,25 +65,38 @@ func (o *fleetFlags) connect(g *globals) (*etcd.Client, error) {
 	return fleet.Connect(fleet.Config{Endpoints: eps, CACert: o.cacert, Cert: o.cert, Key: o.key})
 }
 
-// readFleet reads the fleet view.
+// readFleet reads the fleet view within --fleet-timeout, and says on stderr
+// which keys it ignored. A fleet it cannot read is exit 7.
 func readFleet(ctx context.Context, g *globals, o *fleetFlags) (*fleet.View, error) {
 	cli, err := o.connect(g)
 	if err != nil {
 		return nil, err
 	}
 	defer cli.Close()
-	return fleet.Read(ctx, cli)
+	start := time.Now()
+	v, err := fleet.ReadWithin(ctx, cli, o.timeout)
+	if err != nil {
+		hint := "check that etcd runs at those addresses, and that gracectl may reach them"
+		if time.Since(start) >= o.timeout {
+			hint = "a member that accepts connections but does not answer is stopped or cut off from its cluster; or raise --fleet-timeout"
+		}
+		return nil, &exitError{code: exitFleet, err: err, hint: hint}
+	}
+	for _, w := range v.Warnings {
+		fmt.Fprintf(g.stderr, "gracectl: warning: %s\n", escape(w))
+	}
+	return v, nil
 }
 
 // writeFleetReport prints the seed's report for each host, under a
-// "HOST <id>" heading, then the fleet's summary.
+// "HOST <id> (<host name>)" heading, then the fleet's summary. The
+// watchdog's section has the lines the host published, and no others.
 func writeFleetReport(w io.Writer, v *fleet.View) error {
 	for _, h := range v.Hosts {
-		fmt.Fprintf(w, "HOST %s (%s)\n\n", escape(h.Host.ID), escape(h.Host.Hostname))
+		fmt.Fprintf(w, "HOST %s\n\n", escape(h.Host.Name()))
 		st := &watchdog.Status{Registry: "etcd", Range: h.Host.Range, TotalPorts: h.Host.Range.Size(),
-			Allocated: h.Allocated, Available: h.Available, Allocations: h.Allocations, Unmanaged: []watchdog.Unmanaged{},
-			Watchdog: &watchdog.State{Running: true, PID: h.Host.WatchdogPID, LastCycleAt: h.Host.LastCycle}}
-		if err := writeStatusReport(w, st); err != nil {
+			Allocated: h.Allocated, Available: h.Available, Allocations: h.Allocations, Unmanaged: []watchdog.Unmanaged{}}
+		if err := writeReport(w, st, fleetWatchdogLines(h.Host)); err != nil {
 			return err
 		}
 		fmt.Fprintln(w)
@@ -85,7 +106,23 @@ func writeFleetReport(w io.Writer, v *fleet.View) error {
 	return nil
 }
 
-// fleetPort prints host:port lines for a service.
+// fleetWatchdogLines are what a host's record says of its watchdog: it
+// runs (it keeps the record's lease alive), and what it counted up to its
+// last cycle, when it has had one.
+func fleetWatchdogLines(h fleet.Host) []string {
+	lines := []string{"Running: True"}
+	if wd := h.Watchdog; wd != nil {
+		lines = append(lines, "Check Interval: "+seconds(wd.IntervalSeconds),
+			fmt.Sprintf("Checks Performed: %d", wd.ChecksPerformed), fmt.Sprintf("Issues Detected: %d", wd.IssuesDetected),
+			fmt.Sprintf("Stale Cleaned: %d", wd.StaleCleaned), fmt.Sprintf("Monitored Ports: %d", wd.MonitoredPorts))
+	}
+	if !h.LastCycle.IsZero() {
+		lines = append(lines, "Last Cycle: "+h.LastCycle.String())
+	}
+	return lines
+}
+
+// fleetPort prints HOST-ID:PORT lines for a service, what who --fleet takes.
 func fleetPort(cmd *cobra.Command, g *globals, o *fleetFlags, service, portName string, asJSON bool) error {
 	v, err := readFleet(cmd.Context(), g, o)
 	if err != nil {
@@ -99,33 +136,21 @@ func fleetPort(cmd *cobra.Command, g *globals, o *fleetFlags, service, portName 
 		return printJSON(g.stdout, found)
 	}
 	for _, f := range found {
-		fmt.Fprintf(g.stdout, "%s:%d\n", f.Host, f.Allocation.Port)
+		fmt.Fprintf(g.stdout, "%s:%d\n", f.HostID, f.Allocation.Port)
 	}
 	return nil
 }
 
-// fleetEnv prints SERVICE_HOST and SERVICE_PORT lines across the fleet.
-func fleetEnv(cmd *cobra.Command, g *globals, o *fleetFlags, services []string) (map[string]any, error) {
+// fleetEnv is SERVICE_HOST, SERVICE_HOST_ID and SERVICE_PORT across the
+// fleet, or on one host.
+func fleetEnv(cmd *cobra.Command, g *globals, o *fleetFlags, services []string, host string) (map[string]any, error) {
 	v, err := readFleet(cmd.Context(), g, o)
 	if err != nil {
 		return nil, err
 	}
-	want := map[string]bool{}
-	for _, s := range services {
-		want[s] = true
-	}
-	vars := map[string]any{}
-	for _, h := range v.Hosts {
-		for _, a := range h.Allocations {
-			if len(want) > 0 && !want[a.ServiceName] {
-				continue
-			}
-			base := strings.TrimSuffix(registry.EnvName(a.ServiceName, a.PortName), "_PORT")
-			if _, seen := vars[base+"_PORT"]; seen {
-				continue // the first host (by id) and lowest port wins
-			}
-			vars[base+"_HOST"], vars[base+"_PORT"] = h.Host.Hostname, a.Port
-		}
+	vars, err := v.Env(services, host)
+	if err != nil {
+		return nil, &exitError{code: exitFailure, err: err}
 	}
 	return vars, nil
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gracectl/gracectl/cmd/fleet"
 	"github.com/gracectl/gracectl/probe"
 	"github.com/gracectl/gracectl/registry"
 	"github.com/spf13/cobra"
@@ -26,7 +27,11 @@ func newPortCmd(g *globals) *cobra.Command {
 		Use:   "port SERVICE [--name PORTNAME]",
 		Short: "Print the port(s) a service holds",
 		Long: `Print the ports SERVICE holds, one per line, lowest first; with --name only
-its port of that name. Exit 1, with a message on stderr, when it holds none.` + exitHelp(readerExits, map[int]string{exitFailure: "the service holds no port (or the registry could not be read)"}),
+its port of that name. Exit 1, with a message on stderr, when it holds none.
+
+With --fleet, one HOST-ID:PORT line per port the service holds on any host
+of the fleet, by host id then port: what 'who --fleet' takes. --json adds
+each host's name.` + exitHelp(fleetReaderExits, map[int]string{exitFailure: "the service holds no port (or the registry could not be read)"}),
 		Example: `  curl "http://localhost:$(gracectl port grace_backend)/health"
   gracectl port grace_backend --name admin`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -37,7 +42,7 @@ its port of that name. Exit 1, with a message on stderr, when it holds none.` + 
 		},
 	}
 	c.Flags().StringVar(&o.name, "name", "", "only the port of this `PORTNAME`")
-	addFleetFlags(c.Flags(), &o.fleet, "look on every host of the fleet (etcd) and print HOST:PORT lines", true)
+	addFleetFlags(c.Flags(), g, &o.fleet, "look on every host of the fleet (etcd) and print HOST-ID:PORT lines", true)
 	c.Flags().BoolVar(&o.json, "json", false, "print the allocations as JSON")
 	return c
 }
@@ -72,6 +77,7 @@ type envOptions struct {
 	export bool
 	json   bool
 	fleet  fleetFlags
+	host   string
 }
 
 func newEnvCmd(g *globals) *cobra.Command {
@@ -87,7 +93,13 @@ gets a leading _); a named port is SERVICE_PORTNAME_PORT. "grace-backend"
 is GRACE_BACKEND_PORT, "café" CAFE_PORT, "ünï☃" UNI__PORT. A service holding
 several ports under one name gets its lowest (the others are named on
 stderr). --export prefixes "export "; --json prints one object, variable
-name to value.` + exitHelp(readerExits, map[int]string{exitFailure: "a service named holds no port (or the registry could not be read)"}),
+name to value.
+
+With --fleet, three lines per service from the fleet in etcd: SERVICE_HOST
+(the name of the host it runs on, to connect to), SERVICE_HOST_ID (its host
+id in the fleet) and SERVICE_PORT. A service that runs on several hosts is
+refused, naming them (exit 1): give --host HOST-ID to take the variables of
+that one host.` + exitHelp(fleetReaderExits, map[int]string{exitFailure: "a service named holds no port, or (--fleet) runs on several hosts without --host (or the registry could not be read)"}),
 		Example: `  eval "$(gracectl env --export)"
   gracectl env grace_backend worker > .env
   gracectl env --json | jq .GRACE_BACKEND_PORT`,
@@ -95,7 +107,8 @@ name to value.` + exitHelp(readerExits, map[int]string{exitFailure: "a service n
 	}
 	c.Flags().BoolVar(&o.export, "export", false, `prefix every line with "export "`)
 	c.Flags().BoolVar(&o.json, "json", false, "print one JSON object: variable name to value")
-	addFleetFlags(c.Flags(), &o.fleet, "SERVICE_HOST and SERVICE_PORT lines for the whole fleet (etcd)", true)
+	addFleetFlags(c.Flags(), g, &o.fleet, "SERVICE_HOST, SERVICE_HOST_ID and SERVICE_PORT lines from the fleet (etcd)", true)
+	c.Flags().StringVar(&o.host, "host", "", "with --fleet: the services of this one host (`HOST-ID`, or a host name no other host has)")
 	return c
 }
 
@@ -103,8 +116,11 @@ func runEnv(cmd *cobra.Command, o *envOptions, services []string) error {
 	if o.export && o.json {
 		return usageErrorf("--export is for shell lines; --json prints one object without it")
 	}
+	if o.host != "" && !o.fleet.enabled() {
+		return usageErrorf("--host is for --fleet: without it, env reads this host's registry")
+	}
 	if o.fleet.enabled() {
-		vars, err := fleetEnv(cmd, o.g, &o.fleet, services)
+		vars, err := fleetEnv(cmd, o.g, &o.fleet, services, o.host)
 		if err != nil {
 			return err
 		}
@@ -188,9 +204,14 @@ func newWhoCmd(g *globals) *cobra.Command {
 		Short: "Tell who holds or listens on a port, managed or not",
 		Long: `Tell who holds PORT: its allocation (service, owner and its command, since
 when, health) and the processes listening on it (pid, command, user), whether
-gracectl manages the port or not. Exit 1 when nobody holds or listens on it.` + exitHelp(readerExits, map[int]string{exitFailure: "nobody holds or listens on the port (or the registry could not be read)"}),
+gracectl manages the port or not. Exit 1 when nobody holds or listens on it.
+
+With --fleet, PORT is HOST:PORT, HOST a host id (as 'port --fleet' prints
+it) or a host name that no other host of the fleet has, and the answer is
+the allocation etcd holds for it.` + exitHelp(fleetReaderExits, map[int]string{exitFailure: "nobody holds or listens on the port (or the registry could not be read)"}),
 		Example: `  gracectl who 8000
-  gracectl who 8050 --json`,
+  gracectl who 8050 --json
+  gracectl who --fleet "$(gracectl port grace_backend --fleet | head -1)"`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return usageErrorf("who takes one port, got %d arguments", len(args))
@@ -206,7 +227,7 @@ gracectl manages the port or not. Exit 1 when nobody holds or listens on it.` + 
 		},
 	}
 	c.Flags().BoolVar(&o.json, "json", false, "print the answer as JSON")
-	addFleetFlags(c.Flags(), &o.fleet, "HOST:PORT on any host of the fleet (etcd)", true)
+	addFleetFlags(c.Flags(), g, &o.fleet, "HOST:PORT on any host of the fleet (etcd)", true)
 	return c
 }
 
@@ -224,22 +245,22 @@ func fleetWho(cmd *cobra.Command, o *whoOptions, arg string) error {
 	if err != nil {
 		return err
 	}
-	h := v.FindHost(hostName)
-	if h == nil {
-		return &exitError{code: exitFailure, err: fmt.Errorf("no host %q in the fleet", hostName)}
+	h, err := v.FindHost(hostName)
+	if err != nil {
+		return &exitError{code: exitFailure, err: err}
 	}
 	for _, a := range h.Allocations {
 		if a.Port != port {
 			continue
 		}
 		if o.json {
-			return printJSON(o.g.stdout, a)
+			return printJSON(o.g.stdout, fleet.Where{HostID: h.Host.ID, Hostname: h.Host.Hostname, Allocation: a})
 		}
-		fmt.Fprintf(o.g.stdout, "%s:%d: allocated to %s since %s, %s, owner pid %d\n", escape(h.Host.Hostname), port,
+		fmt.Fprintf(o.g.stdout, "%s:%d: allocated to %s since %s, %s, owner pid %d\n", escape(h.Host.Name()), port,
 			escape(a.Label()), a.AllocatedAt, escape(a.HealthStatus), a.PID)
 		return nil
 	}
-	return &exitError{code: exitFailure, err: fmt.Errorf("port %d is not allocated on %s (the fleet view shows allocations only)", port, hostName)}
+	return &exitError{code: exitFailure, err: fmt.Errorf("port %d is not allocated on host %s (the fleet view shows allocations only)", port, escape(h.Host.Name()))}
 }
 
 func runWho(cmd *cobra.Command, o *whoOptions, port int) error {

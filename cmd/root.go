@@ -31,6 +31,7 @@ const (
 	exitExhausted   = 4 // no free port in the range
 	exitCheckFailed = 5 // check: the check itself could not run (1 means an issue was found)
 	exitStartup     = 6 // watch: could not start (another watchdog, the API's address in use)
+	exitFleet       = 7 // --fleet: etcd did not answer within --fleet-timeout, or refused the read
 )
 
 // exitMeanings are the codes' lines in the help.
@@ -42,6 +43,7 @@ var exitMeanings = map[int]string{
 	exitExhausted:   "no free port in the range",
 	exitCheckFailed: "the check could not run (the registry could not be read or written)",
 	exitStartup:     "the watchdog could not start: another one watches this registry, or the API's address is in use",
+	exitFleet:       "with --fleet: the fleet could not be read (no etcd endpoint answered within --fleet-timeout, or etcd refused the read; the message names the endpoints tried)",
 }
 
 // exitHelp is the EXIT STATUS section of a command's help: the codes it can
@@ -64,6 +66,8 @@ func exitHelp(codes []int, override map[int]string) string {
 var (
 	writerExits = []int{exitOK, exitFailure, exitUsage, exitLocked}
 	readerExits = []int{exitOK, exitFailure, exitUsage}
+	// fleetReaderExits are those of a reader that takes --fleet.
+	fleetReaderExits = []int{exitOK, exitFailure, exitUsage, exitFleet}
 )
 
 // version is set at build time with -ldflags "-X github.com/gracectl/gracectl/cmd.version=…".

@@ -26,14 +26,18 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Long: `Print the port manager status report: the range, every allocation sorted by
 port, and the watchdog's state. The registry file read is named on stderr.
 --json prints the same facts as one document, the one GET /api/ports/status
-returns (see docs/json.md).` + exitHelp(readerExits, nil),
+returns (see docs/json.md).
+
+With --fleet, the report of every host of the fleet, read from etcd within
+--fleet-timeout: each host under a HOST line naming its host id (and its
+host name when that differs), then the fleet's totals (docs/fleet.md).` + exitHelp(fleetReaderExits, nil),
 		Example: `  gracectl status
   gracectl status --json | jq '.allocations[].port'`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return runStatus(cmd, o) },
 	}
 	c.Flags().BoolVar(&o.json, "json", false, "print the status as JSON")
-	addFleetFlags(c.Flags(), &o.fleet, "the report of every host of the fleet, read from etcd", true)
+	addFleetFlags(c.Flags(), g, &o.fleet, "the report of every host of the fleet, read from etcd", true)
 	return c
 }
 
@@ -71,6 +75,24 @@ func section(b io.Writer, title string) {
 
 // writeStatusReport prints the seed's check_ports.py report.
 func writeStatusReport(w io.Writer, st *watchdog.Status) error {
+	return writeReport(w, st, watchdogLines(st.Watchdog))
+}
+
+// watchdogLines are the WATCHDOG STATUS section of the local report.
+func watchdogLines(wd *watchdog.State) []string {
+	lines := []string{"Running: " + pyBool(wd.Running), "Check Interval: " + seconds(wd.IntervalSeconds),
+		fmt.Sprintf("Checks Performed: %d", wd.ChecksPerformed), fmt.Sprintf("Issues Detected: %d", wd.IssuesDetected),
+		fmt.Sprintf("Stale Cleaned: %d", wd.StaleCleaned), fmt.Sprintf("Monitored Ports: %d", wd.MonitoredPorts)}
+	if wd.Running && strings.HasPrefix(wd.APIAccess, "remote") {
+		// Said where people look: an API open to other hosts.
+		lines = append(lines, "API: "+wd.APIAccess)
+	}
+	return lines
+}
+
+// writeReport prints the report with the given lines in its WATCHDOG
+// STATUS section.
+func writeReport(w io.Writer, st *watchdog.Status, wdLines []string) error {
 	// Through a small buffer: the report of thousands of allocations is
 	// never built whole in memory.
 	b := bufio.NewWriterSize(w, 64<<10)
@@ -117,16 +139,9 @@ func writeStatusReport(w io.Writer, st *watchdog.Status) error {
 		b.Write(line)
 	}
 	section(b, "WATCHDOG STATUS")
-	wd := st.Watchdog
-	fmt.Fprintf(b, "Running: %s\n", pyBool(wd.Running))
-	fmt.Fprintf(b, "Check Interval: %s\n", seconds(wd.IntervalSeconds))
-	fmt.Fprintf(b, "Checks Performed: %d\n", wd.ChecksPerformed)
-	fmt.Fprintf(b, "Issues Detected: %d\n", wd.IssuesDetected)
-	fmt.Fprintf(b, "Stale Cleaned: %d\n", wd.StaleCleaned)
-	fmt.Fprintf(b, "Monitored Ports: %d\n", wd.MonitoredPorts)
-	if wd.Running && strings.HasPrefix(wd.APIAccess, "remote") {
-		// Said where people look: an API open to other hosts.
-		fmt.Fprintf(b, "API: %s\n", wd.APIAccess)
+	for _, l := range wdLines {
+		b.WriteString(l)
+		b.WriteByte('\n')
 	}
 	return b.Flush()
 }

@@ -78,8 +78,8 @@ docs/systemd/gracectl-watch.service.` + exitHelp([]int{exitOK, exitFailure, exit
 	f.StringVar(&o.webConfig, "api-web-config", "", "serve the API with TLS and authentication: a Prometheus exporter web config `FILE` (tls_server_config, basic_auth_users; docs/security.md)")
 	f.StringArrayVar(&o.apiHosts, "api-host", nil, "a `NAME` the remote API is reached by, accepted in the Host header (repeatable; this host's name and address always are)")
 	f.DurationVar(&o.heartbeat, "event-heartbeat", api.EventHeartbeat, "time between the API's event stream heartbeats; a local client that reads nothing for one is dropped")
-	addFleetFlags(f, &o.fleet, "publish this host's allocations to etcd for the fleet view ($GRACECTL_FLEET)", false)
-	f.StringVar(&o.hostID, "host-id", "", "this host's `ID` in the fleet (default: /etc/machine-id, else the host name)")
+	addFleetFlags(f, g, &o.fleet, "publish this host's allocations to etcd for the fleet view ($GRACECTL_FLEET)", false)
+	f.StringVar(&o.hostID, "host-id", "", "this host's `ID` in the fleet: 1 to 64 letters, digits, '.', '_' and '-' (default: /etc/machine-id, else the host name)")
 	f.DurationVar(&o.idle, "exit-when-idle", 0, "exit once the registry has held no allocation this long (0: never)")
 	f.BoolVar(&o.fromRun, "from-run", false, "record that gracectl run started this watchdog")
 	_ = f.MarkHidden("from-run")
@@ -131,9 +131,17 @@ func runWatch(cmd *cobra.Command, o *watchOptions) error {
 		}
 		defer cli.Close()
 		fleetClient = cli
-		pub := &fleet.Publisher{Client: cli, Store: store, HostID: fleet.HostID(o.hostID), Range: rg,
+		id, err := fleet.HostID(o.hostID)
+		if err != nil {
+			return &usageError{msg: err.Error()}
+		}
+		pub := &fleet.Publisher{Client: cli, Store: store, HostID: id, Range: rg,
 			Version: versionString(), Interval: o.interval, Log: logf}
-		hooks = append(hooks, func(rep *watchdog.Report) { pub.Cycle(rep.StartedAt) })
+		hooks = append(hooks, func(rep *watchdog.Report) {
+			st := w.State()
+			pub.Cycle(rep.StartedAt, fleet.Watchdog{IntervalSeconds: st.IntervalSeconds, ChecksPerformed: st.ChecksPerformed,
+				IssuesDetected: st.IssuesDetected, StaleCleaned: st.StaleCleaned, MonitoredPorts: st.MonitoredPorts})
+		})
 		pubCtx, stopPub := context.WithCancel(cmd.Context())
 		pubDone := make(chan struct{})
 		go func() { defer close(pubDone); pub.Run(pubCtx) }()
@@ -184,7 +192,7 @@ func runWatch(cmd *cobra.Command, o *watchOptions) error {
 		w.API = l.Addr().Network() + ":" + l.Addr().String()
 		w.APIAccess = l.Access.String()
 		srv := api.New(store, w, rg, l.Hosts, api.Build{Version: versionString(), Revision: vcsRevision()})
-		srv.Fleet = fleetClient
+		srv.Fleet, srv.FleetTimeout = fleetClient, o.fleet.timeout
 		srv.Heartbeat = o.heartbeat
 		hooks = append(hooks, srv.ObserveCycle)
 		w.OnCycleError, w.OnExitCheck = srv.ObserveCycleError, srv.ObserveExitCheck

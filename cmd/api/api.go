@@ -22,6 +22,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -53,8 +54,10 @@ type Server struct {
 	AllowedHosts []string
 	Build        Build
 	// Fleet, if set, is the etcd client of a watchdog with --fleet: it
-	// serves /api/fleet/…
-	Fleet *etcd.Client
+	// serves /api/fleet/…, each read of etcd bounded by FleetTimeout
+	// (fleet.ReadTimeout when 0).
+	Fleet        *etcd.Client
+	FleetTimeout time.Duration
 
 	// Heartbeat is the time between the event stream's heartbeats, and
 	// how long a client may leave what it was sent unread (EventHeartbeat
@@ -359,9 +362,11 @@ func (s *Server) fleetView(w http.ResponseWriter, r *http.Request) (*fleet.View,
 		writeError(w, http.StatusNotFound, "this watchdog has no --fleet")
 		return nil, false
 	}
-	v, err := fleet.Read(r.Context(), s.Fleet)
+	v, err := fleet.ReadWithin(r.Context(), s.Fleet, cmp.Or(s.FleetTimeout, fleet.ReadTimeout))
 	if err != nil {
-		writeError(w, http.StatusBadGateway, err.Error())
+		// etcd is another service this one depends on, and it is not
+		// there: 503, within the deadline, whatever etcd does.
+		writeError(w, http.StatusServiceUnavailable, err.Error())
 		return nil, false
 	}
 	return v, true

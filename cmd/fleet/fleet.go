@@ -15,10 +15,15 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gracectl/gracectl/cmd/fleet/etcd"
 	"github.com/gracectl/gracectl/registry"
 )
+
+// ReadTimeout is how long a read of the fleet waits for etcd unless told
+// otherwise (--fleet-timeout).
+const ReadTimeout = 5 * time.Second
 
 // Prefix is where everything lives.
 const Prefix = "/gracectl/v1/"
@@ -28,8 +33,6 @@ func HostKey(id string) string { return Prefix + "hosts/" + id }
 
 // PortKey is one allocation of a host.
 func PortKey(id string, port int) string { return HostKey(id) + "/ports/" + strconv.Itoa(port) }
-
-func claimKey(id string) string { return Prefix + "claims/" + id }
 
 // Config is how to reach etcd.
 type Config struct {
@@ -108,6 +111,27 @@ type Host struct {
 	Version     string         `json:"version"`
 	LastCycle   registry.Time  `json:"last_cycle,omitzero"`
 	Published   registry.Time  `json:"published"`
+	// Watchdog is what the host's watchdog counted up to its last cycle;
+	// absent before its first cycle.
+	Watchdog *Watchdog `json:"watchdog,omitzero"`
+}
+
+// Watchdog is a host's watchdog as its status report has it.
+type Watchdog struct {
+	IntervalSeconds float64 `json:"check_interval_seconds"`
+	ChecksPerformed int64   `json:"checks_performed"`
+	IssuesDetected  int64   `json:"issues_detected"`
+	StaleCleaned    int64   `json:"stale_cleaned"`
+	MonitoredPorts  int     `json:"monitored_ports"`
+}
+
+// Name is how the fleet names a host: its id, and its host name beside it
+// when that differs.
+func (h Host) Name() string {
+	if h.Hostname == "" || h.Hostname == h.ID {
+		return h.ID
+	}
+	return h.ID + " (" + h.Hostname + ")"
 }
 
 // HostView is a host and its allocations, as read from etcd.
@@ -125,39 +149,87 @@ type View struct {
 	Allocated int         `json:"allocated"`
 	Available int         `json:"available"`
 	Unhealthy int         `json:"unhealthy"`
+	// Warnings name the keys under hosts/ that were ignored because they
+	// do not parse as the layout says (docs/fleet.md).
+	Warnings []string `json:"warnings,omitzero"`
 }
 
-// Read reads the whole fleet in one range read.
+// Read reads the whole fleet in one range read. A key that does not parse
+// as the layout says is ignored, with a warning in the view: it is never
+// read as another host's.
 func Read(ctx context.Context, cli *etcd.Client) (*View, error) {
 	resp, err := cli.Prefix(ctx, Prefix+"hosts/", false)
 	if err != nil {
-		return nil, fmt.Errorf("cannot read the fleet from etcd: %w", err)
+		return nil, err
 	}
-	hosts := map[string]*HostView{}
-	get := func(id string) *HostView {
-		if hosts[id] == nil {
-			hosts[id] = &HostView{Host: Host{ID: id}, Allocations: []*registry.Allocation{}}
-		}
-		return hosts[id]
+	return ViewOf(resp.Kvs), nil
+}
+
+// ReadWithin is Read with a deadline, timeout from now. Its error says
+// which endpoints were tried, and the deadline when that was what ended it.
+func ReadWithin(ctx context.Context, cli *etcd.Client, timeout time.Duration) (*View, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	v, err := Read(ctx, cli)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return nil, fmt.Errorf("cannot read the fleet within %s: %w", timeout, err)
+	case err != nil:
+		return nil, fmt.Errorf("cannot read the fleet: %w", err)
 	}
-	for _, kv := range resp.Kvs {
-		rest := strings.TrimPrefix(string(kv.Key), Prefix+"hosts/")
-		id, port, isPort := strings.Cut(rest, "/ports/")
-		if isPort {
-			a := new(registry.Allocation)
-			if err := registry.Unmarshal(kv.Value, a); err != nil || strconv.Itoa(a.Port) != port {
-				continue // not ours to judge: skip what does not parse
-			}
-			get(id).Allocations = append(get(id).Allocations, a)
-			continue
-		}
-		var h Host
-		if err := registry.Unmarshal(kv.Value, &h); err == nil {
-			get(id).Host = h
-		}
-	}
+	return v, nil
+}
+
+// ViewOf makes the view of the keys under hosts/.
+func ViewOf(kvs []etcd.KeyValue) *View {
 	v := &View{Hosts: []*HostView{}}
-	for _, h := range hosts {
+	hosts := map[string]*HostView{}
+	var ports []etcd.KeyValue // read once every host record is
+	warn := func(key []byte, err error) {
+		v.Warnings = append(v.Warnings, fmt.Sprintf("ignoring fleet key %q: %v", key, err))
+	}
+	for _, kv := range kvs {
+		id, port, err := ParseKey(string(kv.Key))
+		var h Host
+		switch {
+		case err != nil:
+		case port > 0:
+			ports = append(ports, kv)
+			continue
+		case registry.Unmarshal(kv.Value, &h) != nil || h.ID == "":
+			err = errors.New("its value is not a host record")
+		case h.ID != id:
+			err = fmt.Errorf("its value is the record of host %q", h.ID)
+		case hosts[id] != nil:
+			err = errors.New("the host has a record already")
+		default:
+			hosts[id] = &HostView{Host: h, Allocations: []*registry.Allocation{}}
+			v.Hosts = append(v.Hosts, hosts[id])
+		}
+		if err != nil {
+			warn(kv.Key, err)
+		}
+	}
+	for _, kv := range ports {
+		id, port, _ := ParseKey(string(kv.Key))
+		a := new(registry.Allocation)
+		switch {
+		case hosts[id] == nil:
+			warn(kv.Key, fmt.Errorf("host %s has no record", id))
+		case registry.Unmarshal(kv.Value, a) != nil || a.Port != port:
+			warn(kv.Key, fmt.Errorf("its value is not the allocation of port %d", port))
+		default:
+			hosts[id].Allocations = append(hosts[id].Allocations, a)
+		}
+	}
+	v.count()
+	return v
+}
+
+// count totals the view and puts hosts in id order, each's allocations in
+// port order.
+func (v *View) count() {
+	for _, h := range v.Hosts {
 		sort.Slice(h.Allocations, func(i, j int) bool { return h.Allocations[i].Port < h.Allocations[j].Port })
 		for _, a := range h.Allocations {
 			if h.Host.Range.Contains(a.Port) {
@@ -170,19 +242,38 @@ func Read(ctx context.Context, cli *etcd.Client) (*View, error) {
 			}
 		}
 		h.Available = max(h.Host.Range.Size()-h.Allocated, 0)
-		v.Hosts = append(v.Hosts, h)
 		v.Allocated += h.Allocated
 		v.Available += h.Available
 		v.Unhealthy += h.Unhealthy
 	}
 	sort.Slice(v.Hosts, func(i, j int) bool { return v.Hosts[i].Host.ID < v.Hosts[j].Host.ID })
-	return v, nil
+}
+
+// ParseKey reads a key under hosts/: a host's record (port 0) or one of its
+// allocations. Anything else is an error that says what is wrong with it.
+func ParseKey(key string) (id string, port int, err error) {
+	rest, ok := strings.CutPrefix(key, Prefix+"hosts/")
+	if !ok {
+		return "", 0, errors.New("not under " + Prefix + "hosts/")
+	}
+	id, tail, hasTail := strings.Cut(rest, "/")
+	if err := ValidateHostID(id); err != nil {
+		return "", 0, err
+	}
+	if !hasTail {
+		return id, 0, nil
+	}
+	p, ok := strings.CutPrefix(tail, "ports/")
+	if n, err := strconv.Atoi(p); ok && err == nil && n >= 1 && n <= 65535 && strconv.Itoa(n) == p {
+		return id, n, nil
+	}
+	return "", 0, errors.New("want HOST-ID or HOST-ID/ports/PORT after hosts/")
 }
 
 // Where is one service's port on one host.
 type Where struct {
-	Host       string               `json:"host"` // the host's name
 	HostID     string               `json:"host_id"`
+	Hostname   string               `json:"hostname"`
 	Allocation *registry.Allocation `json:"allocation"`
 }
 
@@ -192,31 +283,34 @@ func (v *View) Services(name, portName string) []Where {
 	for _, h := range v.Hosts {
 		for _, a := range h.Allocations {
 			if a.ServiceName == name && (portName == "" || a.PortName == portName) {
-				out = append(out, Where{Host: h.Host.Hostname, HostID: h.Host.ID, Allocation: a})
+				out = append(out, Where{HostID: h.Host.ID, Hostname: h.Host.Hostname, Allocation: a})
 			}
 		}
 	}
 	return out
 }
 
-// FindHost finds a host by id or host name.
-func (v *View) FindHost(name string) *HostView {
+// FindHost finds a host by its id, or else by its host name when no other
+// host has that name.
+func (v *View) FindHost(name string) (*HostView, error) {
+	var named []*HostView
 	for _, h := range v.Hosts {
-		if h.Host.ID == name || h.Host.Hostname == name {
-			return h
+		if h.Host.ID == name {
+			return h, nil
+		}
+		if h.Host.Hostname == name {
+			named = append(named, h)
 		}
 	}
-	return nil
-}
-
-// HostID is --host-id, else /etc/machine-id, else the host name.
-func HostID(flag string) string {
-	if flag != "" {
-		return flag
+	switch len(named) {
+	case 0:
+		return nil, fmt.Errorf("no host %q in the fleet", name)
+	case 1:
+		return named[0], nil
 	}
-	if b, err := os.ReadFile("/etc/machine-id"); err == nil && strings.TrimSpace(string(b)) != "" {
-		return strings.TrimSpace(string(b))
+	ids := make([]string, len(named))
+	for i, h := range named {
+		ids[i] = h.Host.ID
 	}
-	h, _ := os.Hostname()
-	return h
+	return nil, fmt.Errorf("%d hosts of the fleet are named %q: %s; name one by its host id", len(named), name, strings.Join(ids, ", "))
 }

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -18,11 +19,14 @@ import (
 // in several (docs/fleet.md).
 const MaxOps = 120
 
+// AttemptTimeout bounds one attempt to publish.
+const AttemptTimeout = 5 * time.Second
+
 // Publisher keeps a host's allocations in etcd, under one lease.
 type Publisher struct {
 	Client   *etcd.Client
 	Store    *registry.Store
-	HostID   string
+	HostID   string // checked by ValidateHostID
 	Range    registry.Range
 	Version  string
 	Interval time.Duration // the watchdog's: the lease is 3 of them, at least 15 s
@@ -30,21 +34,29 @@ type Publisher struct {
 
 	mu        sync.Mutex
 	lastCycle registry.Time
+	watchdog  *Watchdog
 	kick      chan struct{}
 	lease     atomic.Int64    // the etcd.LeaseID, 0 for none
-	run       context.Context // Run's: the lease is kept alive until it ends
+	conflict  atomic.Int64    // while another watchdog holds the host-id: the lease of our conflict key
+	run       context.Context // Run's: the leases are kept alive until it ends
 	self      string          // this watchdog, as the claim on the host-id names it
-	down      bool            // the last attempt failed (logged once)
+	state     error           // what the last attempt found: nil, a *ConflictError or why etcd failed
 }
 
 // TTL is the lease's time to live.
 func (p *Publisher) TTL() time.Duration { return max(3*p.Interval, 15*time.Second) }
 
-// Cycle tells the publisher a cycle ended: its time goes in the host
-// record, and everything is published again (the backstop).
-func (p *Publisher) Cycle(at registry.Time) {
+// RetryDown is how soon an attempt that failed for want of etcd is tried
+// again (or the watchdog's interval, when shorter): a host republishes
+// within that of etcd's return.
+const RetryDown = time.Second
+
+// Cycle tells the publisher a cycle ended: its time and the watchdog's
+// counts go in the host record, and everything is published again (the
+// backstop).
+func (p *Publisher) Cycle(at registry.Time, wd Watchdog) {
 	p.mu.Lock()
-	p.lastCycle = at
+	p.lastCycle, p.watchdog = at, &wd
 	p.mu.Unlock()
 	p.wake()
 }
@@ -63,9 +75,10 @@ func (p *Publisher) log(format string, args ...any) {
 }
 
 // Run publishes until ctx ends: at once, whenever the registry file changes
-// (a stat every 250 ms), and after every cycle; on failure it retries with
-// backoff, logging once, and publishes everything again when etcd is back.
-// It never holds up the registry: it only reads it.
+// (a stat every 250 ms), and after every cycle. Without etcd it retries
+// every RetryDown (or interval); refused the host-id, with backoff to 30 s.
+// Each change of state is logged once. It never holds up the registry: it
+// only reads it.
 func (p *Publisher) Run(ctx context.Context) {
 	p.kick = make(chan struct{}, 1)
 	p.run = ctx
@@ -78,44 +91,73 @@ func (p *Publisher) Run(ctx context.Context) {
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	defer p.withdraw()
+	var conflict *ConflictError
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			if s := registry.FileStamp(p.Store.Path()); s != stamp {
-				stamp = s
-			} else {
+			s := registry.FileStamp(p.Store.Path())
+			if s == stamp || errors.As(p.state, &conflict) {
 				continue
 			}
+			stamp = s
 		case <-p.kick:
+			if errors.As(p.state, &conflict) {
+				continue // only the backoff asks again
+			}
 		case <-retry.C:
 		}
-		if err := p.publish(ctx); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			if !p.down {
-				p.log("[PORT-WATCHDOG] Fleet: cannot publish to etcd (%v); working locally, retrying", err)
-				p.down = true
-			}
+		err := p.publish(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		p.settle(err)
+		switch {
+		case err == nil:
+			backoff = time.Second
+		case errors.As(err, &conflict):
 			retry.Reset(backoff)
 			backoff = min(2*backoff, 30*time.Second)
-			continue
+		default:
+			retry.Reset(min(RetryDown, p.Interval))
 		}
-		if p.down {
-			p.log("[PORT-WATCHDOG] Fleet: etcd is back; host %s published again", p.HostID)
-			p.down = false
-		}
-		backoff = time.Second
 	}
 }
 
+// settle logs what an attempt found when it differs from the last one's.
+func (p *Publisher) settle(err error) {
+	var was, now *ConflictError
+	wasConflict, isConflict := errors.As(p.state, &was), errors.As(err, &now)
+	switch {
+	case err == nil && wasConflict:
+		p.log("[PORT-WATCHDOG] Fleet: host-id %s is free again; host %s published", p.HostID, p.HostID)
+	case err == nil && p.state != nil:
+		p.log("[PORT-WATCHDOG] Fleet: etcd is back; host %s published again", p.HostID)
+	case isConflict && (!wasConflict || was.Holder != now.Holder):
+		p.log("[PORT-WATCHDOG] Fleet: %v; not publishing while it is", err)
+	case err != nil && !isConflict && (p.state == nil || wasConflict):
+		p.log("[PORT-WATCHDOG] Fleet: cannot publish to etcd (%v); working locally, retrying", err)
+	}
+	p.state = err
+}
+
 // publish puts the host record and every allocation, replacing what was
-// there, in one transaction (several past MaxOps), under the lease.
+// there, in one transaction (several past MaxOps), under the lease. A lease
+// etcd no longer has (it ran out while etcd was away, or etcd's data is
+// new) is taken again at once.
 func (p *Publisher) publish(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, AttemptTimeout)
 	defer cancel()
+	err := p.publishOnce(ctx)
+	if etcd.IsLeaseNotFound(err) {
+		p.lease.Store(0)
+		err = p.publishOnce(ctx)
+	}
+	return err
+}
+
+func (p *Publisher) publishOnce(ctx context.Context) error {
 	if p.lease.Load() == 0 {
 		if err := p.claim(ctx); err != nil {
 			return err
@@ -128,7 +170,7 @@ func (p *Publisher) publish(ctx context.Context) error {
 	hn, _ := os.Hostname()
 	p.mu.Lock()
 	host := Host{ID: p.HostID, Hostname: hn, Range: p.Range, WatchdogPID: os.Getpid(), Version: p.Version,
-		LastCycle: p.lastCycle, Published: registry.Now()}
+		LastCycle: p.lastCycle, Published: registry.Now(), Watchdog: p.watchdog}
 	p.mu.Unlock()
 	hb, err := registry.MarshalLine(host)
 	if err != nil {
@@ -162,98 +204,14 @@ func (p *Publisher) publish(ctx context.Context) error {
 	for len(ops) > 0 {
 		n := min(len(ops), MaxOps)
 		resp, err := p.Client.Txn(ctx, mine, ops[:n], nil)
-		if etcd.IsLeaseNotFound(err) {
-			p.lease.Store(0) // etcd lost it (its data wiped): claim again
-		}
 		if err != nil {
 			return err
 		}
 		if !resp.Succeeded {
 			p.lease.Store(0)
-			return fmt.Errorf("host-id %s is claimed by another watchdog", p.HostID)
+			return fmt.Errorf("host-id %s is no longer this watchdog's", p.HostID)
 		}
 		ops = ops[n:]
 	}
 	return nil
-}
-
-// claim takes a lease, keeps it alive, and claims the host-id with it. A
-// claim held by another live watchdog is an error, said in both logs: this
-// one's, and the other's through a conflict key it notices.
-func (p *Publisher) claim(ctx context.Context) error {
-	lease, err := p.Client.Grant(ctx, p.TTL())
-	if err != nil {
-		return err
-	}
-	claim := claimKey(p.HostID)
-	resp, err := p.Client.Txn(ctx, []etcd.Compare{etcd.Missing(claim)},
-		[]etcd.Op{etcd.OpPut(claim, p.self, lease)}, []etcd.Op{etcd.OpGet(claim)})
-	if err != nil {
-		return err
-	}
-	if !resp.Succeeded {
-		holder := ""
-		if r := resp.Responses; len(r) > 0 && r[0].Range != nil && len(r[0].Range.Kvs) > 0 {
-			holder = string(r[0].Range.Kvs[0].Value)
-		}
-		if holder != p.self && !p.previousSelf(holder) {
-			_ = p.Client.Put(ctx, Prefix+"conflicts/"+p.HostID, p.self, lease)
-			_ = p.Client.Revoke(ctx, lease)
-			return fmt.Errorf("host-id %s is already claimed by %s: give this host another --host-id", p.HostID, holder)
-		}
-		// Our own claim, from before etcd went away, or that of this host's
-		// previous watchdog, which is dead: move it to the new lease.
-		if err := p.Client.Put(ctx, claim, p.self, lease); err != nil {
-			return err
-		}
-	}
-	leaseCtx, leaseGone := context.WithCancel(p.run)
-	lost := p.Client.KeepAlive(leaseCtx, lease, p.TTL())
-	go func() {
-		<-lost
-		// Lost (etcd away past the TTL) or revoked: publish again under a
-		// new lease.
-		leaseGone()
-		if p.run.Err() == nil { // on the way out, withdraw revokes it
-			p.lease.CompareAndSwap(int64(lease), 0)
-			p.wake()
-		}
-	}()
-	go p.watchConflicts(leaseCtx)
-	p.lease.Store(int64(lease))
-	return nil
-}
-
-// previousSelf reports whether a claim was made by an earlier watchdog of
-// this very host (same host name and boot) whose process is gone: a
-// restart takes its host-id over at once instead of after the TTL.
-func (p *Publisher) previousSelf(holder string) bool {
-	var host, boot string
-	var pid int
-	if n, _ := fmt.Sscanf(holder, "%s pid %d boot %s", &host, &pid, &boot); n != 3 {
-		return false
-	}
-	hn, _ := os.Hostname()
-	return host == hn && boot == probe.BootID() && !probe.Alive(probe.Identity{PID: pid})
-}
-
-// watchConflicts logs, for as long as ctx (the lease) lasts, when another
-// watchdog tries this host-id.
-func (p *Publisher) watchConflicts(ctx context.Context) {
-	p.Client.Watch(ctx, Prefix+"conflicts/"+p.HostID, false, func(ev etcd.Event) {
-		if !ev.Deleted && string(ev.KV.Value) != p.self {
-			p.log("[PORT-WATCHDOG] Fleet: another watchdog (%s) also claims host-id %s; it is not publishing", ev.KV.Value, p.HostID)
-		}
-	})
-}
-
-// withdraw revokes the lease on the way out: the host leaves the fleet at
-// once instead of after the TTL.
-func (p *Publisher) withdraw() {
-	if p.lease.Load() == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	_ = p.Client.Revoke(ctx, etcd.LeaseID(p.lease.Load()))
 }

@@ -116,6 +116,13 @@ func (w *Watcher) Trigger(ctx context.Context) (*Report, error) {
 	return f.rep, f.err
 }
 
+// State is the watchdog's state as of now: what it has counted so far.
+func (w *Watcher) State() State {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.state
+}
+
 // record updates the persisted state after a cycle; w.mu is held.
 func (w *Watcher) record(rep *Report) {
 	w.state.ChecksPerformed++

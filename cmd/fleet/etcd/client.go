@@ -91,18 +91,41 @@ func IsLeaseNotFound(err error) bool {
 
 // UnreachableError is a call no endpoint answered.
 type UnreachableError struct {
-	Tried  []string // the endpoints tried, in order
-	Reason string   // why the last one did not answer
+	Tried   []string // the endpoints tried, in the order they failed
+	Reasons []string // why each did not answer
 }
 
+func (e *UnreachableError) add(ep, reason string) {
+	e.Tried = append(e.Tried, ep)
+	e.Reasons = append(e.Reasons, reason)
+}
+
+// Error names every endpoint tried, and why it did not answer: once for
+// all when they failed alike.
 func (e *UnreachableError) Error() string {
-	return fmt.Sprintf("no answer from etcd at %s (%s)", strings.Join(e.Tried, ", "), e.Reason)
+	same := true
+	for _, r := range e.Reasons {
+		same = same && r == e.Reasons[0]
+	}
+	if same {
+		return fmt.Sprintf("no answer from etcd at %s (%s)", strings.Join(e.Tried, ", "), e.Reasons[0])
+	}
+	parts := make([]string, len(e.Tried))
+	for i := range e.Tried {
+		parts[i] = fmt.Sprintf("%s (%s)", e.Tried[i], e.Reasons[i])
+	}
+	return "no answer from etcd at " + strings.Join(parts, ", ")
 }
 
-// call posts req as JSON to path and decodes the answer into resp, trying
-// the endpoints in turn until one answers or ctx ends.
-func (c *Client) call(ctx context.Context, path string, req, resp any) error {
-	body, err := c.open(ctx, path, req)
+// Hedge is how long a read waits for one member before it asks the next as
+// well: a member cut off from the others may hold a read until its own
+// timeout, while the rest of the cluster answers at once.
+const Hedge = time.Second
+
+// call posts req as JSON to path and decodes the answer into resp (see
+// open; hedge is for reads only).
+func (c *Client) call(ctx context.Context, path string, req, resp any, hedge time.Duration) error {
+	body, err := c.open(ctx, path, req, hedge)
 	if err != nil {
 		return err
 	}
@@ -113,37 +136,97 @@ func (c *Client) call(ctx context.Context, path string, req, resp any) error {
 	return nil
 }
 
-// open posts req to path on one endpoint after another and returns the
-// body of the first answer that is not a failure.
-func (c *Client) open(ctx context.Context, path string, req any) (io.ReadCloser, error) {
+type attempt struct {
+	n    int // the endpoint
+	body io.ReadCloser
+	err  error
+}
+
+// open posts req to path and returns the body of the first answer that is
+// not a failure. The endpoints are tried in turn from the one that
+// answered last: the next one when one fails, and with hedge > 0 (reads)
+// also when one has not answered after hedge, the first still running.
+// It ends when an endpoint answers, when etcd refuses the call, or when
+// every endpoint has failed or ctx has ended.
+func (c *Client) open(ctx context.Context, path string, req any, hedge time.Duration) (io.ReadCloser, error) {
 	payload, err := json.Marshal(req)
 	if err != nil {
 		return nil, err
 	}
-	var tried []string
-	reason := ""
 	first := int(c.first.Load())
-	for i := range c.eps {
-		n := (first + i) % len(c.eps)
-		if ctx.Err() != nil {
-			break
+	results := make(chan attempt, len(c.eps))
+	cancels := make([]context.CancelFunc, len(c.eps))
+	ue := &UnreachableError{}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	started, pending := 0, 0
+	next := func() {
+		n := (first + started) % len(c.eps)
+		actx, cancel := context.WithCancel(ctx)
+		cancels[n] = cancel
+		started++
+		pending++
+		go func() { body, err := c.post(actx, c.eps[n], path, payload); results <- attempt{n, body, err} }()
+		if hedge > 0 {
+			timer.Reset(hedge)
 		}
-		body, err := c.post(ctx, c.eps[n], path, payload)
-		if err == nil {
-			c.first.Store(int32(n))
-			return body, nil
-		}
-		var ee *Error
-		if errors.As(err, &ee) && ee.Code != codeUnavailable && ee.Code != codeDeadlineExceeded {
-			return nil, err // etcd answered: asking another member changes nothing
-		}
-		tried = append(tried, c.eps[n])
-		reason = describe(ctx, err)
 	}
-	if len(tried) == 0 {
-		tried, reason = c.eps[first:first+1], describe(ctx, ctx.Err())
+	next()
+	for pending > 0 {
+		select {
+		case <-timer.C:
+			if started < len(c.eps) && ctx.Err() == nil {
+				next()
+			}
+			continue
+		case a := <-results:
+			pending--
+			var ee *Error
+			refused := errors.As(a.err, &ee) && ee.Code != codeUnavailable && ee.Code != codeDeadlineExceeded
+			if a.err == nil || refused { // an answer: the others are not wanted
+				for i, cancel := range cancels {
+					if cancel != nil && i != a.n {
+						cancel()
+					}
+				}
+				go drain(results, pending)
+			}
+			if a.err == nil {
+				c.first.Store(int32(a.n))
+				return &cancelOnClose{a.body, cancels[a.n]}, nil
+			}
+			cancels[a.n]()
+			if refused {
+				return nil, a.err // asking another member changes nothing
+			}
+			ue.add(c.eps[a.n], describe(ctx, a.err))
+			if started < len(c.eps) && ctx.Err() == nil {
+				next()
+			}
+		}
 	}
-	return nil, &UnreachableError{Tried: tried, Reason: reason}
+	return nil, ue
+}
+
+// drain closes the answers of attempts no longer wanted.
+func drain(results <-chan attempt, pending int) {
+	for range pending {
+		if a := <-results; a.body != nil {
+			a.body.Close()
+		}
+	}
+}
+
+// cancelOnClose ends an attempt's context once its answer is read.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b *cancelOnClose) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
 }
 
 // post sends one request to one endpoint.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -155,39 +154,34 @@ func TestWatchSurvivesRestart(t *testing.T) {
 // nothing listens, and at the deadline when a member never answers.
 func TestUnreachable(t *testing.T) {
 	ports := testenv.Ports(t, 3)
-	hang, err := net.Listen("tcp", ports.Addr(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hang.Close()
-	go func() { // accepts, reads, never answers
-		for {
-			conn, err := hang.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				buf := make([]byte, 4096)
-				for {
-					if _, err := conn.Read(buf); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
+	etcdtest.Hang(t, ports.Addr(0))
 	c := etcd.New([]string{ports.Addr(1), ports.Addr(2)}, nil)
-	_, err = c.Prefix(context.Background(), "/", false)
+	_, err := c.Prefix(context.Background(), "/", false)
 	var ue *etcd.UnreachableError
 	if !errors.As(err, &ue) || err.Error() != "no answer from etcd at "+ports.Addr(1)+", "+ports.Addr(2)+" (connection refused)" {
 		t.Errorf("nothing listening: %v", err)
 	}
 	c = etcd.New([]string{ports.Addr(1), ports.Addr(0)}, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_, err = c.Prefix(ctx, "/", false)
-	if !errors.As(err, &ue) || err.Error() != "no answer from etcd at "+ports.Addr(1)+", "+ports.Addr(0)+" (no answer before the deadline)" {
-		t.Errorf("a member that never answers: %v", err)
+	err = c.Put(ctx, "/k", "v", 0)
+	want := "no answer from etcd at " + ports.Addr(1) + " (connection refused), " + ports.Addr(0) + " (no answer before the deadline)"
+	if !errors.As(err, &ue) || err.Error() != want {
+		t.Errorf("a member that never answers:\n got %v\nwant %s", err, want)
+	}
+}
+
+// A read asks the next member when one has not answered after a second:
+// a member that hangs does not keep the fleet from being read.
+func TestReadPassesAHungMember(t *testing.T) {
+	ports := testenv.Ports(t, 3)
+	m := etcdtest.Start(t, ports, 1, nil)
+	etcdtest.Hang(t, ports.Addr(2))
+	c := etcd.New([]string{ports.Addr(2), m.Endpoints()[0]}, nil)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), testenv.Scale(30*time.Second))
+	defer cancel()
+	if _, err := c.Prefix(ctx, "/", false); err != nil {
+		t.Fatalf("a read with the first member hung: %v", err)
 	}
 }

@@ -62,13 +62,13 @@ func PrefixEnd(prefix string) []byte {
 // keysOnly, without their values.
 func (c *Client) Prefix(ctx context.Context, prefix string, keysOnly bool) (*RangeResponse, error) {
 	resp := new(RangeResponse)
-	err := c.call(ctx, "/v3/kv/range", rangeRequest{Key: []byte(prefix), RangeEnd: PrefixEnd(prefix), KeysOnly: keysOnly}, resp)
+	err := c.call(ctx, "/v3/kv/range", rangeRequest{Key: []byte(prefix), RangeEnd: PrefixEnd(prefix), KeysOnly: keysOnly}, resp, Hedge)
 	return resp, err
 }
 
 // Put writes key, under lease unless it is 0.
 func (c *Client) Put(ctx context.Context, key, value string, lease LeaseID) error {
-	return c.call(ctx, "/v3/kv/put", putRequest{Key: []byte(key), Value: []byte(value), Lease: lease}, new(struct{}))
+	return c.call(ctx, "/v3/kv/put", putRequest{Key: []byte(key), Value: []byte(value), Lease: lease}, new(struct{}), 0)
 }
 
 // Op is one operation of a transaction.
@@ -130,6 +130,6 @@ type txnRequest struct {
 // transaction.
 func (c *Client) Txn(ctx context.Context, cond []Compare, then, orElse []Op) (*TxnResponse, error) {
 	resp := new(TxnResponse)
-	err := c.call(ctx, "/v3/kv/txn", txnRequest{Compare: cond, Success: then, Failure: orElse}, resp)
+	err := c.call(ctx, "/v3/kv/txn", txnRequest{Compare: cond, Success: then, Failure: orElse}, resp, 0)
 	return resp, err
 }

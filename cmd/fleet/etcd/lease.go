@@ -20,7 +20,7 @@ type leaseResponse struct {
 // Grant takes a lease of ttl (whole seconds, at least one).
 func (c *Client) Grant(ctx context.Context, ttl time.Duration) (LeaseID, error) {
 	resp := new(leaseResponse)
-	if err := c.call(ctx, "/v3/lease/grant", leaseRequest{TTL: max(int64(ttl/time.Second), 1)}, resp); err != nil {
+	if err := c.call(ctx, "/v3/lease/grant", leaseRequest{TTL: max(int64(ttl/time.Second), 1)}, resp, 0); err != nil {
 		return 0, err
 	}
 	return resp.ID, nil
@@ -28,7 +28,7 @@ func (c *Client) Grant(ctx context.Context, ttl time.Duration) (LeaseID, error) 
 
 // Revoke ends a lease and deletes every key under it.
 func (c *Client) Revoke(ctx context.Context, id LeaseID) error {
-	return c.call(ctx, "/v3/lease/revoke", leaseRequest{ID: id}, new(struct{}))
+	return c.call(ctx, "/v3/lease/revoke", leaseRequest{ID: id}, new(struct{}), 0)
 }
 
 // renew renews a lease once, and returns its time to live from now: 0 when
@@ -38,7 +38,7 @@ func (c *Client) renew(ctx context.Context, id LeaseID) (time.Duration, error) {
 	var resp struct {
 		Result leaseResponse `json:"result"`
 	}
-	if err := c.call(ctx, "/v3/lease/keepalive", leaseRequest{ID: id}, &resp); err != nil {
+	if err := c.call(ctx, "/v3/lease/keepalive", leaseRequest{ID: id}, &resp, 0); err != nil {
 		return 0, err
 	}
 	return time.Duration(resp.Result.TTL) * time.Second, nil

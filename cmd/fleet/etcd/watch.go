@@ -83,7 +83,7 @@ func (e *compactedError) Error() string {
 // start again from: the one after the last change it passed on, or after
 // the revision the watch started at (0 when it never started).
 func (c *Client) watchOnce(ctx context.Context, req watchRequest, fn func(Event)) (int64, error) {
-	body, err := c.open(ctx, "/v3/watch", req)
+	body, err := c.open(ctx, "/v3/watch", req, 0)
 	if err != nil {
 		return 0, err
 	}

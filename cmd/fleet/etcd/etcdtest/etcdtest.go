@@ -7,6 +7,8 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -129,4 +131,26 @@ func (c *Cluster) WaitHealthy() {
 		_, err := cli.Prefix(ctx, "/", true)
 		return err == nil
 	})
+}
+
+// Hang listens on addr like a member that accepts connections, reads what
+// it is sent and never answers (a process stopped, or a host whose etcd
+// hangs), until the test ends.
+func Hang(t testing.TB, addr string) {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { conn.Close() })
+			go io.Copy(io.Discard, conn)
+		}
+	}()
 }
