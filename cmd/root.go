@@ -268,6 +268,10 @@ func flagMessage(c *cobra.Command, err error) string {
 			want = "true or false"
 		case "float64":
 			want = "a number"
+		default:
+			if e, ok := f.Value.(interface{ Expects() string }); ok {
+				want = e.Expects()
+			}
 		}
 	}
 	return fmt.Sprintf("--%s: %q is not %s", name, value, want)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/gracectl/gracectl/cmd/portserver"
 	"github.com/gracectl/gracectl/probe"
 	"github.com/gracectl/gracectl/probe/watchdog"
+	"github.com/gracectl/gracectl/registry"
 	"github.com/spf13/cobra"
 )
 
@@ -32,6 +34,7 @@ type watchOptions struct {
 	apiHosts   []string
 	heartbeat  time.Duration
 	portserver string
+	psLimits   [3]limitFlag // per user ports, per client ports, per user connections
 	idle       time.Duration
 	fromRun    bool
 	stop       bool
@@ -57,7 +60,15 @@ WATCHDOG=1 when WatchdogSec= is set, and STOPPING=1 on shutdown. See
 docs/systemd/gracectl-watch.service.` + exitHelp([]int{exitOK, exitFailure, exitUsage, exitLocked, exitStartup}, nil),
 		Example: `  gracectl watch
   gracectl watch --interval 10s --health-timeout 1s`,
-		Args: noArgs,
+		Args: func(cmd *cobra.Command, args []string) error {
+			// watch takes no arguments, so one after a bare --portserver is
+			// its address: --portserver ADDRESS as well as --portserver=ADDRESS.
+			if len(args) == 1 && cmd.Flags().Changed("portserver") && o.portserver == portserver.DefaultAddress {
+				o.portserver = args[0]
+				return nil
+			}
+			return noArgs(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.interval < 100*time.Millisecond {
 				return usageErrorf("--interval must be at least 100ms, got %s", o.interval)
@@ -84,7 +95,12 @@ docs/systemd/gracectl-watch.service.` + exitHelp([]int{exitOK, exitFailure, exit
 	f.BoolVar(&o.fromRun, "from-run", false, "record that gracectl run started this watchdog")
 	_ = f.MarkHidden("from-run")
 	f.BoolVar(&o.stop, "stop", false, "stop the registry's running watchdog (whoever started it) and wait for it to exit")
-	f.StringVar(&o.portserver, "portserver", "", "serve portpicker's portserver protocol on this Unix socket `ADDRESS` (a path, or @name for the abstract namespace); point PORTSERVER_ADDRESS at it")
+	f.StringVar(&o.portserver, "portserver", "", "serve portpicker's portserver protocol; point PORTSERVER_ADDRESS at it. Alone: on the socket "+
+		"run/"+portserver.SocketName+" of the state root, which no other user can take; or on `ADDRESS`, a path in a folder only you can write, or @name in the abstract namespace (which any user can take first: docs/security.md)")
+	f.Lookup("portserver").NoOptDefVal = portserver.DefaultAddress
+	f.Var(&o.psLimits[0], "portserver-max-user-ports", "ports the portserver's clients of one user may hold at once (default: half the range; 0: no limit)")
+	f.Var(&o.psLimits[1], "portserver-max-client-ports", "ports one portserver client process may hold at once (default: half the range; 0: no limit)")
+	f.Var(&o.psLimits[2], "portserver-max-user-conns", "connections to the portserver one user may have open at once (default 64; 0: no limit)")
 	addProbeFlags(f, &o.probe)
 	return c
 }
@@ -150,7 +166,17 @@ func runWatch(cmd *cobra.Command, o *watchOptions) error {
 		defer func() { stopPub(); <-pubDone }()
 		logf(fmt.Sprintf("[PORT-WATCHDOG] Fleet: publishing host %s to etcd (lease %s)", pub.HostID, pub.TTL()))
 	}
-	if o.api != "" || o.portserver != "" {
+	psAddr := ""
+	if cmd.Flags().Changed("portserver") {
+		if psAddr, err = portserver.Resolve(o.portserver, store); err != nil {
+			var ae *portserver.AddressError
+			if errors.As(err, &ae) {
+				return &usageError{msg: err.Error()}
+			}
+			return startupError(err)
+		}
+	}
+	if o.api != "" || psAddr != "" {
 		// The API and the portserver are bound under the watchdog lock, so
 		// a second watchdog is refused as such rather than failing on
 		// their addresses.
@@ -160,23 +186,15 @@ func runWatch(cmd *cobra.Command, o *watchOptions) error {
 		}
 		defer unlock()
 	}
-	if o.portserver != "" {
-		l, err := portserver.Listen(o.portserver)
+	if psAddr != "" {
+		stop, err := servePortserver(o, psAddr, store, rg, logf)
 		if err != nil {
-			return startupError(err)
+			return err
 		}
-		ps := &portserver.Server{Store: store, Range: rg, Log: logf}
-		served := make(chan struct{})
-		go func() {
-			defer close(served)
-			if err := ps.Serve(l); err != nil {
-				logf("[PORT-WATCHDOG] Portserver stopped: " + err.Error())
-			}
-		}()
 		// On the way out: stop accepting, record what is pending, give
 		// back the pool.
-		defer func() { l.Close(); <-served }()
-		logf("[PORT-WATCHDOG] Portserver listening on " + o.portserver)
+		defer stop()
+		w.Portserver = psAddr
 	}
 	if o.api != "" {
 		l, err := api.Listen(cmd.Context(), api.ListenConfig{Addr: o.api, AllowRemote: o.remote, Store: store, Range: rg, Log: logf,
@@ -221,10 +239,79 @@ func runWatch(cmd *cobra.Command, o *watchOptions) error {
 	return err
 }
 
+// servePortserver starts the portserver on addr and returns what stops it.
+func servePortserver(o *watchOptions, addr string, store *registry.Store, rg registry.Range, logf func(string)) (stop func(), err error) {
+	l, err := portserver.Listen(addr)
+	if err != nil {
+		se := startupError(err)
+		var inUse *portserver.InUseError
+		if errors.As(err, &inUse) && inUse.Abstract {
+			se.hint = "serve on the default socket instead, which no other user can take: --portserver alone"
+		}
+		return nil, se
+	}
+	lim := portserver.DefaultLimits(rg)
+	for i, n := range []*int{&lim.UserPorts, &lim.ClientPorts, &lim.UserConns} {
+		if o.psLimits[i].set {
+			*n = o.psLimits[i].n
+		}
+	}
+	ps := &portserver.Server{Store: store, Range: rg, Limits: lim, Log: logf}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		if err := ps.Serve(l); err != nil {
+			logf("[PORT-WATCHDOG] Portserver stopped: " + err.Error())
+		}
+	}()
+	if strings.HasPrefix(addr, "@") {
+		logf("[PORT-WATCHDOG] WARNING: the portserver's abstract address " + addr + " can be taken by any local user whenever it is free; " +
+			"--portserver alone serves a socket in the state root that no other user can take (docs/security.md)")
+	}
+	logf(fmt.Sprintf("[PORT-WATCHDOG] Portserver listening on %s (PORTSERVER_ADDRESS=%s; per user at most %s ports and %s connections, per client %s ports)",
+		addr, addr, limitText(lim.UserPorts), limitText(lim.UserConns), limitText(lim.ClientPorts)))
+	return func() { l.Close(); <-served }, nil
+}
+
+// limitFlag is a limit flag: unset ("" in the help) until given; 0 is no
+// limit.
+type limitFlag struct {
+	n   int
+	set bool
+}
+
+func (l *limitFlag) String() string {
+	if !l.set {
+		return ""
+	}
+	return strconv.Itoa(l.n)
+}
+
+func (l *limitFlag) Set(v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return errors.New(l.Expects())
+	}
+	l.n, l.set = n, true
+	return nil
+}
+
+func (l *limitFlag) Type() string { return "N" }
+
+// Expects says what the flag takes, for the message about a bad value.
+func (l *limitFlag) Expects() string { return "a whole number, 0 or more (0: no limit)" }
+
+func limitText(n int) string {
+	if n == 0 {
+		return "unlimited"
+	}
+	return strconv.Itoa(n)
+}
+
 // startupError is a watchdog that cannot start: exit 6, which the unit's
 // RestartPreventExitStatus= keeps systemd from retrying, after telling
 // systemd why (STATUS=, ERRNO=).
-func startupError(err error) error {
+func startupError(err error) *exitError {
 	status := "STATUS=cannot start: " + oneLine(err.Error())
 	if errno := errnoOf(err); errno != 0 {
 		status += "\nERRNO=" + strconv.Itoa(errno)

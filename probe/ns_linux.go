@@ -23,6 +23,12 @@ func nsInode(pid, kind string) uint64 {
 	if err != nil {
 		return 0
 	}
+	return parseNSLink(link)
+}
+
+// parseNSLink reads the inode of a namespace link ("pid:[4026531836]"), 0
+// if it is not one.
+func parseNSLink(link string) uint64 {
 	i, j := strings.IndexByte(link, '['), strings.IndexByte(link, ']')
 	if i < 0 || j < i {
 		return 0

@@ -52,6 +52,7 @@ type Stat struct {
 	Comm   string // field 2, the executable name (at most 15 bytes)
 	State  byte   // field 3
 	PPID   int    // field 4
+	Flags  uint64 // field 9 (PF_KTHREAD marks a kernel thread)
 	Start  uint64 // field 22, clock ticks since boot
 	Zombie bool   // state Z or X: exited, kept only until its parent waits
 }
@@ -77,6 +78,9 @@ func ParseStat(data []byte) (Stat, error) {
 		return Stat{}, fmt.Errorf("malformed /proc stat: ppid %q", fields[1])
 	}
 	st.PPID = ppid
+	if st.Flags, err = strconv.ParseUint(fields[6], 10, 64); err != nil {
+		return Stat{}, fmt.Errorf("malformed /proc stat: flags %q", fields[6])
+	}
 	if st.Start, err = strconv.ParseUint(strings.TrimSpace(fields[19]), 10, 64); err != nil {
 		return Stat{}, fmt.Errorf("malformed /proc stat: start time %q", fields[19])
 	}

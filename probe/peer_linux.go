@@ -55,21 +55,6 @@ func lookupProc(local, remote netip.AddrPort) (TCPSocket, error) {
 	return TCPSocket{}, ErrNoSocket
 }
 
-// UnixPeerUID is the user of the process at the other end of a Unix
-// socket connection, as the kernel recorded it when it connected
-// (SO_PEERCRED).
-func UnixPeerUID(c *net.UnixConn) (uint32, error) {
-	var uid uint32
-	err := control(c, func(fd int) error {
-		cred, err := unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
-		if err == nil {
-			uid = cred.Uid
-		}
-		return err
-	})
-	return uid, err
-}
-
 // UnixUnread is the memory the kernel holds for what this end of a Unix
 // stream socket wrote and the other end has not read yet (SIOCOUTQ).
 func UnixUnread(c *net.UnixConn) (int, error) {

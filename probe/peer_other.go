@@ -17,9 +17,6 @@ var ErrNoSocket = errors.New("no such socket")
 // LookupTCP is Linux only: elsewhere a client is known by its address.
 func LookupTCP(local, remote netip.AddrPort) (TCPSocket, error) { return TCPSocket{}, errNoPeerInfo }
 
-// UnixPeerUID is Linux only (SO_PEERCRED).
-func UnixPeerUID(c *net.UnixConn) (uint32, error) { return 0, errNoPeerInfo }
-
 // UnixUnread is Linux only (SIOCOUTQ).
 func UnixUnread(c *net.UnixConn) (int, error) { return 0, errNoPeerInfo }
 

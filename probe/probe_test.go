@@ -20,7 +20,7 @@ func TestParseStatStart(t *testing.T) {
 		t.Fatalf("got %d, %v", got, err)
 	}
 	st, err := ParseStat([]byte(line))
-	if err != nil || st != (Stat{Comm: "my (odd) name", State: 'S', PPID: 1, Start: 987654}) {
+	if err != nil || st != (Stat{Comm: "my (odd) name", State: 'S', PPID: 1, Flags: 4194560, Start: 987654}) {
 		t.Fatalf("ParseStat: %+v, %v", st, err)
 	}
 	if _, err := ParseStatStart([]byte("4242 (x) Z 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20")); err != ErrNoProcess {

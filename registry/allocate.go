@@ -144,57 +144,63 @@ func (s *Store) AllocateAll(ctx context.Context, req Request) ([]*Allocation, er
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
+	var got []*Allocation
+	err := s.update(ctx, func(r *Registry, tx *Tx) (err error) {
+		got, err = allocateIn(r, tx, req)
+		return err
+	}, writeOpts{durable: !req.Portserver})
+	if err != nil {
+		return nil, err
+	}
+	return got, nil
+}
+
+// allocateIn makes req's allocations in r, under the lock; req is valid.
+func allocateIn(r *Registry, tx *Tx, req Request) ([]*Allocation, error) {
 	names := req.PortNames
 	if len(names) == 0 {
 		names = make([]string, max(req.Count, 1))
 	}
 	var got []*Allocation
-	err := s.update(ctx, func(r *Registry, tx *Tx) error {
-		got = nil
-		for _, name := range names {
-			port, err := pickPort(r, req, name)
-			var xe *ExhaustedError
-			if errors.As(err, &xe) && reclaimDead(r, tx, req.Range) > 0 {
-				port, err = pickPort(r, req, name)
-			}
-			if err != nil {
-				return err
-			}
-			a := &Allocation{
-				ID:           newID(),
-				Port:         port,
-				ServiceName:  req.Service,
-				PortName:     name,
-				StartedBy:    req.StartedBy,
-				Purpose:      req.Purpose,
-				AllocatedAt:  tx.Now(),
-				HealthStatus: StatusReserved,
-				HealthPath:   req.HealthPath,
-				Command:      req.Command,
-			}
-			if req.Supervisor.PID > 0 {
-				a.SupervisorPID, a.SupervisorStart, a.SupervisorPIDNS = req.Supervisor.PID, req.Supervisor.Start, req.Supervisor.PIDNS
-			}
-			if req.Owner.PID > 0 {
-				a.SetOwner(req.Owner)
-				a.RegisteredAt = tx.Now()
-				a.HealthStatus = StatusStarting
-			}
-			if req.Portserver {
-				a.StartedBy = PortserverStartedBy
-			}
-			r.Put(a)
-			r.remember(a, tx.Now())
-			tx.Log(&AllocateEvent{
-				Timestamp: tx.Now(), Action: "allocate", Port: port, ServiceName: a.ServiceName, PortName: name,
-				StartedBy: a.StartedBy, Purpose: a.Purpose, PID: int(a.PID), HealthPath: a.HealthPath, Command: a.Command,
-			})
-			got = append(got, a)
+	for _, name := range names {
+		port, err := pickPort(r, req, name)
+		var xe *ExhaustedError
+		if errors.As(err, &xe) && reclaimDead(r, tx, req.Range) > 0 {
+			port, err = pickPort(r, req, name)
 		}
-		return nil
-	}, !req.Portserver)
-	if err != nil {
-		return nil, err
+		if err != nil {
+			return nil, err
+		}
+		a := &Allocation{
+			ID:           newID(),
+			Port:         port,
+			ServiceName:  req.Service,
+			PortName:     name,
+			StartedBy:    req.StartedBy,
+			Purpose:      req.Purpose,
+			AllocatedAt:  tx.Now(),
+			HealthStatus: StatusReserved,
+			HealthPath:   req.HealthPath,
+			Command:      req.Command,
+		}
+		if req.Supervisor.PID > 0 {
+			a.SupervisorPID, a.SupervisorStart, a.SupervisorPIDNS = req.Supervisor.PID, req.Supervisor.Start, req.Supervisor.PIDNS
+		}
+		if req.Owner.PID > 0 {
+			a.SetOwner(req.Owner)
+			a.RegisteredAt = tx.Now()
+			a.HealthStatus = StatusStarting
+		}
+		if req.Portserver {
+			a.StartedBy = PortserverStartedBy
+		}
+		r.Put(a)
+		r.remember(a, tx.Now())
+		tx.Log(&AllocateEvent{
+			Timestamp: tx.Now(), Action: "allocate", Port: port, ServiceName: a.ServiceName, PortName: name,
+			StartedBy: a.StartedBy, Purpose: a.Purpose, PID: int(a.PID), HealthPath: a.HealthPath, Command: a.Command,
+		})
+		got = append(got, a)
 	}
 	return got, nil
 }
@@ -355,9 +361,15 @@ func (s *Store) Register(ctx context.Context, port int, owner probe.Identity, re
 		}
 		prev := a.PID
 		forced := false
+		holder := 0
 		if prev > 0 && a.Owner() != owner && ownerMayLive(a) {
+			holder = int(prev)
+		} else if a.Reserved() && a.SupervisorPID > 0 {
+			holder = heldBy(a, callers())
+		}
+		if holder > 0 {
 			if !force {
-				return &OwnerAliveError{Port: port, PID: int(prev), Service: a.ServiceName, Action: fmt.Sprintf("register pid %d", owner.PID)}
+				return &OwnerAliveError{Port: port, PID: holder, Service: a.ServiceName, Action: fmt.Sprintf("register pid %d", owner.PID)}
 			}
 			forced = true
 		}
@@ -450,9 +462,8 @@ func (s *Store) Release(ctx context.Context, req ReleaseRequest) ([]*Allocation,
 			if req.Only != nil && !req.Only(a) {
 				continue
 			}
-			if !req.Force && a.PID > 0 && !containsPID(req.Callers, int(a.PID)) &&
-				ownerMayLive(a) {
-				live = append(live, OwnerAliveError{Port: a.Port, PID: int(a.PID), Service: a.ServiceName})
+			if holder := heldBy(a, req.Callers); !req.Force && holder > 0 {
+				live = append(live, OwnerAliveError{Port: a.Port, PID: holder, Service: a.ServiceName})
 			}
 		}
 		switch len(live) {
@@ -484,13 +495,25 @@ func ownerMayLive(a *Allocation) bool {
 	return l != probe.Dead
 }
 
-func containsPID(pids []int, pid int) bool {
-	for _, p := range pids {
-		if p == pid {
-			return true
-		}
+// heldBy names the process that holds a against callers (a caller and its
+// ancestors), 0 if none: an owner that may still run, or, for a
+// reservation, the supervisor that still runs (`gracectl run` before its
+// command is registered, the portserver's pool). Releasing or registering
+// a held port takes --force.
+func heldBy(a *Allocation, callers []int) int {
+	switch {
+	case a.PID > 0 && !slices.Contains(callers, int(a.PID)) && ownerMayLive(a):
+		return int(a.PID)
+	case a.Reserved() && a.SupervisorPID > 0 && !slices.Contains(callers, a.SupervisorPID) && a.Supervised():
+		return a.SupervisorPID
 	}
-	return false
+	return 0
+}
+
+// callers is this process and its ancestors: a supervisor among them may
+// claim its own reservations.
+func callers() []int {
+	return append([]int{ownPID()}, probe.Ancestors(ownPID())...)
 }
 
 // Release removes a from r and logs it with its duration and counts. It is
@@ -527,39 +550,4 @@ func (s *Store) Forget(ctx context.Context, service string) (int, error) {
 		return nil
 	})
 	return n, err
-}
-
-// HandOut gives a port of the portserver's pool to the client that asked
-// for it.
-type HandOut struct {
-	Port    int
-	PoolID  string // the pool allocation's ID: nothing else is changed
-	Owner   probe.Identity
-	Service string
-}
-
-// HandOut records pool ports as given to their clients, in one change that
-// is not fsynced (see Request.Portserver): each becomes an allocation owned
-// by its client, logged as a register line. A port no longer in the pool
-// (released meanwhile) is skipped.
-func (s *Store) HandOut(ctx context.Context, outs []HandOut) error {
-	return s.update(ctx, func(r *Registry, tx *Tx) error {
-		for _, h := range outs {
-			a := r.Get(h.Port)
-			if a == nil || a.ID != h.PoolID {
-				continue
-			}
-			a.SetOwner(h.Owner)
-			// The client owns it now; the pool's supervisor (the watchdog)
-			// no longer answers for it.
-			a.SupervisorPID, a.SupervisorStart, a.SupervisorPIDNS = 0, 0, 0
-			a.ServiceName = h.Service
-			a.Purpose = "portserver request"
-			a.RegisteredAt = tx.Now()
-			a.HealthStatus = StatusStarting
-			tx.Log(&RegisterEvent{Timestamp: tx.Now(), Action: "register", Port: a.Port, ServiceName: a.ServiceName,
-				PID: h.Owner.PID, Reason: "handed out by the portserver"})
-		}
-		return nil
-	}, false)
 }

@@ -53,6 +53,47 @@ func (s *Store) LockPath() string { return s.Path() + ".lock" }
 // LogDir is the folder of the daily audit logs.
 func (s *Store) LogDir() string { return filepath.Join(s.Root, LogDir) }
 
+// RunDir is the folder of the state root's sockets (the portserver's).
+const RunDir = "run"
+
+// EnsureRunDir makes the run folder if needed (0755, never through a link)
+// and returns it, once CheckPrivateDir holds for it and the state root: a
+// socket there cannot have been put in place by another user.
+func (s *Store) EnsureRunDir() (string, error) {
+	if err := ensureDir(s.Root, RunDir, 0o755); err != nil {
+		return "", err
+	}
+	dir := filepath.Join(s.Root, RunDir)
+	for _, d := range []string{s.Root, dir} {
+		if err := CheckPrivateDir(d); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
+}
+
+// CheckPrivateDir checks that only dir's owner, who is this user or root,
+// and its group can create, rename or remove entries in it: a real folder
+// (not a link), owned by this user or root, not writable by every user.
+// Another user can then never put a file or socket where gracectl expects
+// its own.
+func CheckPrivateDir(dir string) error {
+	info, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	if err := dirOnly(dir, info); err != nil {
+		return err
+	}
+	if st, ok := info.Sys().(*syscall.Stat_t); ok && st.Uid != 0 && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("%s belongs to another user (uid %d), who could put a socket there before gracectl does", dir, st.Uid)
+	}
+	if info.Mode().Perm()&0o002 != 0 {
+		return fmt.Errorf("%s is writable by every user, so another user could put a socket there before gracectl does", dir)
+	}
+	return nil
+}
+
 // Shared reports whether the registry is shared by a group (`gracectl init
 // --group`): its folder has the setgid bit.
 func (s *Store) Shared() bool {
@@ -245,14 +286,25 @@ var ErrNoChange = errors.New("no change")
 // nothing is written. Audit lines an earlier writer left pending (it died
 // between its rename and its append) are appended first, in any case.
 func (s *Store) Update(ctx context.Context, fn func(r *Registry, tx *Tx) error) (err error) {
-	return s.update(ctx, fn, true)
+	return s.update(ctx, fn, writeOpts{durable: true})
 }
 
-// update is Update; with durable false it fsyncs nothing: the change is
-// visible to every reader at once (rename), and reaches the disk with the
-// kernel's writeback or the next durable change, whichever comes first.
-// The portserver's allocations are made so (docs/file-formats.md).
-func (s *Store) update(ctx context.Context, fn func(r *Registry, tx *Tx) error, durable bool) (err error) {
+// writeOpts tune update.
+type writeOpts struct {
+	// durable false fsyncs nothing: the change is visible to every reader
+	// at once (rename), and reaches the disk with the kernel's writeback or
+	// the next durable change, whichever comes first. The portserver's
+	// allocations are made so (docs/file-formats.md).
+	durable bool
+	// written, if set, is called with the registry as it now is on disk
+	// (written, or left as read when fn changed nothing), still under the
+	// lock.
+	written func(r *Registry)
+}
+
+// update is Update with opts.
+func (s *Store) update(ctx context.Context, fn func(r *Registry, tx *Tx) error, opts writeOpts) (err error) {
+	durable := opts.durable
 	fl, err := s.lock(ctx)
 	if err != nil {
 		return err
@@ -289,6 +341,9 @@ func (s *Store) update(ctx context.Context, fn func(r *Registry, tx *Tx) error, 
 	tx := &Tx{now: Now(), seq: r.AuditSeq}
 	if err := fn(r, tx); err != nil {
 		if errors.Is(err, ErrNoChange) {
+			if opts.written != nil {
+				opts.written(r)
+			}
 			return nil
 		}
 		return err
@@ -308,6 +363,9 @@ func (s *Store) update(ctx context.Context, fn func(r *Registry, tx *Tx) error, 
 	}
 	if info == nil {
 		s.notice("created registry %s", s.Path())
+	}
+	if opts.written != nil {
+		opts.written(r)
 	}
 	if len(tx.lines) > 0 {
 		l, err := appendLog(s.Root, tx.now.Time, tx.lines, filePerm)

@@ -70,8 +70,8 @@ func peerOf(r *http.Request) peer {
 	switch raw := rawConn(c).(type) {
 	case *net.UnixConn:
 		p.key = "a Unix socket client"
-		if uid, err := probe.UnixPeerUID(raw); err == nil {
-			p.key = "uid " + strconv.FormatUint(uint64(uid), 10)
+		if cred, err := probe.PeerOf(raw); err == nil {
+			p.key = "uid " + strconv.Itoa(cred.UID)
 		}
 		p.unread = func() (int, bool) {
 			n, err := probe.UnixUnread(raw)

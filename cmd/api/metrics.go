@@ -82,7 +82,7 @@ func newMetrics(rg registry.Range, build Build, streams func() float64) *metrics
 		issues: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gracectl_watchdog_issues_total", Help: "Issues found: each counted once, when it starts."}),
 		cleanups: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "gracectl_watchdog_cleanups_total", Help: "Ports released by the watchdog."}),
+			Name: "gracectl_watchdog_cleanups_total", Help: "Ports of dead services and stale reservations released by the watchdog."}),
 		authFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gracectl_api_auth_failures_total", Help: "API requests refused for want of valid credentials (401)."}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -133,7 +133,7 @@ func (m *metrics) gather() ([]*dto.MetricFamily, error) {
 func (m *metrics) observeCycle(rep *watchdog.Report) {
 	m.cycles.Inc()
 	m.issues.Add(float64(rep.NewIssues))
-	m.cleanups.Add(float64(len(rep.Released)))
+	m.cleanups.Add(float64(rep.Cleaned()))
 	m.duration.Observe(rep.DurationMS / 1000)
 	m.up.Set(1)
 	ports := make(map[int]portSeries, len(rep.Results))
@@ -150,7 +150,7 @@ func (m *metrics) observeCycle(rep *watchdog.Report) {
 
 // observePorts takes in a check of some ports between cycles.
 func (m *metrics) observePorts(rep *watchdog.Report) {
-	m.cleanups.Add(float64(len(rep.Released)))
+	m.cleanups.Add(float64(rep.Cleaned()))
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.observed == nil {

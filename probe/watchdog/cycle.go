@@ -99,6 +99,9 @@ type Report struct {
 	Dead       int           `json:"dead"`
 	Issues     int           `json:"issues"`
 	Released   []int         `json:"released"`
+	// Ended are the released ports whose owner ended as expected (a
+	// portserver client that exited): ordinary releases, not cleanups.
+	Ended []int `json:"ended"`
 	// Unmanaged are listeners in the managed range without an allocation;
 	// each counts as an issue.
 	Unmanaged []Unmanaged `json:"unmanaged"`
@@ -106,6 +109,10 @@ type Report struct {
 	// cycle before (all of them for a one-off check).
 	NewIssues int `json:"new_issues"`
 }
+
+// Cleaned counts the ports released as cleanups: dead services and stale
+// reservations, not the portserver clients that exited.
+func (r *Report) Cleaned() int { return len(r.Released) - len(r.Ended) }
 
 // Summary is the seed's health-check line.
 func (r *Report) Summary() string {
@@ -116,7 +123,7 @@ func (r *Report) Summary() string {
 func Cycle(ctx context.Context, store *registry.Store, opts Options) (*Report, error) {
 	opts.fill()
 	start := time.Now()
-	rep := &Report{StartedAt: registry.Now(), DryRun: opts.DryRun, Released: []int{}, Unmanaged: []Unmanaged{}}
+	rep := &Report{StartedAt: registry.Now(), DryRun: opts.DryRun, Released: []int{}, Ended: []int{}, Unmanaged: []Unmanaged{}}
 	reg, err := store.Read(ctx)
 	if err != nil {
 		return nil, err
@@ -211,11 +218,15 @@ type Observation struct {
 // Verdict is what the rules make of an observation: the allocation's new
 // state, and whether it is to be released.
 type Verdict struct {
-	Status       string // a registry.Status* word
-	Health       string // "ok", "failing (n/m): …", "none" (no path), "skipped"
-	Issue        string // empty when all is well
-	Release      string // the release reason, when the port is to be released
-	Failures     int    // consecutive failed health checks
+	Status  string // a registry.Status* word
+	Health  string // "ok", "failing (n/m): …", "none" (no path), "skipped"
+	Issue   string // empty when all is well
+	Release string // the release reason, when the port is to be released
+	// Ended: the owner ended as this kind of allocation expects (a
+	// portserver client exited), so the release is an ordinary one:
+	// neither an issue nor a cleanup.
+	Ended        bool
+	Failures     int // consecutive failed health checks
 	LastError    string
 	Counts       bool // RequestCount and ErrorCount come from the service
 	RequestCount int64
@@ -305,6 +316,10 @@ func decide(a *registry.Allocation, ob Observation, now time.Time, opts Options)
 		// The owner ended, but the gracectl run that launched it lives:
 		// it hands the port to a descendant or releases it.
 		v.Status, v.Health = registry.StatusStarting, "skipped"
+	case !ob.Alive && !ob.Listening && a.HandedOut():
+		// A portserver client that exited: the protocol's end of a port.
+		v.Status, v.Health = a.HealthStatus, "skipped"
+		v.Release, v.Ended = "the client exited", true
 	case !ob.Alive && ob.Listening:
 		v.Status, v.Health = registry.StatusOrphaned, "skipped"
 		v.Issue = fmt.Sprintf("orphaned: owner pid %d is gone, %s still listens", a.PID, describe(ob.Foreign, ob.ForeignName))
@@ -318,9 +333,13 @@ func decide(a *registry.Allocation, ob Observation, now time.Time, opts Options)
 		if since.IsZero() {
 			since = a.AllocatedAt.Time
 		}
-		if now.Sub(since) <= opts.StartupGrace {
+		switch {
+		case now.Sub(since) <= opts.StartupGrace:
 			v.Status = registry.StatusStarting
-		} else {
+		case a.HandedOut():
+			// portpicker's clients hold ports for later, or for children.
+			v.Status = registry.StatusNotListening
+		default:
 			v.Status = registry.StatusNotListening
 			v.Issue = "non-responsive port: owner alive but not listening"
 		}
@@ -387,6 +406,9 @@ func apply(ctx context.Context, store *registry.Store, rep *Report) error {
 				tx.Release(reg, cur, "watchdog", "", v.Release)
 				r.Action = "released"
 				rep.Released = append(rep.Released, r.Port)
+				if v.Ended {
+					rep.Ended = append(rep.Ended, r.Port)
+				}
 				continue
 			}
 			cur.LastHealthCheck = r.LastCheck

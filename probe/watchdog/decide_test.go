@@ -31,6 +31,11 @@ func TestDecide(t *testing.T) {
 		a.HealthPath, a.HealthFailures = "/health", failures
 		return a
 	}
+	handedOut := func(age time.Duration) registry.Allocation {
+		a := owned(age)
+		a.StartedBy, a.ServiceName = registry.PortserverStartedBy, "python3"
+		return a
+	}
 	unregistered := owned(10 * time.Second)
 	unregistered.RegisteredAt = registry.Time{}
 	oldUnregistered := owned(10 * time.Minute)
@@ -88,6 +93,17 @@ func TestDecide(t *testing.T) {
 			status: registry.StatusActive, health: "ok"},
 		{name: "dead: owner gone, nothing listens: released", a: owned(time.Hour), ob: Observation{},
 			status: registry.StatusDead, health: "skipped", issue: "crashed process: owner pid 4242 is gone", release: "owner pid 4242 is gone"},
+		{name: "portserver client exited, nothing listens: an ordinary release, no issue", a: handedOut(time.Hour), ob: Observation{},
+			status: registry.StatusStarting, health: "skipped", release: "the client exited",
+			check: func(t *testing.T, v Verdict) {
+				if !v.Ended {
+					t.Errorf("not an ended owner: %+v", v)
+				}
+			}},
+		{name: "portserver client alive, not listening past the grace: no issue", a: handedOut(time.Hour), ob: Observation{Alive: true},
+			status: registry.StatusNotListening, health: "skipped"},
+		{name: "portserver client exited, something still listens: orphaned", a: handedOut(time.Hour), ob: Observation{Listening: true},
+			status: registry.StatusOrphaned, health: "skipped", issue: "orphaned"},
 		{name: "owner gone, its gracectl run still supervises: left to run", a: owned(time.Hour), ob: Observation{Supervised: true},
 			status: registry.StatusStarting, health: "skipped"},
 		{name: "orphaned: owner gone, a named process listens: kept", a: owned(time.Hour),

@@ -113,7 +113,7 @@ func (w *Watcher) checkPorts(ctx context.Context, ports []int) {
 	}
 	rep.Results = mine
 	w.mu.Lock()
-	w.state.StaleCleaned += int64(len(rep.Released))
+	w.state.StaleCleaned += int64(rep.Cleaned())
 	if w.open == nil {
 		w.open = episodes{}
 	}

@@ -41,6 +41,8 @@ type State struct {
 	// EventEpoch numbers this run of the watchdog among all runs for the
 	// registry (Watcher.Epoch).
 	EventEpoch uint64 `json:"event_epoch,omitzero"`
+	// Portserver is where `watch --portserver` listens.
+	Portserver string `json:"portserver,omitzero"`
 }
 
 // StatePath is the watchdog state file of store's registry.

@@ -18,6 +18,8 @@ type Watcher struct {
 	Interval time.Duration
 	Range    registry.Range
 	API      string // where the HTTP API listens, for the state file
+	// Portserver is where the portserver listens, for the state file.
+	Portserver string
 	// APIAccess says how the API can be reached ("loopback", "remote,
 	// unauthenticated", …), for the state file and status.
 	APIAccess string
@@ -127,7 +129,7 @@ func (w *Watcher) State() State {
 func (w *Watcher) record(rep *Report) {
 	w.state.ChecksPerformed++
 	w.state.IssuesDetected += int64(rep.NewIssues)
-	w.state.StaleCleaned += int64(len(rep.Released))
+	w.state.StaleCleaned += int64(rep.Cleaned())
 	w.state.MonitoredPorts = len(rep.Results)
 	w.state.LastCycleAt = rep.StartedAt
 	w.state.LastCycleDurationMS = rep.DurationMS
@@ -152,7 +154,11 @@ func (w *Watcher) logFindings(rep *Report, started, ended []string) {
 		w.log("[PORT-WATCHDOG] %s", line)
 	}
 	for _, r := range rep.Results {
-		if r.Action == "released" {
+		switch {
+		case r.Action != "released":
+		case r.verdict.Ended:
+			w.log("[PORT-MANAGER] Released port %d (%s): %s", r.Port, r.Label(), r.verdict.Release)
+		default:
 			w.log("[PORT-WATCHDOG] Cleaning up stale port %d", r.Port)
 			w.log("[PORT-MANAGER] Released port %d", r.Port)
 		}
@@ -232,6 +238,7 @@ func (w *Watcher) Run(ctx context.Context, now <-chan struct{}) error {
 		Running: true, PID: self.PID, PIDStart: self.Start, BootID: self.Boot,
 		StartedAt: registry.Now(), IntervalSeconds: w.Interval.Seconds(), API: w.API, APIAccess: w.APIAccess, StartedBy: w.StartedBy,
 		EventEpoch: w.epoch,
+		Portserver: w.Portserver,
 	}
 	if err := SaveState(w.Store, &w.state); err != nil {
 		w.mu.Unlock()
