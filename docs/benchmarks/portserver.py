@@ -2,15 +2,24 @@
 """gracectl's portserver against portpicker's own portserver.py, in one run.
 
     python3 docs/benchmarks/portserver.py BIN [--requests 500] [--clients 100] [--per-client 12]
+        [--range 21000-22999] [--pool 23000-24999]
 
-Starts `gracectl watch --portserver @…` (range 21000-22999, a fresh root)
-and Debian's `portserver` (python3-portpicker) side by side. One client
-makes REQUESTS sequential requests, taking turns between the two servers
-request by request, and reports the median time per request of each. Then
-CLIENTS processes ask each server for PER-CLIENT ports at once, and the
-ports handed out twice are counted. Prints a markdown table.
+Starts `gracectl watch --portserver @…` (on --range, a fresh root) and
+Debian's `portserver` (python3-portpicker, on --pool) side by side. One
+client makes REQUESTS sequential requests, taking turns between the two
+servers request by request, and reports the median time per request of
+each. Then CLIENTS processes ask each server for PER-CLIENT ports at once
+(gracectl first, then portserver.py, then both again in the other order),
+and the ports handed out twice are counted. CPU per request is each
+server's user + system time (/proc/PID/stat) over a phase, divided by the
+requests answered in it; for the burst it is counted until every client
+has its ports, not while gracectl releases them after the clients exit
+(portserver.py does no such work). gracectl's per-user and per-client
+limits are set to the range's size: portserver.py has none, and one user
+asks for everything here. Prints a markdown table.
 """
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -64,19 +73,40 @@ sys.stdin.read()
 """
 
 
-def contention(addr, clients, per):
+def cpu(pid):
+    """User + system CPU seconds of a process so far."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def contention(addr, clients, per, server):
+    c0 = cpu(server)
+    t0 = time.perf_counter()
     procs = [subprocess.Popen([sys.executable, "-c", CLIENT, addr, str(per)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True) for _ in range(clients)]
-    t0 = time.perf_counter()
     ports = [p.stdout.readline().split() for p in procs]
     wall = time.perf_counter() - t0
+    used = cpu(server) - c0
     for p in procs:
         p.stdin.close()
         p.wait()
     flat = [x for ps in ports for x in ps]
     none = sum(1 for x in flat if x in ("", "0"))
     given = [x for x in flat if x not in ("", "0")]
-    return wall, len(given) - len(set(given)), none
+    return wall, len(given) - len(set(given)), none, used / max(1, len(given))
+
+
+def wait_released(root, timeout=60):
+    """Waits until gracectl's registry holds only its own pool."""
+    path = os.path.join(root, "databases/port_registry/port_registry.json")
+    end = time.time() + timeout
+    while time.time() < end:
+        with open(path) as f:
+            allocs = json.load(f)["allocations"].values()
+        if not [x for x in allocs if x["service_name"] != "gracectl_portserver"]:
+            break
+        time.sleep(0.1)
 
 
 def main():
@@ -85,7 +115,11 @@ def main():
     ap.add_argument("--requests", type=int, default=500)
     ap.add_argument("--clients", type=int, default=100)
     ap.add_argument("--per-client", type=int, default=12)
+    ap.add_argument("--range", default="21000-22999", help="gracectl's range")
+    ap.add_argument("--pool", default="23000-24999", help="portserver.py's ports")
     a = ap.parse_args()
+    lo, hi = (int(x) for x in a.range.split("-"))
+    size = str(hi - lo + 1)
     if not shutil.which("portserver"):
         print("portserver (python3-portpicker) is not installed: skipped")
         return
@@ -93,9 +127,10 @@ def main():
     tag = "%d" % os.getpid()
     gaddr, paddr = "@gracectl-bench-" + tag, "@portserver-bench-" + tag
     env = dict(os.environ, GRACECTL_ROOT=root)
-    g = subprocess.Popen([os.path.abspath(a.bin), "watch", "--range", "21000-22999", "--portserver", gaddr],
+    g = subprocess.Popen([os.path.abspath(a.bin), "watch", "--range", a.range, "--portserver", gaddr,
+                          "--portserver-max-user-ports", size, "--portserver-max-client-ports", size],
                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    p = subprocess.Popen(["portserver", "--portserver_address=" + paddr, "--portserver_static_pool=23000-24999"],
+    p = subprocess.Popen(["portserver", "--portserver_address=" + paddr, "--portserver_static_pool=" + a.pool],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(gaddr)
     wait_for(paddr)
@@ -103,6 +138,7 @@ def main():
     # the end, so nothing is released meanwhile.
     holder = subprocess.Popen(["sleep", "3600"])
     tg, tp = [], []
+    cg0, cp0 = cpu(g.pid), cpu(p.pid)
     for _ in range(a.requests):
         t0 = time.perf_counter()
         ask(gaddr, holder.pid)
@@ -110,22 +146,36 @@ def main():
         t0 = time.perf_counter()
         ask(paddr, holder.pid)
         tp.append(time.perf_counter() - t0)
+    time.sleep(0.2)  # gracectl records its last hand-outs within 50 ms
+    seq_cpu = ((cpu(g.pid) - cg0) / a.requests, (cpu(p.pid) - cp0) / a.requests)
     holder.kill()
     holder.wait()
-    cg = contention(gaddr, a.clients, a.per_client)
-    cp = contention(paddr, a.clients, a.per_client)
+    wait_released(root)
+    bursts = {"g": [], "p": []}
+    for order in (("g", "p"), ("p", "g")):
+        for k in order:
+            addr, pid = (gaddr, g.pid) if k == "g" else (paddr, p.pid)
+            bursts[k].append(contention(addr, a.clients, a.per_client, pid))
+            if k == "g":
+                wait_released(root)
+            else:
+                time.sleep(1)
     for proc in (g, p):
         proc.send_signal(signal.SIGTERM)
         proc.wait()
     shutil.rmtree(root, ignore_errors=True)
-    print("| portserver | %d sequential requests, median per request | %d clients x %d ports: wall | handed out twice | no port |" %
+    print("| portserver | %d sequential requests, median per request | CPU per request | %d clients x %d ports: wall (2 runs) | CPU per port | handed out twice | no port |" %
           (a.requests, a.clients, a.per_client))
-    print("| --- | --- | --- | --- | --- |")
-    for name, t, c in (("gracectl watch --portserver", tg, cg), ("portpicker's portserver.py", tp, cp)):
-        print("| %s | %.3f ms (min %.3f, max %.3f) | %.2f s | %d | %d |" %
-              (name, statistics.median(t) * 1e3, min(t) * 1e3, max(t) * 1e3, c[0], c[1], c[2]))
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for name, t, sc, b in (("gracectl watch --portserver", tg, seq_cpu[0], bursts["g"]),
+                           ("portpicker's portserver.py", tp, seq_cpu[1], bursts["p"])):
+        print("| %s | %.3f ms (min %.3f, max %.3f) | %.3f ms | %s | %s | %d | %d |" %
+              (name, statistics.median(t) * 1e3, min(t) * 1e3, max(t) * 1e3, sc * 1e3,
+               ", ".join("%.2f s" % x[0] for x in b), ", ".join("%.3f ms" % (x[3] * 1e3) for x in b),
+               sum(x[1] for x in b), sum(x[2] for x in b)))
     print()
-    print("ratio gracectl / portserver.py (medians): %.2f" % (statistics.median(tg) / statistics.median(tp)))
+    print("ratio gracectl / portserver.py (medians): %.2f; CPU per request: %.2f" %
+          (statistics.median(tg) / statistics.median(tp), seq_cpu[0] / seq_cpu[1]))
 
 
 if __name__ == "__main__":
