@@ -672,13 +672,3 @@ func TestPortserverAddress(t *testing.T) {
 		t.Errorf("squatted abstract address: exit %d\n%s", code, out)
 	}
 }
-
-func exitCode(err error) int {
-	if ee, ok := err.(*exec.ExitError); ok {
-		return ee.ExitCode()
-	}
-	if err != nil {
-		return -1
-	}
-	return 0
-}
