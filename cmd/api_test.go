@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gracectl/gracectl/registry"
+	"github.com/gracectl/gracectl/registry/testenv"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -25,10 +26,10 @@ import (
 func startWatchAPI(t *testing.T, root, rg, spec string) *started {
 	t.Helper()
 	w := startGracectl(t, root, "watch", "--interval", "1h", "--range", rg, "--api", spec)
-	waitFor(t, "the API", 10*time.Second, func() bool {
+	waitFor(t, "the API", 60*time.Second, func() bool {
 		return strings.Contains(w.out.String(), "API listening on") && strings.Contains(w.out.String(), "Health check:")
 	})
-	t.Cleanup(func() { w.cmd.Process.Signal(syscall.SIGTERM); w.wait(t, 10*time.Second) })
+	t.Cleanup(func() { w.cmd.Process.Signal(syscall.SIGTERM); w.wait(t, 60*time.Second) })
 	return w
 }
 
@@ -58,11 +59,12 @@ func request(t *testing.T, c *http.Client, method, url, host, ctype string) answ
 }
 
 func TestAPIEndpoints(t *testing.T) {
+	b := testPorts(t)
 	root := t.TempDir()
-	const rg = "24300-24309"
-	startWatchAPI(t, root, rg, "127.0.0.1:24300")
-	base := "http://127.0.0.1:24300"
-	c := &http.Client{Timeout: 10 * time.Second}
+	rg := b.String()
+	startWatchAPI(t, root, rg, b.Addr(0))
+	base := "http://" + b.Addr(0)
+	c := &http.Client{Timeout: 60 * time.Second}
 
 	// The status endpoint is `gracectl status --json`, byte for byte.
 	st := request(t, c, "GET", base+"/api/ports/status", "", "")
@@ -79,12 +81,12 @@ func TestAPIEndpoints(t *testing.T) {
 	}
 
 	// The API port lies in the managed range, so the watchdog holds it.
-	one := request(t, c, "GET", base+"/api/ports/allocations/24300", "", "")
+	one := request(t, c, "GET", base+"/api/ports/allocations/"+b.P(0), "", "")
 	if one.code != 200 || !strings.Contains(string(one.body), `"service_name": "gracectl_watchdog"`) {
-		t.Fatalf("allocation 24300: %d %s", one.code, one.body)
+		t.Fatalf("allocation %d: %d %s", b.Port(0), one.code, one.body)
 	}
 	svc := request(t, c, "GET", base+"/api/ports/services/gracectl_watchdog", "", "")
-	if svc.code != 200 || !strings.Contains(string(svc.body), `"port": 24300`) || !strings.HasPrefix(string(svc.body), "[") {
+	if svc.code != 200 || !strings.Contains(string(svc.body), `"port": `+b.P(0)) || !strings.HasPrefix(string(svc.body), "[") {
 		t.Fatalf("services/gracectl_watchdog: %d %s", svc.code, svc.body)
 	}
 	all := request(t, c, "GET", base+"/api/ports/allocations", "", "")
@@ -98,15 +100,15 @@ func TestAPIEndpoints(t *testing.T) {
 		code                      int
 		allow                     string
 	}{
-		{"GET", "/api/ports/allocations/24305", "", "", 404, ""},
+		{"GET", "/api/ports/allocations/" + b.P(5), "", "", 404, ""},
 		{"GET", "/api/ports/services/nobody", "", "", 404, ""},
 		{"GET", "/api/ports/allocations/abc", "", "", 400, ""},
 		{"GET", "/api/ports/allocations/70000", "", "", 400, ""},
 		{"GET", "/api/nothing", "", "", 404, ""},
 		{"POST", "/api/ports/status", "", "application/json", 405, "GET, HEAD"},
-		{"DELETE", "/api/ports/allocations/24300", "", "", 405, "GET, HEAD"},
+		{"DELETE", "/api/ports/allocations/" + b.P(0), "", "", 405, "GET, HEAD"},
 		{"GET", "/api/ports/health-check", "", "", 405, "POST"},
-		{"GET", "/api/ports/status", "evil.example:24300", "", 403, ""},
+		{"GET", "/api/ports/status", "evil.example:" + b.P(0), "", 403, ""},
 		{"POST", "/api/ports/health-check", "", "text/plain", 415, ""},
 		{"POST", "/api/ports/health-check", "", "application/x-www-form-urlencoded", 415, ""},
 	} {
@@ -118,7 +120,7 @@ func TestAPIEndpoints(t *testing.T) {
 			t.Errorf("%s %s (host %q): %d allow=%q %s %s", tc.method, tc.path, tc.host, a.code, a.allow, a.ctype, a.body)
 		}
 	}
-	if a := request(t, c, "GET", base+"/api/ports/status", "localhost:24300", ""); a.code != 200 {
+	if a := request(t, c, "GET", base+"/api/ports/status", "localhost:"+b.P(0), ""); a.code != 200 {
 		t.Errorf("localhost Host refused: %d", a.code)
 	}
 
@@ -138,9 +140,9 @@ func TestAPIEndpoints(t *testing.T) {
 	// A service whose health endpoint reports counts, beside the API's own
 	// allocation, which reports none.
 	startGracectl(t, root, "run", "--quiet", "--range", rg, "--health-path", "/health", "--", "python3", serveScript(t))
-	waitFor(t, "the service's counts", 20*time.Second, func() bool {
+	waitFor(t, "the service's counts", 60*time.Second, func() bool {
 		request(t, c, "POST", base+"/api/ports/health-check", "", "application/json")
-		a := readRegistry(t, root).Get(24301)
+		a := readRegistry(t, root).Get(b.Port(1))
 		return a != nil && !a.CountsAt.IsZero()
 	})
 
@@ -183,7 +185,7 @@ func TestAPIEndpoints(t *testing.T) {
 	// Counters, and only for the service that reports counts.
 	for _, name := range []string{"gracectl_port_requests_total", "gracectl_port_errors_total"} {
 		f := fams[name]
-		if f == nil || f.GetType() != dto.MetricType_COUNTER || len(f.Metric) != 1 || f.Metric[0].GetLabel()[0].GetValue() != "24301" {
+		if f == nil || f.GetType() != dto.MetricType_COUNTER || len(f.Metric) != 1 || f.Metric[0].GetLabel()[0].GetValue() != b.P(1) {
 			t.Errorf("%s: %v", name, f)
 		}
 	}
@@ -205,10 +207,11 @@ func TestAPIEndpoints(t *testing.T) {
 }
 
 func TestAPIUnixSocket(t *testing.T) {
+	b := testPorts(t)
 	root := t.TempDir()
 	sock := filepath.Join(root, "api.sock")
-	startWatchAPI(t, root, "24310-24319", "unix:"+sock)
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+	startWatchAPI(t, root, b.String(), "unix:"+sock)
+	c := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
 		},
@@ -221,17 +224,18 @@ func TestAPIUnixSocket(t *testing.T) {
 
 // An API that cannot be bound is fatal: watch exits non-zero saying why.
 func TestAPIBindFailureIsFatal(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:24320")
+	b := testenv.Ports(t, 20)
+	l, err := net.Listen("tcp", b.Addr(0))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
 	root := t.TempDir()
-	out, err := gracectlCmd(t, root, "watch", "--range", "24330-24339", "--api", "127.0.0.1:24320").CombinedOutput()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() == 0 || !strings.Contains(string(out), "cannot serve the API on 127.0.0.1:24320") {
+	out, err := gracectlCmd(t, root, "watch", "--range", b.Sub(10, 19), "--api", b.Addr(0)).CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() == 0 || !strings.Contains(string(out), "cannot serve the API on 127.0.0.1:"+b.P(0)) {
 		t.Fatalf("watch with an unbindable API: %v\n%s", err, out)
 	}
-	out, err = gracectlCmd(t, root, "watch", "--api", "0.0.0.0:24321").CombinedOutput()
+	out, err = gracectlCmd(t, root, "watch", "--api", "0.0.0.0:"+b.P(1)).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "--api-allow-remote") {
 		t.Fatalf("remote API without the flag: %v\n%s", err, out)
 	}

@@ -11,9 +11,10 @@ import (
 
 	"github.com/gracectl/gracectl/probe/watchdog"
 	"github.com/gracectl/gracectl/registry"
+	"github.com/gracectl/gracectl/registry/testenv"
 )
 
-// run starts the watchdog when none runs (ports 24660-24699).
+// run starts the watchdog when none runs.
 
 // watchdogsOf lists the `gracectl watch` processes working on root.
 func watchdogsOf(root string) []int {
@@ -60,13 +61,14 @@ func autoRun(t *testing.T, root string, args ...string) *started {
 // by run, releases the port of a run killed with SIGKILL, and exits by
 // itself once the registry is empty.
 func TestRunStartsOneWatchdog(t *testing.T) {
+	b := testPorts(t)
 	root := t.TempDir()
-	const rg = "24660-24669"
+	rg := b.String()
 	var runs []*started
 	for i := 0; i < 3; i++ {
 		runs = append(runs, autoRun(t, root, "--range", rg, "--service", "s"+strconv.Itoa(i), "--", "sleep", "600"))
 	}
-	waitFor(t, "three services registered", 20*time.Second, func() bool {
+	waitFor(t, "three services registered", 60*time.Second, func() bool {
 		n := 0
 		for _, a := range readRegistry(t, root).Allocations {
 			if a.PID > 0 {
@@ -75,7 +77,7 @@ func TestRunStartsOneWatchdog(t *testing.T) {
 		}
 		return n == 3
 	})
-	waitFor(t, "the watchdog", 10*time.Second, func() bool { return len(watchdogsOf(root)) >= 1 })
+	waitFor(t, "the watchdog", 60*time.Second, func() bool { return len(watchdogsOf(root)) >= 1 })
 	if w := watchdogsOf(root); len(w) != 1 {
 		t.Fatalf("%d watchdogs run for one registry: %v", len(w), w)
 	}
@@ -84,7 +86,7 @@ func TestRunStartsOneWatchdog(t *testing.T) {
 		t.Fatalf("watchdog state: %+v %v", st, err)
 	}
 	for i, r := range runs {
-		waitFor(t, "run "+strconv.Itoa(i)+"'s banner", 10*time.Second, func() bool {
+		waitFor(t, "run "+strconv.Itoa(i)+"'s banner", 60*time.Second, func() bool {
 			return strings.Contains(r.out.String(), "Watchdog: Active (monitors health every 30s)")
 		})
 	}
@@ -95,16 +97,16 @@ func TestRunStartsOneWatchdog(t *testing.T) {
 	// releases the port.
 	victim := readRegistry(t, root).OfService("s0", "")[0].Port
 	runs[0].cmd.Process.Signal(syscall.SIGKILL)
-	waitFor(t, "the killed run's port to be released by the watchdog", 15*time.Second, func() bool {
+	waitFor(t, "the killed run's port to be released by the watchdog", 60*time.Second, func() bool {
 		return readRegistry(t, root).Get(victim) == nil
 	})
 	// The others end; with the registry empty the watchdog exits after
 	// its idle time (1 s here).
 	for _, r := range runs[1:] {
 		r.cmd.Process.Signal(syscall.SIGTERM)
-		r.wait(t, 10*time.Second)
+		r.wait(t, 60*time.Second)
 	}
-	waitFor(t, "the idle watchdog to exit", 20*time.Second, func() bool { return len(watchdogsOf(root)) == 0 })
+	waitFor(t, "the idle watchdog to exit", 60*time.Second, func() bool { return len(watchdogsOf(root)) == 0 })
 	log, _ := os.ReadFile(filepath.Join(root, registry.LogDir, "watchdog.log"))
 	if !strings.Contains(string(log), "No allocation for 1s: exiting") {
 		t.Errorf("watchdog log:\n%s", log)
@@ -114,17 +116,18 @@ func TestRunStartsOneWatchdog(t *testing.T) {
 // --no-watchdog starts none; a watchdog already running is used as it is;
 // watch --stop stops it.
 func TestRunUsesOrSkipsTheWatchdog(t *testing.T) {
+	b := testPorts(t)
 	root := t.TempDir()
-	const rg = "24670-24679"
+	rg := b.String()
 	r := autoRun(t, root, "--range", rg, "--no-watchdog", "--", "true")
-	r.wait(t, 10*time.Second)
+	r.wait(t, 60*time.Second)
 	if w := watchdogsOf(root); len(w) != 0 || !strings.Contains(r.out.String(), "Watchdog: Not running") {
 		t.Fatalf("--no-watchdog: watchdogs %v\n%s", w, r.out)
 	}
 	w := startGracectl(t, root, "watch", "--range", rg)
-	waitFor(t, "the hand-started watchdog", 10*time.Second, func() bool { return strings.Contains(w.out.String(), "Health check:") })
+	waitFor(t, "the hand-started watchdog", 60*time.Second, func() bool { return strings.Contains(w.out.String(), "Health check:") })
 	r = autoRun(t, root, "--range", rg, "--", "true")
-	r.wait(t, 10*time.Second)
+	r.wait(t, 60*time.Second)
 	if ws := watchdogsOf(root); len(ws) != 1 || ws[0] != w.cmd.Process.Pid || !strings.Contains(r.out.String(), "Watchdog: Active") {
 		t.Fatalf("with a watchdog running: %v (want only %d)\n%s", ws, w.cmd.Process.Pid, r.out)
 	}
@@ -134,7 +137,7 @@ func TestRunUsesOrSkipsTheWatchdog(t *testing.T) {
 	}
 	select {
 	case <-w.done:
-	case <-time.After(10 * time.Second):
+	case <-time.After(testenv.Scale(60 * time.Second)):
 		t.Fatal("the watchdog did not exit after watch --stop")
 	}
 	if out, err := gracectlCmd(t, root, "watch", "--stop").CombinedOutput(); err == nil || !strings.Contains(string(out), "no watchdog is running") {

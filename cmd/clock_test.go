@@ -4,7 +4,6 @@ package cmd_test
 
 import (
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/gracectl/gracectl/probe/watchdog"
 	"github.com/gracectl/gracectl/registry"
+	"github.com/gracectl/gracectl/registry/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -31,6 +31,7 @@ func setWallClock(t *testing.T, to time.Time) {
 // host's clock, so it runs only in `make chaos` (GRACECTL_CHAOS_CLOCK=1, as
 // root), and puts the clock back from the monotonic clock afterwards.
 func TestClockJumps(t *testing.T) {
+	b := testPorts(t)
 	if os.Getenv("GRACECTL_CHAOS_CLOCK") != "1" || os.Geteuid() != 0 {
 		t.Skip("moves the host clock: set GRACECTL_CHAOS_CLOCK=1 and run as root (make chaos)")
 	}
@@ -38,8 +39,8 @@ func TestClockJumps(t *testing.T) {
 	defer func() { setWallClock(t, start.Add(time.Since(start))) }()
 
 	root := t.TempDir()
-	const rg = "24640-24649"
-	sl := exec.Command("sleep", "600")
+	rg := b.String()
+	sl := testenv.Command(t, "sleep", "600")
 	if err := sl.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -55,14 +56,14 @@ func TestClockJumps(t *testing.T) {
 		}
 		return st.ChecksPerformed
 	}
-	waitFor(t, "two cycles", 10*time.Second, func() bool { return checks() >= 2 })
+	waitFor(t, "two cycles", 60*time.Second, func() bool { return checks() >= 2 })
 
 	for _, jump := range []time.Duration{-time.Hour, 2 * time.Hour} {
 		setWallClock(t, time.Now().Add(jump))
 		n := checks()
 		// Three more cycles at 300 ms take about a second of monotonic time,
 		// whatever the wall clock says.
-		waitFor(t, "cycles after a jump of "+jump.String(), 10*time.Second, func() bool { return checks() >= n+3 })
+		waitFor(t, "cycles after a jump of "+jump.String(), 60*time.Second, func() bool { return checks() >= n+3 })
 		out, err := gracectlCmd(t, root, "status", "--range", rg).Output()
 		if err != nil || !strings.Contains(string(out), "Running: True") {
 			t.Fatalf("after a jump of %s: %v\n%s", jump, err, out)
@@ -72,8 +73,8 @@ func TestClockJumps(t *testing.T) {
 	setWallClock(t, time.Now().Add(-2*time.Hour))
 	sl.Process.Kill()
 	sl.Wait()
-	waitFor(t, "the watchdog to release the dead service", 10*time.Second, func() bool {
-		return readRegistry(t, root).Get(24640) == nil
+	waitFor(t, "the watchdog to release the dead service", 60*time.Second, func() bool {
+		return readRegistry(t, root).Get(b.Port(0)) == nil
 	})
 	var sawRelease bool
 	for _, ev := range auditLog(t, root) {
@@ -88,5 +89,5 @@ func TestClockJumps(t *testing.T) {
 		t.Fatal("no release line")
 	}
 	w.cmd.Process.Signal(syscall.SIGTERM)
-	w.wait(t, 10*time.Second)
+	w.wait(t, 60*time.Second)
 }

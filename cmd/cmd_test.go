@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/gracectl/gracectl/cmd"
+	"github.com/gracectl/gracectl/registry/testenv"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
@@ -16,7 +17,8 @@ func TestMain(m *testing.M) {
 	// Under -race every process sleeps 1 s at exit by default; the scripts
 	// run hundreds of them.
 	os.Setenv("GORACE", "atexit_sleep_ms=0")
-	testscript.Main(m, map[string]func(){
+	// testenv.Main: every process the tests start is killed by the end.
+	testscript.Main(testenv.Main(m), map[string]func(){
 		"gracectl": func() { os.Exit(cmd.Main()) },
 	})
 }

@@ -49,13 +49,15 @@ func testPorts(t *testing.T) testenv.Block { return ownOf(t).ports }
 
 // gracectlCmd runs the gracectl that testscript.Main put on PATH (this
 // test binary, re-executed as a real process) against root. Its default
-// range is the test's own (testPorts), and its host registry a temp folder.
+// range is the test's own (testPorts), its host registry a temp folder, and
+// it is tagged as the test's (testenv.Tag): killed when the test ends, if
+// it has not ended, with whatever it started.
 func gracectlCmd(t *testing.T, root string, args ...string) *exec.Cmd {
 	t.Helper()
 	own := ownOf(t)
 	c := exec.Command("gracectl", args...)
 	// No background watchdog from run, unless a test asks for one.
-	c.Env = append(os.Environ(), "GRACECTL_ROOT="+root, "GRACECTL_HOST_ROOT="+own.host,
+	c.Env = append(os.Environ(), testenv.Tag(t), "GRACECTL_ROOT="+root, "GRACECTL_HOST_ROOT="+own.host,
 		"GRACECTL_RANGE="+own.ports.String(), "GRACECTL_LOCK_TIMEOUT=60s", "GRACECTL_WATCHDOG=off")
 	return c
 }
@@ -64,12 +66,13 @@ func gracectlCmd(t *testing.T, root string, args ...string) *exec.Cmd {
 // registry and all in the log. flock is per open file, so only separate
 // processes prove this.
 func TestConcurrentAllocateProcesses(t *testing.T) {
+	b := testenv.Ports(t, 100)
 	const n = 50
 	root := t.TempDir()
 	cmds := make([]*exec.Cmd, n)
 	outs := make([]*bytes.Buffer, n)
 	for i := range cmds {
-		cmds[i] = gracectlCmd(t, root, "allocate", "--service", "svc"+strconv.Itoa(i), "--range", "24000-24099")
+		cmds[i] = gracectlCmd(t, root, "allocate", "--service", "svc"+strconv.Itoa(i), "--range", b.String())
 		outs[i] = new(bytes.Buffer)
 		cmds[i].Stdout = outs[i]
 	}

@@ -83,7 +83,7 @@ func (d *dash) start(t *testing.T) {
 func (d *dash) stop(t *testing.T) {
 	t.Helper()
 	d.w.cmd.Process.Signal(syscall.SIGTERM)
-	d.w.wait(t, testenv.Scale(20*time.Second))
+	d.w.wait(t, 60*time.Second)
 }
 
 func (d *dash) url() string { return "http://" + d.api + "/" }
@@ -116,7 +116,7 @@ func (d *dash) check(t *testing.T) {
 // cycleUntil runs cycles until the allocation of port has the status.
 func (d *dash) cycleUntil(t *testing.T, port int, status string) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("port %d to be %s", port, status), testenv.Scale(40*time.Second), func() bool {
+	waitFor(t, fmt.Sprintf("port %d to be %s", port, status), 120*time.Second, func() bool {
 		d.check(t)
 		a := readRegistry(t, d.root).Get(port)
 		return a != nil && a.HealthStatus == status
@@ -126,12 +126,11 @@ func (d *dash) cycleUntil(t *testing.T, port int, status string) {
 // background starts a process the test ends; it is not gracectl's.
 func background(t *testing.T, name string, args ...string) *exec.Cmd {
 	t.Helper()
-	c := exec.Command(name, args...)
-	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	c := testenv.Command(t, name, args...)
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { syscall.Kill(-c.Process.Pid, syscall.SIGKILL); c.Wait() })
+	t.Cleanup(func() { testenv.KillGroup(c.Process.Pid); c.Wait() })
 	return c
 }
 
@@ -139,7 +138,7 @@ func background(t *testing.T, name string, args ...string) *exec.Cmd {
 func httpServer(t *testing.T, port int) *exec.Cmd {
 	t.Helper()
 	c := background(t, "python3", "-m", "http.server", strconv.Itoa(port), "--bind", "127.0.0.1")
-	waitFor(t, fmt.Sprintf("a listener on %d", port), testenv.Scale(20*time.Second), func() bool { return probeListening(port) })
+	waitFor(t, fmt.Sprintf("a listener on %d", port), 60*time.Second, func() bool { return probeListening(port) })
 	return c
 }
 
@@ -166,7 +165,7 @@ func (d *dash) run(t *testing.T, service string, port int, healthPath string, co
 		args = append(args, "--health-path", healthPath)
 	}
 	startGracectl(t, d.root, append(append(args, "--"), command...)...)
-	waitFor(t, service+" listening", testenv.Scale(30*time.Second), func() bool { return probeListening(port) })
+	waitFor(t, service+" listening", 60*time.Second, func() bool { return probeListening(port) })
 }
 
 // load opens the page and waits for the stream to be live and the map
@@ -312,7 +311,7 @@ func TestDashboardMapAndOrphanedRow(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#check`))); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a cycle from the button", testenv.Scale(20*time.Second), func() bool { return checks() > before })
+	waitFor(t, "a cycle from the button", 60*time.Second, func() bool { return checks() > before })
 }
 
 // An open page follows the watchdog across restarts: it reconnects, gets

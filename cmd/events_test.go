@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gracectl/gracectl/registry/testenv"
 )
 
 // The event stream. Each test takes its own block of ten ports
@@ -78,7 +80,7 @@ func stream(t *testing.T, ctx context.Context, base, lastID, query string) (<-ch
 // next waits for the first event whose data holds want.
 func next(t *testing.T, events <-chan sse, want string) sse {
 	t.Helper()
-	deadline := time.After(20 * time.Second)
+	deadline := time.After(testenv.Scale(60 * time.Second))
 	for {
 		select {
 		case ev, ok := <-events:
@@ -126,7 +128,7 @@ func TestEventStream(t *testing.T) {
 	// Both missed events come, in whichever order they happened; the one
 	// seen before does not come again.
 	var sawSecond, sawCycle bool
-	deadline := time.After(20 * time.Second)
+	deadline := time.After(testenv.Scale(60 * time.Second))
 	for !sawSecond || !sawCycle {
 		select {
 		case got := <-resumed:
@@ -171,7 +173,7 @@ func (a id) less(b id) bool {
 func collect(t *testing.T, ch <-chan sse, until string) []sse {
 	t.Helper()
 	var got []sse
-	deadline := time.After(30 * time.Second)
+	deadline := time.After(testenv.Scale(60 * time.Second))
 	for {
 		select {
 		case ev, ok := <-ch:
@@ -224,12 +226,12 @@ func TestEventIDsSurviveRestarts(t *testing.T) {
 	stop := func(w *started) {
 		t.Helper()
 		w.cmd.Process.Signal(syscall.SIGTERM)
-		w.wait(t, 20*time.Second)
+		w.wait(t, 60*time.Second)
 	}
 	watch := func() *started {
 		t.Helper()
 		w := startGracectl(t, root, "watch", "--interval", "1h", "--range", rg, "--api", addr)
-		waitFor(t, "the API", 20*time.Second, func() bool {
+		waitFor(t, "the API", 60*time.Second, func() bool {
 			return strings.Contains(w.out.String(), "API listening on") && strings.Contains(w.out.String(), "Health check:")
 		})
 		return w
@@ -360,7 +362,7 @@ func TestEventStreamSlotsPerUser(t *testing.T) {
 	base := "http://" + addr
 	port := testPorts(t).P(9)
 	asOther := canSwitchUser()
-	attack := exec.Command("python3", "-c", streamFlood, "127.0.0.1", port, "64")
+	attack := testenv.Command(t, "python3", "-c", streamFlood, "127.0.0.1", port, "64")
 	if asOther {
 		// The system's python3, which any user can run.
 		attack = asNobody("/usr/bin/python3", "-c", streamFlood, "127.0.0.1", port, "64")
@@ -451,13 +453,13 @@ func TestEventStreamDropsIdleClient(t *testing.T) {
 	root := t.TempDir()
 	rg, addr := apiPorts(t)
 	w := startGracectl(t, root, "watch", "--interval", "1h", "--range", rg, "--api", addr, "--event-heartbeat", "500ms")
-	waitFor(t, "the API", 20*time.Second, func() bool { return strings.Contains(w.out.String(), "Health check:") })
-	t.Cleanup(func() { w.cmd.Process.Signal(syscall.SIGTERM); w.wait(t, 10*time.Second) })
+	waitFor(t, "the API", 60*time.Second, func() bool { return strings.Contains(w.out.String(), "Health check:") })
+	t.Cleanup(func() { w.cmd.Process.Signal(syscall.SIGTERM); w.wait(t, 60*time.Second) })
 	base := "http://" + addr
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	reader, _ := stream(t, ctx, base, "", "")
-	idle := exec.Command("python3", "-c", `
+	idle := testenv.Command(t, "python3", "-c", `
 import socket, sys, time
 host, port = sys.argv[1], int(sys.argv[2])
 s = socket.create_connection((host, port))
@@ -471,7 +473,7 @@ time.sleep(3600)
 	}
 	t.Cleanup(func() { idle.Process.Kill(); idle.Wait() })
 	bufio.NewReader(out).ReadString('\n')
-	waitFor(t, "the idle stream to be dropped", 30*time.Second, func() bool {
+	waitFor(t, "the idle stream to be dropped", 60*time.Second, func() bool {
 		m := httpGet(t, base+"/metrics")
 		return strings.Contains(m, "gracectl_api_event_streams 1") && strings.Contains(m, "gracectl_api_event_streams_dropped_total 1")
 	})

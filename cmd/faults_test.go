@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gracectl/gracectl/registry"
+	"github.com/gracectl/gracectl/registry/testenv"
 )
 
 // Fault suite. `make test` runs the short versions; `make chaos` runs
@@ -34,9 +35,10 @@ func envInt(name string, def int) int {
 // left behind, and the audit trail matches the registry change for change
 // (checkAuditMatchesRegistry).
 func TestChaos(t *testing.T) {
+	b := testenv.Ports(t, 200)
 	ops := envInt("GRACECTL_CHAOS_OPS", 150)
 	root := t.TempDir()
-	const rg = "24400-24599"
+	rg := b.String()
 	var (
 		mu      sync.Mutex
 		printed []int
@@ -70,7 +72,7 @@ func TestChaos(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(printed) == 0 {
-			return "24400"
+			return b.P(0)
 		}
 		return strconv.Itoa(printed[rand.Intn(len(printed))])
 	}
@@ -128,7 +130,7 @@ func TestChaos(t *testing.T) {
 
 	// One more change after the carnage: it must succeed and clear temp
 	// files. Its own range: the chaos range may rightly be full by now.
-	if out, ok := run("allocate", "--service", "after", "--range", "24650-24659"); !ok {
+	if out, ok := run("allocate", "--service", "after", "--range", testPorts(t).String()); !ok {
 		t.Fatalf("allocate after chaos failed: %s", out)
 	}
 	reg := readRegistry(t, root)
@@ -157,9 +159,10 @@ func TestChaos(t *testing.T) {
 // cost no audit line: after one more command, the log and the registry
 // agree change for change.
 func TestAuditSurvivesKill(t *testing.T) {
+	b := testenv.Ports(t, 200)
 	rounds := envInt("GRACECTL_KILL_ROUNDS", 20)
 	root := t.TempDir()
-	const rg = "24700-24899"
+	rg := b.String()
 	for round := 0; round < rounds; round++ {
 		var wg sync.WaitGroup
 		for w := 0; w < 10; w++ {
@@ -182,7 +185,7 @@ func TestAuditSurvivesKill(t *testing.T) {
 		}
 		wg.Wait()
 	}
-	c := gracectlCmd(t, root, "allocate", "--service", "after", "--range", "24950-24959")
+	c := gracectlCmd(t, root, "allocate", "--service", "after", "--range", testPorts(t).String())
 	if out, err := c.CombinedOutput(); err != nil {
 		t.Fatalf("allocate after the kills: %v: %s", err, out)
 	}
@@ -207,9 +210,10 @@ func mountTmpfs(t *testing.T, size string) string {
 // A full disk: allocate fails with a clear error; the old registry is
 // intact and still readable.
 func TestDiskFull(t *testing.T) {
+	b := testPorts(t)
 	root := mountTmpfs(t, "256k")
 	for i := 0; i < 3; i++ {
-		if out, err := gracectlCmd(t, root, "allocate", "--service", "before", "--range", "24600-24609").CombinedOutput(); err != nil {
+		if out, err := gracectlCmd(t, root, "allocate", "--service", "before", "--range", b.String()).CombinedOutput(); err != nil {
 			t.Fatalf("%v %s", err, out)
 		}
 	}
@@ -224,7 +228,7 @@ func TestDiskFull(t *testing.T) {
 		}
 	}
 	filler.Close()
-	out, err := gracectlCmd(t, root, "allocate", "--service", "a-much-longer-service-name-to-need-more-bytes", "--purpose", strings.Repeat("p", 1000), "--range", "24600-24609").CombinedOutput()
+	out, err := gracectlCmd(t, root, "allocate", "--service", "a-much-longer-service-name-to-need-more-bytes", "--purpose", strings.Repeat("p", 1000), "--range", b.String()).CombinedOutput()
 	if err == nil {
 		t.Fatalf("allocate succeeded on a full disk: %s", out)
 	}
@@ -235,15 +239,16 @@ func TestDiskFull(t *testing.T) {
 	if string(before) != string(after) {
 		t.Fatal("the registry changed on a failed write")
 	}
-	if out, err := gracectlCmd(t, root, "status", "--json", "--range", "24600-24609").Output(); err != nil || !strings.Contains(string(out), `"allocated": 3`) {
+	if out, err := gracectlCmd(t, root, "status", "--json", "--range", b.String()).Output(); err != nil || !strings.Contains(string(out), `"allocated": 3`) {
 		t.Fatalf("status after disk full: %v %s", err, out)
 	}
 }
 
 // A read-only root: a clear error, nothing changed; reading still works.
 func TestReadOnlyRoot(t *testing.T) {
+	b := testPorts(t)
 	root := mountTmpfs(t, "1m")
-	if out, err := gracectlCmd(t, root, "allocate", "--service", "before", "--range", "24610-24619").CombinedOutput(); err != nil {
+	if out, err := gracectlCmd(t, root, "allocate", "--service", "before", "--range", b.String()).CombinedOutput(); err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
 	if out, err := exec.Command("mount", "-o", "remount,ro", root).CombinedOutput(); err != nil {
@@ -251,7 +256,7 @@ func TestReadOnlyRoot(t *testing.T) {
 	}
 	regPath := filepath.Join(root, registry.RegistryDir, registry.RegistryFile)
 	before, _ := os.ReadFile(regPath)
-	out, err := gracectlCmd(t, root, "allocate", "--service", "x", "--range", "24610-24619").CombinedOutput()
+	out, err := gracectlCmd(t, root, "allocate", "--service", "x", "--range", b.String()).CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || !strings.Contains(string(out), "read-only file system") {
 		t.Fatalf("allocate on a read-only root: %v\n%s", err, out)
@@ -260,7 +265,7 @@ func TestReadOnlyRoot(t *testing.T) {
 	if string(before) != string(after) {
 		t.Fatal("registry changed")
 	}
-	if out, err := gracectlCmd(t, root, "status", "--json", "--range", "24610-24619").Output(); err != nil || !strings.Contains(string(out), `"allocated": 1`) {
+	if out, err := gracectlCmd(t, root, "status", "--json", "--range", b.String()).Output(); err != nil || !strings.Contains(string(out), `"allocated": 1`) {
 		t.Fatalf("status on a read-only root: %v %s", err, out)
 	}
 }
@@ -268,10 +273,11 @@ func TestReadOnlyRoot(t *testing.T) {
 // Hostile strings in a command line are stored safely: each log line stays
 // one whole JSON object, and nothing raw reaches the terminal.
 func TestHostileCommandLine(t *testing.T) {
+	b := testPorts(t)
 	root := t.TempDir()
 	evil := "x\n{\"action\":\"forged\"}\x1b[2J\x00"
 	evil = strings.ReplaceAll(evil, "\x00", "") // argv cannot carry NUL
-	out, err := gracectlCmd(t, root, "run", "-q", "--range", "24620-24629", "--", "sh", "-c", "exit 0", evil).CombinedOutput()
+	out, err := gracectlCmd(t, root, "run", "-q", "--range", b.String(), "--", "sh", "-c", "exit 0", evil).CombinedOutput()
 	if err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
@@ -292,6 +298,7 @@ func TestHostileCommandLine(t *testing.T) {
 // Permission denied: another user may read the registry, but a change fails
 // with a clear error and nothing changes.
 func TestPermissionDenied(t *testing.T) {
+	b := testPorts(t)
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run gracectl as another user; skipped")
 	}
@@ -315,7 +322,7 @@ func TestPermissionDenied(t *testing.T) {
 	}
 	root := filepath.Join(base, "root")
 	os.Mkdir(root, 0o755)
-	if out, err := gracectlCmd(t, root, "allocate", "--service", "rootsvc", "--range", "24630-24639").CombinedOutput(); err != nil {
+	if out, err := gracectlCmd(t, root, "allocate", "--service", "rootsvc", "--range", b.String()).CombinedOutput(); err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
 	regPath := filepath.Join(root, registry.RegistryDir, registry.RegistryFile)
@@ -325,7 +332,7 @@ func TestPermissionDenied(t *testing.T) {
 		c.Env = append(os.Environ(), "GRACECTL_ROOT="+root, "GRACECTL_WATCHDOG=off")
 		return c
 	}
-	out, err := asNobody("allocate", "--service", "intruder", "--range", "24630-24639").CombinedOutput()
+	out, err := asNobody("allocate", "--service", "intruder", "--range", b.String()).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "permission denied") || strings.Count(strings.TrimSpace(string(out)), "\n") > 1 {
 		t.Fatalf("allocate as another user: %v\n%s", err, out)
 	}
@@ -333,7 +340,7 @@ func TestPermissionDenied(t *testing.T) {
 	if string(before) != string(after) {
 		t.Fatal("registry changed")
 	}
-	out, err = asNobody("status", "--json", "--range", "24630-24639").Output()
+	out, err = asNobody("status", "--json", "--range", b.String()).Output()
 	if err != nil || !strings.Contains(string(out), `"allocated": 1`) {
 		t.Fatalf("status as another user: %v\n%s", err, out)
 	}
@@ -345,11 +352,12 @@ func TestPermissionDenied(t *testing.T) {
 // processes allocate, release and check around them (GRACECTL_CHAOS_OPS
 // operations: 150 in `make test`, 1,000 in `make chaos`).
 func TestNoFalseRelease(t *testing.T) {
+	b := testenv.Ports(t, 30)
 	ops := envInt("GRACECTL_CHAOS_OPS", 150)
 	root := t.TempDir()
-	const keep, churn = "24970-24979", "24980-24999"
-	w := startGracectl(t, root, "watch", "--interval", "200ms", "--range", "24970-24999")
-	waitFor(t, "the watchdog's first cycle", 10*time.Second, func() bool {
+	keep, churn := b.Sub(0, 9), b.Sub(10, 29)
+	w := startGracectl(t, root, "watch", "--interval", "200ms", "--range", b.String())
+	waitFor(t, "the watchdog's first cycle", 60*time.Second, func() bool {
 		return strings.Contains(w.out.String(), "Health check:")
 	})
 	daemon := `
@@ -394,7 +402,7 @@ time.sleep(600)
 			}
 		}
 	}()
-	waitFor(t, "every long-lived service to listen on its port", 30*time.Second, func() bool {
+	waitFor(t, "every long-lived service to listen on its port", 120*time.Second, func() bool {
 		ports = ports[:0]
 		for _, a := range readRegistry(t, root).Allocations {
 			if parseRange(t, keep).Contains(a.Port) && probeListening(a.Port) {
@@ -416,7 +424,7 @@ time.sleep(600)
 				case 2:
 					gracectlCmd(t, root, "release", "--service", "churn", "--force").Run()
 				case 3:
-					gracectlCmd(t, root, "check", "--range", "24970-24999").Run()
+					gracectlCmd(t, root, "check", "--range", b.String()).Run()
 				}
 			}
 		}()
@@ -440,7 +448,7 @@ time.sleep(600)
 		s.cmd.Process.Signal(syscall.SIGTERM)
 	}
 	for _, s := range long {
-		s.wait(t, 20*time.Second)
+		s.wait(t, 60*time.Second)
 	}
 }
 

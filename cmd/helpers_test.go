@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gracectl/gracectl/probe"
 	"github.com/gracectl/gracectl/registry"
 	"github.com/gracectl/gracectl/registry/testenv"
 )
@@ -65,28 +65,37 @@ type started struct {
 
 func startGracectl(t *testing.T, root string, args ...string) *started {
 	t.Helper()
-	c := gracectlCmd(t, root, args...)
+	return startCmd(t, gracectlCmd(t, root, args...))
+}
+
+// startCmd starts c in a process group of its own, collecting its output.
+// When t ends (passed, failed or timed out in a waitFor), the group is
+// killed and c waited for; what left the group (a daemon) carries the
+// test's tag and is killed after (testenv.Tag).
+func startCmd(t *testing.T, c *exec.Cmd) *started {
+	t.Helper()
 	s := &started{cmd: c, out: &syncBuffer{}, done: make(chan struct{})}
 	c.Stdout, c.Stderr = s.out, s.out
 	// A daemonized grandchild may hold the output pipe open.
 	c.WaitDelay = 2 * time.Second
+	t.Cleanup(func() {
+		if c.Process != nil {
+			<-s.done
+		}
+	})
+	testenv.Own(t, c) // its cleanup, registered last, runs first
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() { s.err = c.Wait(); close(s.done) }()
-	t.Cleanup(func() {
-		select {
-		case <-s.done:
-		default:
-			c.Process.Kill()
-			<-s.done
-		}
-	})
 	return s
 }
 
+// wait waits for the process to exit, Scale(timeout) at most, and returns
+// its exit code.
 func (s *started) wait(t *testing.T, timeout time.Duration) int {
 	t.Helper()
+	timeout = testenv.Scale(timeout)
 	select {
 	case <-s.done:
 	case <-time.After(timeout):
@@ -103,7 +112,7 @@ func serveScript(t *testing.T) string {
 
 func httpGet(t *testing.T, url string) string {
 	t.Helper()
-	c := http.Client{Timeout: 5 * time.Second}
+	c := http.Client{Timeout: 60 * time.Second}
 	resp, err := c.Get(url)
 	if err != nil {
 		t.Fatal(err)
@@ -116,7 +125,7 @@ func httpGet(t *testing.T, url string) string {
 func readPID(t *testing.T, path string) int {
 	t.Helper()
 	var pid int
-	waitFor(t, "pid file "+path, 10*time.Second, func() bool {
+	waitFor(t, "pid file "+path, 60*time.Second, func() bool {
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return false
@@ -213,13 +222,10 @@ func checkAuditMatchesRegistry(t *testing.T, root string) {
 	}
 }
 
-// probeListening reports whether something accepts connections on
-// 127.0.0.1:port.
+// probeListening reports whether something listens on port, from the
+// host's socket table (probe.Snapshot): it never connects, since each
+// connection to a test service that never accepts stays in its backlog,
+// and once the backlog is full (128) the port looks dead to a connect.
 func probeListening(port int) bool {
-	c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
-	if err != nil {
-		return false
-	}
-	c.Close()
-	return true
+	return probe.TakeSnapshot().Listening(context.Background(), port)
 }

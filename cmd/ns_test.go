@@ -11,9 +11,10 @@ import (
 	"time"
 
 	"github.com/gracectl/gracectl/registry"
+	"github.com/gracectl/gracectl/registry/testenv"
 )
 
-// Owners in other namespaces (ports 24950-24969). `gracectl run` inside
+// Owners in other namespaces. `gracectl run` inside
 // its own PID namespace, on the host network (a container's situation),
 // records the PID as seen inside; the host's watchdog must find the process
 // by its NSpid and never call it dead while it runs. Needs root (unshare).
@@ -48,8 +49,8 @@ func startInNamespaces(t *testing.T, root, rg string, flags ...string) (*exec.Cm
 	t.Helper()
 	bin := needUnshare(t)
 	args := append(flags, "--fork", "--mount-proc", "--kill-child", bin, "run", "--quiet", "--range", rg, "--", "python3", "-c", nsServer)
-	c := exec.Command("unshare", args...)
-	c.Env = append(os.Environ(), "GRACECTL_ROOT="+root, "GRACECTL_WATCHDOG=off")
+	c := testenv.Command(t, "unshare", args...)
+	c.Env = append(c.Env, "GRACECTL_ROOT="+root, "GRACECTL_WATCHDOG=off")
 	var out syncBuffer
 	c.Stdout, c.Stderr = &out, &out
 	if err := c.Start(); err != nil {
@@ -57,7 +58,7 @@ func startInNamespaces(t *testing.T, root, rg string, flags ...string) (*exec.Cm
 	}
 	t.Cleanup(func() { c.Process.Kill(); c.Wait() })
 	var a *registry.Allocation
-	waitFor(t, "the service in the namespace to register and listen", 20*time.Second, func() bool {
+	waitFor(t, "the service in the namespace to register and listen", 60*time.Second, func() bool {
 		r, err := registry.Open(root, time.Second).Read(context.Background())
 		if err != nil {
 			return false
@@ -77,8 +78,9 @@ func startInNamespaces(t *testing.T, root, rg string, flags ...string) (*exec.Cm
 }
 
 func TestOwnerInAnotherPIDNamespaceIsNotDead(t *testing.T) {
+	b := testenv.Ports(t, 2)
 	root := t.TempDir()
-	const rg = "24950-24951"
+	rg := b.String()
 	ns, a := startInNamespaces(t, root, rg, "--pid")
 	self, _ := os.Readlink("/proc/self/ns/pid")
 	if a.PIDNS == 0 || strings.Contains(self, strconv.FormatUint(a.PIDNS, 10)) {
@@ -102,7 +104,7 @@ func TestOwnerInAnotherPIDNamespaceIsNotDead(t *testing.T) {
 	// and the host's check releases the port.
 	ns.Process.Signal(syscall.SIGKILL)
 	ns.Wait()
-	waitFor(t, "the namespace's processes to end", 10*time.Second, func() bool {
+	waitFor(t, "the namespace's processes to end", 60*time.Second, func() bool {
 		return !probeListening(a.Port)
 	})
 	out, _ := gracectlCmd(t, root, "check", "--range", rg).CombinedOutput()
@@ -112,8 +114,9 @@ func TestOwnerInAnotherPIDNamespaceIsNotDead(t *testing.T) {
 }
 
 func TestOwnerInAnotherNetworkNamespace(t *testing.T) {
+	b := testenv.Ports(t, 2)
 	root := t.TempDir()
-	const rg = "24960-24961"
+	rg := b.String()
 	_, a := startInNamespaces(t, root, rg, "--pid", "--net")
 	if a.NetNS == 0 {
 		t.Fatalf("the owner's network namespace was not recorded: %+v", a)

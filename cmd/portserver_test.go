@@ -35,7 +35,7 @@ func startPortserver(t *testing.T, root, rg string, args ...string) (string, *st
 	}
 	w := startGracectl(t, root, append([]string{"watch", "--range", rg}, args...)...)
 	var addr string
-	waitFor(t, "the portserver", 10*time.Second, func() bool {
+	waitFor(t, "the portserver", 60*time.Second, func() bool {
 		m := listeningOn.FindStringSubmatch(w.out.String())
 		if m != nil {
 			addr = m[1]
@@ -61,7 +61,7 @@ func ask(t *testing.T, addr, request string) string {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(20 * time.Second))
+	c.SetDeadline(time.Now().Add(testenv.Scale(60 * time.Second)))
 	if _, err := io.WriteString(c, request); err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +123,7 @@ func startClient(t *testing.T, nobody bool, addr string, specs ...string) *clien
 	} else {
 		c.cmd = exec.Command(argv[0], argv[1:]...)
 	}
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	testenv.Own(t, c.cmd) // a group of its own, killed when t ends
 	c.cmd.Stdout, c.cmd.Stderr = c.out, io.Discard
 	c.stdin, _ = c.cmd.StdinPipe()
 	if err := c.cmd.Start(); err != nil {
@@ -165,7 +165,7 @@ func (c *client) stop() {
 	go func() { c.cmd.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(10 * time.Second):
+	case <-time.After(testenv.Scale(60 * time.Second)):
 		syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
 		<-done
 	}
@@ -191,8 +191,8 @@ ports = [portpicker.pick_unused_port() for _ in range(3)]
 print(os.getpid(), *ports, flush=True)
 sys.stdin.read()
 `
-	py := exec.Command("/usr/bin/python3", "-c", script)
-	py.Env = append(os.Environ(), "PORTSERVER_ADDRESS="+addr)
+	py := testenv.Command(t, "/usr/bin/python3", "-c", script)
+	py.Env = append(py.Env, "PORTSERVER_ADDRESS="+addr)
 	stdin, _ := py.StdinPipe()
 	out := &syncBuffer{}
 	py.Stdout, py.Stderr = out, out
@@ -200,7 +200,7 @@ sys.stdin.read()
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { py.Process.Kill(); py.Wait() })
-	waitFor(t, "portpicker's ports", 20*time.Second, func() bool { return strings.Count(out.String(), " ") == 3 })
+	waitFor(t, "portpicker's ports", 60*time.Second, func() bool { return strings.Count(out.String(), " ") == 3 })
 	f := strings.Fields(out.String())
 	pid, _ := strconv.Atoi(f[0])
 	seen := map[int]bool{}
@@ -213,7 +213,7 @@ sys.stdin.read()
 	}
 	// Handed-out ports are recorded as the client's moments after the
 	// reply (group commit), with its start time.
-	waitFor(t, "the client to own its ports in the registry", 10*time.Second, func() bool {
+	waitFor(t, "the client to own its ports in the registry", 60*time.Second, func() bool {
 		reg := readRegistry(t, root)
 		for p := range seen {
 			if a := reg.Get(p); a == nil || int(a.PID) != pid || a.PIDStart == 0 || a.StartedBy != "portserver" || a.ServiceName != "python3" {
@@ -224,7 +224,7 @@ sys.stdin.read()
 	})
 	stdin.Close()
 	py.Wait()
-	waitFor(t, "the client's ports to be released after it exited", 10*time.Second, func() bool {
+	waitFor(t, "the client's ports to be released after it exited", 60*time.Second, func() bool {
 		r := readRegistry(t, root)
 		for p := range seen {
 			if r.Get(p) != nil {
@@ -235,7 +235,7 @@ sys.stdin.read()
 	})
 	// Two cycles after it, nothing was counted or said as an issue.
 	n := strings.Count(w.out.String(), "Health check:")
-	waitFor(t, "two more cycles", 20*time.Second, func() bool { return strings.Count(w.out.String(), "Health check:") >= n+2 })
+	waitFor(t, "two more cycles", 60*time.Second, func() bool { return strings.Count(w.out.String(), "Health check:") >= n+2 })
 	log := w.out.String()
 	for p := range seen {
 		if !strings.Contains(log, fmt.Sprintf("[PORT-MANAGER] Released port %d (python3): the client exited\n", p)) {
@@ -332,7 +332,7 @@ func TestPortserverBelievesOnlyTheKernel(t *testing.T) {
 	needPortpicker(t)
 	root := openDir(t, 0o755)
 	addr, w := startPortserver(t, root, testenv.Ports(t, 20).String(), "--portserver")
-	rootSleep := exec.Command("sleep", "3600")
+	rootSleep := testenv.Command(t, "sleep", "3600")
 	if err := rootSleep.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -357,7 +357,7 @@ func TestPortserverBelievesOnlyTheKernel(t *testing.T) {
 		t.Fatalf("root got %v; want a port for nobody's pid %d and none for kernel thread %s", rt.got, nob.pid, kt)
 	}
 	want := map[int]int{nob.got[len(nob.got)-2].port: nob.pid, nob.got[len(nob.got)-1].port: child, rt.got[0].port: nob.pid}
-	waitFor(t, "the claimed processes to own their ports, with start times", 10*time.Second, func() bool {
+	waitFor(t, "the claimed processes to own their ports, with start times", 60*time.Second, func() bool {
 		reg := readRegistry(t, root)
 		for port, pid := range want {
 			a := reg.Get(port)
@@ -444,7 +444,7 @@ func TestPortserverLimits(t *testing.T) {
 	}
 	// Once the client has exited, the user may have ports again.
 	c.stop()
-	waitFor(t, "nobody to get a port again", 30*time.Second, func() bool {
+	waitFor(t, "nobody to get a port again", 60*time.Second, func() bool {
 		d := startClient(t, true, addr, "self:1")
 		d.stop()
 		return len(d.ports()) == 1
@@ -477,18 +477,18 @@ func TestPortserverConnectionLimitAndIdleTimeout(t *testing.T) {
 		defer c.Close()
 		idle = append(idle, c)
 	}
-	waitFor(t, "the fifth connection to be closed at once", 20*time.Second, func() bool {
+	waitFor(t, "the fifth connection to be closed at once", 60*time.Second, func() bool {
 		c, err := net.Dial("unix", addr)
 		if err != nil {
 			return false
 		}
 		defer c.Close()
-		c.SetDeadline(time.Now().Add(20 * time.Second))
+		c.SetDeadline(time.Now().Add(testenv.Scale(60 * time.Second)))
 		b, _ := io.ReadAll(c)
 		return len(b) == 0 && strings.Contains(w.out.String(), "has 4 connections open, the limit per user")
 	})
 	for _, c := range idle {
-		c.SetDeadline(time.Now().Add(30 * time.Second))
+		c.SetDeadline(time.Now().Add(testenv.Scale(60 * time.Second)))
 		if n, err := c.Read(make([]byte, 8)); n != 0 || err != io.EOF {
 			t.Fatalf("an idle connection read %d bytes, %v; want the portserver to close it", n, err)
 		}
@@ -521,7 +521,7 @@ func TestPortserverRecoversFromDescriptorExhaustion(t *testing.T) {
 			c.Close()
 		}
 	}()
-	waitFor(t, "the portserver to run out of descriptors", 30*time.Second, func() bool {
+	waitFor(t, "the portserver to run out of descriptors", 60*time.Second, func() bool {
 		if c, err := net.Dial("unix", addr); err == nil {
 			flood = append(flood, c)
 		}
@@ -532,13 +532,13 @@ func TestPortserverRecoversFromDescriptorExhaustion(t *testing.T) {
 	}
 	flood = nil
 	self := strconv.Itoa(os.Getpid()) + "\n"
-	waitFor(t, "an answer after the flood", 30*time.Second, func() bool {
+	waitFor(t, "an answer after the flood", 60*time.Second, func() bool {
 		c, err := net.Dial("unix", addr)
 		if err != nil {
 			return false
 		}
 		defer c.Close()
-		c.SetDeadline(time.Now().Add(20 * time.Second))
+		c.SetDeadline(time.Now().Add(testenv.Scale(60 * time.Second)))
 		io.WriteString(c, self)
 		b, _ := io.ReadAll(c)
 		return len(b) > 0
@@ -563,7 +563,7 @@ func TestPortserverPoolIsHeld(t *testing.T) {
 		t.Fatalf("first answer %q", got)
 	}
 	watchPID := strconv.Itoa(w.cmd.Process.Pid)
-	sleep := exec.Command("sleep", "3600")
+	sleep := testenv.Command(t, "sleep", "3600")
 	if err := sleep.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -641,7 +641,7 @@ func TestPortserverAddress(t *testing.T) {
 	}
 	// Killed, it leaves its socket; the next watchdog replaces it.
 	w.cmd.Process.Kill()
-	w.wait(t, 10*time.Second)
+	w.wait(t, 60*time.Second)
 	if _, err := os.Lstat(sock); err != nil {
 		t.Fatalf("the killed watchdog's socket: %v", err)
 	}
@@ -665,7 +665,7 @@ func TestPortserverAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { in.Close(); holder.Wait() })
-	waitFor(t, "nobody to bind the abstract name", 10*time.Second, func() bool { return strings.Contains(holdOut.String(), "bound") })
+	waitFor(t, "nobody to bind the abstract name", 60*time.Second, func() bool { return strings.Contains(holdOut.String(), "bound") })
 	out, err = gracectlCmd(t, t.TempDir(), "watch", "--portserver", name).CombinedOutput()
 	if code := exitCode(err); code != 6 || !strings.Contains(string(out), "is already taken by another process; any local user can take a free abstract address") ||
 		!strings.Contains(string(out), "hint: serve on the default socket instead, which no other user can take: --portserver alone") {

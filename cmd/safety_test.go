@@ -12,12 +12,13 @@ import (
 	"time"
 
 	"github.com/gracectl/gracectl/registry"
+	"github.com/gracectl/gracectl/registry/testenv"
 )
 
 // Tests of a shared host: another user's planted folders and links, the
 // host and private registries, a group-shared registry, and the lock.
 // The ones that need a second user run as root and switch to nobody with
-// setpriv; they skip with a message otherwise. Ports 24900-24949.
+// setpriv; they skip with a message otherwise.
 
 const nobodyUID = 65534
 
@@ -80,14 +81,14 @@ func asNobody(argv ...string) *exec.Cmd {
 
 // env is the environment for a gracectl that resolves its own root: no
 // GRACECTL_ROOT, the host registry at host.
-func rootEnv(host, home string) []string {
+func rootEnv(t *testing.T, host, home string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "GRACECTL_") && !strings.HasPrefix(kv, "HOME=") && !strings.HasPrefix(kv, "XDG_STATE_HOME=") {
 			env = append(env, kv)
 		}
 	}
-	return append(env, "GRACECTL_HOST_ROOT="+host, "HOME="+home, "GRACECTL_RANGE=24900-24909", "GRACECTL_WATCHDOG=off")
+	return append(env, "GRACECTL_HOST_ROOT="+host, "HOME="+home, "GRACECTL_RANGE="+testPorts(t).String(), "GRACECTL_WATCHDOG=off")
 }
 
 // The attack of issue 11, as it was reproduced: user nobody, in a sticky
@@ -114,12 +115,12 @@ func TestPlantedProjectIsNotTrusted(t *testing.T) {
 	host := filepath.Join(openDir(t, 0o755), "host")
 	c := exec.Command(sharedBinary(t), "allocate", "--service", "victim")
 	c.Dir = filepath.Join(proj, "sub")
-	c.Env = rootEnv(host, openDir(t, 0o700))
+	c.Env = rootEnv(t, host, openDir(t, 0o700))
 	out, err := c.Output()
 	if err != nil {
 		t.Fatalf("allocate as root: %v: %s", err, err.(*exec.ExitError).Stderr)
 	}
-	if strings.TrimSpace(string(out)) != "24900" {
+	if strings.TrimSpace(string(out)) != testPorts(t).P(0) {
 		t.Fatalf("allocate printed %q", out)
 	}
 	if b, _ := os.ReadFile(secret); string(b) != "root only\n" {
@@ -128,13 +129,13 @@ func TestPlantedProjectIsNotTrusted(t *testing.T) {
 	if _, err := os.Lstat(lockTarget); err == nil {
 		t.Errorf("the planted lock's target was created")
 	}
-	if r, err := registry.Open(host, time.Second).Read(context.Background()); err != nil || r.Get(24900) == nil {
+	if r, err := registry.Open(host, time.Second).Read(context.Background()); err != nil || r.Get(testPorts(t).Port(0)) == nil {
 		t.Errorf("the host registry does not hold the allocation (%v)", err)
 	}
 	// And it says why it skipped the project.
 	c = exec.Command(sharedBinary(t), "status")
 	c.Dir = filepath.Join(proj, "sub")
-	c.Env = rootEnv(host, openDir(t, 0o700))
+	c.Env = rootEnv(t, host, openDir(t, 0o700))
 	b, _ := c.CombinedOutput()
 	if !strings.Contains(string(b), "warning: skipping the registry in "+proj) || !strings.Contains(string(b), "owned by uid 65534") {
 		t.Errorf("no warning naming the planted project:\n%s", b)
@@ -157,7 +158,7 @@ func TestPrivateRegistryForAnUnprivilegedUser(t *testing.T) {
 	bin := sharedBinary(t)
 	for i, wantNotice := range []bool{true, false} {
 		c := asNobody(bin, "allocate", "--service", "mine")
-		c.Dir, c.Env = work, rootEnv(host, home)
+		c.Dir, c.Env = work, rootEnv(t, host, home)
 		var stderr strings.Builder
 		c.Stderr = &stderr
 		out, err := c.Output()
@@ -186,7 +187,7 @@ func TestInitGroupSharesTheRegistry(t *testing.T) {
 	host := filepath.Join(openDir(t, 0o755), "host")
 	bin := sharedBinary(t)
 	c := exec.Command(bin, "init", "--group", "nogroup")
-	c.Env = rootEnv(host, openDir(t, 0o700))
+	c.Env = rootEnv(t, host, openDir(t, 0o700))
 	if out, err := c.CombinedOutput(); err != nil || !strings.Contains(string(out), "created registry") {
 		t.Fatalf("init: %v: %s", err, out)
 	}
@@ -207,7 +208,7 @@ func TestInitGroupSharesTheRegistry(t *testing.T) {
 	}
 	// nobody is in group nogroup: it allocates in the host registry.
 	c = asNobody(bin, "allocate", "--service", "member")
-	c.Dir, c.Env = openDir(t, 0o755), rootEnv(host, openDir(t, 0o755))
+	c.Dir, c.Env = openDir(t, 0o755), rootEnv(t, host, openDir(t, 0o755))
 	if out, err := c.CombinedOutput(); err != nil || strings.Contains(string(out), "created registry") {
 		t.Fatalf("a group member's allocate: %v: %s", err, out)
 	}
@@ -223,7 +224,7 @@ func TestInitGroupSharesTheRegistry(t *testing.T) {
 	// Without init --group the lock is 0600: nobody cannot even open it.
 	private := filepath.Join(openDir(t, 0o755), "solo")
 	ps := registry.Open(private, time.Second)
-	if _, err := ps.Allocate(context.Background(), registry.Request{Service: "x", Range: registry.Range{Start: 24910, End: 24919}}); err != nil {
+	if _, err := ps.Allocate(context.Background(), registry.Request{Service: "x", Range: registry.Range(testPorts(t))}); err != nil {
 		t.Fatal(err)
 	}
 	if info, _ := os.Lstat(ps.LockPath()); info.Mode() != 0o600 {
@@ -237,24 +238,25 @@ func TestInitGroupSharesTheRegistry(t *testing.T) {
 // Readers never lock: while a writer holds the lock, status answers at
 // once and a writer waits (and times out).
 func TestReadersDoNotLock(t *testing.T) {
+	b := testPorts(t)
 	root := t.TempDir()
 	s := registry.Open(root, time.Second)
-	if _, err := s.Allocate(context.Background(), registry.Request{Service: "held", Range: registry.Range{Start: 24920, End: 24929}}); err != nil {
+	if _, err := s.Allocate(context.Background(), registry.Request{Service: "held", Range: registry.Range(b)}); err != nil {
 		t.Fatal(err)
 	}
-	hold := exec.Command("flock", "-x", s.LockPath(), "sleep", "30")
+	hold := testenv.Command(t, "flock", "-x", s.LockPath(), "sleep", "600")
 	if err := hold.Start(); err != nil {
 		t.Skipf("flock(1): %v", err)
 	}
 	defer func() { hold.Process.Kill(); hold.Wait() }()
-	waitFor(t, "the lock to be held", 5*time.Second, func() bool {
+	waitFor(t, "the lock to be held", 60*time.Second, func() bool {
 		return exec.Command("flock", "-n", "-s", s.LockPath(), "true").Run() != nil
 	})
-	out, err := gracectlCmd(t, root, "status", "--range", "24920-24929").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "Port 24920: held") {
+	out, err := gracectlCmd(t, root, "status", "--range", b.String()).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Port "+b.P(0)+": held") {
 		t.Fatalf("status while a writer holds the lock: %v: %s", err, out)
 	}
-	c := gracectlCmd(t, root, "allocate", "--service", "w", "--range", "24920-24929", "--lock-timeout", "200ms")
+	c := gracectlCmd(t, root, "allocate", "--service", "w", "--range", b.String(), "--lock-timeout", "200ms")
 	if err := c.Run(); c.ProcessState == nil || c.ProcessState.ExitCode() != 3 {
 		t.Fatalf("allocate while the lock is held: %v, want exit 3", err)
 	}
@@ -266,7 +268,7 @@ func TestPermissionDeniedHint(t *testing.T) {
 	needRoot(t)
 	root := filepath.Join(openDir(t, 0o755), "reg")
 	s := registry.Open(root, time.Second)
-	if _, err := s.Allocate(context.Background(), registry.Request{Service: "x", Range: registry.Range{Start: 24930, End: 24939}}); err != nil {
+	if _, err := s.Allocate(context.Background(), registry.Request{Service: "x", Range: registry.Range(testPorts(t))}); err != nil {
 		t.Fatal(err)
 	}
 	bin := sharedBinary(t)
@@ -278,7 +280,7 @@ func TestPermissionDeniedHint(t *testing.T) {
 		{[]string{"check"}, 5},
 	} {
 		c := asNobody(append([]string{bin}, tc.args...)...)
-		c.Env = append(rootEnv(root, openDir(t, 0o755)), "GRACECTL_ROOT="+root, "GRACECTL_RANGE=24930-24939")
+		c.Env = append(rootEnv(t, root, openDir(t, 0o755)), "GRACECTL_ROOT="+root)
 		out, _ := c.CombinedOutput()
 		if c.ProcessState.ExitCode() != tc.code {
 			t.Errorf("%v as nobody: exit %d, want %d:\n%s", tc.args, c.ProcessState.ExitCode(), tc.code, out)

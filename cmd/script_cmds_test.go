@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"time"
@@ -103,6 +104,10 @@ func scriptSetup(env *testscript.Env) error {
 	// No background watchdog from run, unless a test asks for one.
 	env.Setenv("GRACECTL_WATCHDOG", "off")
 	env.Setenv("HOME", env.WorkDir)
+	// Every process the script starts (and theirs) is killed when it ends.
+	tag := os.Getenv(testenv.TagEnv) + "/" + filepath.Base(env.WorkDir)
+	env.Setenv(testenv.TagEnv, tag)
+	env.Defer(func() { testenv.KillTagged(tag) })
 	b, release, err := testenv.Reserve(scriptPorts, func(f string, a ...any) { env.T().Log(fmt.Sprintf(f, a...)) })
 	if err != nil {
 		return err

@@ -25,8 +25,7 @@ import (
 )
 
 // The API off the host: TLS, client certificates and basic auth through
-// exporter-toolkit's web config (ports 24640-24649; the API on 24649 and
-// 24648).
+// exporter-toolkit's web config, on ports of each test's own.
 
 type testCA struct {
 	cert *x509.Certificate
@@ -86,6 +85,7 @@ func (ca *testCA) issue(t *testing.T, name string, server bool) (certFile, keyFi
 // the page, the event stream and /metrics included, wants both; a wrong
 // password is a bare 401, counted; no client certificate, no handshake.
 func TestAPIWithTLSAndAuth(t *testing.T) {
+	b := testPorts(t)
 	ca := newTestCA(t)
 	srvCert, srvKey := ca.issue(t, "server", true)
 	cliCert, cliKey := ca.issue(t, "client", false)
@@ -101,8 +101,8 @@ basic_auth_users:
 `, srvCert, srvKey, filepath.Join(ca.dir, "ca.crt"), hash)), 0o600)
 
 	root := t.TempDir()
-	w := startGracectl(t, root, "watch", "--interval", "1h", "--range", "24640-24647", "--api", "127.0.0.1:24649", "--api-web-config", cfg)
-	waitFor(t, "the TLS API", 10*time.Second, func() bool { return strings.Contains(w.out.String(), "API listening on") })
+	w := startGracectl(t, root, "watch", "--interval", "1h", "--range", b.Sub(0, 7), "--api", b.Addr(9), "--api-web-config", cfg)
+	waitFor(t, "the TLS API", 60*time.Second, func() bool { return strings.Contains(w.out.String(), "API listening on") })
 	if !strings.Contains(w.out.String(), "(loopback)") || strings.Contains(w.out.String(), "WARNING") {
 		t.Errorf("log:\n%s", w.out)
 	}
@@ -113,10 +113,10 @@ basic_auth_users:
 	if err != nil {
 		t.Fatal(err)
 	}
-	withCert := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}}}
-	noCert := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	withCert := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}}}
+	noCert := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	get := func(c *http.Client, path, user, pass string) (*http.Response, error) {
-		req, _ := http.NewRequest("GET", "https://127.0.0.1:24649"+path, nil)
+		req, _ := http.NewRequest("GET", "https://"+b.Addr(9)+path, nil)
 		if user != "" {
 			req.SetBasicAuth(user, pass)
 		}
@@ -185,19 +185,20 @@ func grepLines(s, sub string) string {
 // A remote API without TLS and authentication is said at every start and
 // in status; its Host check still refuses names it is not reached by.
 func TestRemoteAPIWithoutAuthIsSaid(t *testing.T) {
+	b := testPorts(t)
 	root := t.TempDir()
-	w := startGracectl(t, root, "watch", "--interval", "1h", "--range", "24640-24647", "--api", "0.0.0.0:24648", "--api-allow-remote", "--api-host", "ports.example")
-	waitFor(t, "the API", 10*time.Second, func() bool { return strings.Contains(w.out.String(), "Health check:") })
-	if !strings.Contains(w.out.String(), "WARNING: the API on 0.0.0.0:24648 is reachable from other hosts (remote, unauthenticated)") {
+	w := startGracectl(t, root, "watch", "--interval", "1h", "--range", b.Sub(0, 7), "--api", "0.0.0.0:"+b.P(8), "--api-allow-remote", "--api-host", "ports.example")
+	waitFor(t, "the API", 60*time.Second, func() bool { return strings.Contains(w.out.String(), "Health check:") })
+	if !strings.Contains(w.out.String(), "WARNING: the API on 0.0.0.0:"+b.P(8)+" is reachable from other hosts (remote, unauthenticated)") {
 		t.Errorf("no warning:\n%s", w.out)
 	}
-	out, _ := gracectlCmd(t, root, "status", "--range", "24640-24647").Output()
+	out, _ := gracectlCmd(t, root, "status", "--range", b.Sub(0, 7)).Output()
 	if !strings.Contains(string(out), "\nAPI: remote, unauthenticated\n") {
 		t.Errorf("status does not say it:\n%s", out)
 	}
-	c := &http.Client{Timeout: 10 * time.Second}
-	for host, want := range map[string]int{"ports.example:24648": 200, "127.0.0.1:24648": 200, "evil.example:24648": 403} {
-		req, _ := http.NewRequest("GET", "http://127.0.0.1:24648/api/ports/status", nil)
+	c := &http.Client{Timeout: 60 * time.Second}
+	for host, want := range map[string]int{"ports.example:" + b.P(8): 200, b.Addr(8): 200, "evil.example:" + b.P(8): 403} {
+		req, _ := http.NewRequest("GET", "http://"+b.Addr(8)+"/api/ports/status", nil)
 		req.Host = host
 		resp, err := c.Do(req)
 		if err != nil {
@@ -213,6 +214,7 @@ func TestRemoteAPIWithoutAuthIsSaid(t *testing.T) {
 // The example web config is valid as exporter-toolkit reads it, and the
 // example scrape config is the https, basic_auth and tls_config kind.
 func TestSecurityExamples(t *testing.T) {
+	ports := testPorts(t)
 	b, err := os.ReadFile("../docs/prometheus/prometheus.yml")
 	if err != nil {
 		t.Fatal(err)
@@ -242,7 +244,7 @@ func TestSecurityExamples(t *testing.T) {
 		"/etc/gracectl/tls/clients-ca.crt", filepath.Join(ca.dir, "ca.crt")).Replace(string(web))
 	path := filepath.Join(ca.dir, "web-config.yml")
 	os.WriteFile(path, []byte(text), 0o600)
-	if out, err := gracectlCmd(t, t.TempDir(), "watch", "--api", "127.0.0.1:24647", "--api-web-config", path, "--interval", "1h", "--range", "24640-24646", "--exit-when-idle", "100ms").CombinedOutput(); err != nil {
+	if out, err := gracectlCmd(t, t.TempDir(), "watch", "--api", ports.Addr(7), "--api-web-config", path, "--interval", "1h", "--range", ports.Sub(0, 6), "--exit-when-idle", "100ms").CombinedOutput(); err != nil {
 		t.Fatalf("watch with the example web config: %v\n%s", err, out)
 	}
 }

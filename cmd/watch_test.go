@@ -16,20 +16,22 @@ import (
 	"time"
 
 	"github.com/gracectl/gracectl/registry"
+	"github.com/gracectl/gracectl/registry/testenv"
 )
 
 // A service killed with SIGKILL is released by `watch` within one
 // interval; status shows Running: True while watch runs, and its counts;
 // a second watch is refused; SIGTERM stops it and status says False.
 func TestWatchReleasesDeadServiceAndReportsState(t *testing.T) {
+	b := testPorts(t)
 	root := t.TempDir()
-	const rg = "24200-24209"
+	rg := b.String()
 	w := startGracectl(t, root, "watch", "--interval", "300ms", "--range", rg)
-	waitFor(t, "the watchdog's first cycle", 10*time.Second, func() bool {
+	waitFor(t, "the watchdog's first cycle", 60*time.Second, func() bool {
 		return strings.Contains(w.out.String(), "Health check:")
 	})
 	out := w.out.String()
-	for _, want := range []string{"[PORT-WATCHDOG] Started (checking every 300ms)", "[PORT-WATCHDOG] Monitoring ports 24200-24209"} {
+	for _, want := range []string{"[PORT-WATCHDOG] Started (checking every 300ms)", "[PORT-WATCHDOG] Monitoring ports " + b.String()} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("log lacks %q:\n%s", want, out)
 		}
@@ -52,17 +54,17 @@ func TestWatchReleasesDeadServiceAndReportsState(t *testing.T) {
 
 	// A service with a health endpoint: counts come through to status.
 	svc := startGracectl(t, root, "run", "--range", rg, "--health-path", "/health", "--", "python3", serveScript(t))
-	waitFor(t, "the service to be active", 20*time.Second, func() bool {
-		a := readRegistry(t, root).Get(24200)
+	waitFor(t, "the service to be active", 60*time.Second, func() bool {
+		a := readRegistry(t, root).Get(b.Port(0))
 		return a != nil && a.HealthStatus == registry.StatusActive && !a.LastHealthCheck.IsZero()
 	})
 	if !strings.Contains(svc.out.String(), "   Watchdog: Active (monitors health every 300ms)") {
 		t.Fatalf("run's banner does not see the running watchdog:\n%s", svc.out)
 	}
-	httpGet(t, "http://127.0.0.1:24200/")
-	httpGet(t, "http://127.0.0.1:24200/error")
-	waitFor(t, "counts from /health", 10*time.Second, func() bool {
-		a := readRegistry(t, root).Get(24200)
+	httpGet(t, "http://"+b.Addr(0)+"/")
+	httpGet(t, "http://"+b.Addr(0)+"/error")
+	waitFor(t, "counts from /health", 60*time.Second, func() bool {
+		a := readRegistry(t, root).Get(b.Port(0))
 		return a != nil && a.RequestCount == 2 && a.ErrorCount == 1
 	})
 	st, _ = gracectlCmd(t, root, "status", "--range", rg).Output()
@@ -71,21 +73,21 @@ func TestWatchReleasesDeadServiceAndReportsState(t *testing.T) {
 	}
 
 	// Kill the service (and gracectl run, so only the watchdog can clean up).
-	a := readRegistry(t, root).Get(24200)
+	a := readRegistry(t, root).Get(b.Port(0))
 	svc.cmd.Process.Kill()
 	syscall.Kill(int(a.PID), syscall.SIGKILL)
-	waitFor(t, "the watchdog to release the dead service's port", 10*time.Second, func() bool {
-		return readRegistry(t, root).Get(24200) == nil
+	waitFor(t, "the watchdog to release the dead service's port", 60*time.Second, func() bool {
+		return readRegistry(t, root).Get(b.Port(0)) == nil
 	})
-	waitFor(t, "the cleanup log lines", 5*time.Second, func() bool {
+	waitFor(t, "the cleanup log lines", 60*time.Second, func() bool {
 		o := w.out.String()
-		return strings.Contains(o, "[PORT-WATCHDOG] Port 24200 (serve): dead") &&
-			strings.Contains(o, "[PORT-WATCHDOG] Cleaning up stale port 24200") &&
-			strings.Contains(o, "[PORT-MANAGER] Released port 24200")
+		return strings.Contains(o, "[PORT-WATCHDOG] Port "+b.P(0)+" (serve): dead") &&
+			strings.Contains(o, "[PORT-WATCHDOG] Cleaning up stale port "+b.P(0)) &&
+			strings.Contains(o, "[PORT-MANAGER] Released port "+b.P(0))
 	})
 
 	w.cmd.Process.Signal(syscall.SIGTERM)
-	if code := w.wait(t, 10*time.Second); code != 0 {
+	if code := w.wait(t, 60*time.Second); code != 0 {
 		t.Fatalf("watch exited %d:\n%s", code, w.out)
 	}
 	st, _ = gracectlCmd(t, root, "status", "--range", rg).Output()
@@ -97,6 +99,7 @@ func TestWatchReleasesDeadServiceAndReportsState(t *testing.T) {
 // sd_notify: READY=1, STATUS=, WATCHDOG=1 and STOPPING=1 arrive on
 // NOTIFY_SOCKET; SIGHUP runs a cycle at once.
 func TestWatchSdNotify(t *testing.T) {
+	b := testPorts(t)
 	root := t.TempDir()
 	sock := filepath.Join(root, "notify.sock")
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
@@ -116,18 +119,13 @@ func TestWatchSdNotify(t *testing.T) {
 			msgs <- string(buf[:n])
 		}
 	}()
-	c := gracectlCmd(t, root, "watch", "--interval", "1h", "--range", "24210-24219")
+	c := gracectlCmd(t, root, "watch", "--interval", "1h", "--range", b.String())
 	c.Env = append(c.Env, "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=200000")
-	w := &started{cmd: c, out: &syncBuffer{}, done: make(chan struct{})}
-	c.Stdout, c.Stderr = w.out, w.out
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { w.err = c.Wait(); close(w.done) }()
+	w := startCmd(t, c)
 	got := map[string]int{}
 	expect := func(prefix string, n int) {
 		t.Helper()
-		deadline := time.After(10 * time.Second)
+		deadline := time.After(testenv.Scale(60 * time.Second))
 		for got[prefix] < n {
 			select {
 			case m := <-msgs:
@@ -139,7 +137,7 @@ func TestWatchSdNotify(t *testing.T) {
 					}
 				}
 			case <-deadline:
-				t.Fatalf("no %s within 10s; got %v; output:\n%s", prefix, got, w.out)
+				t.Fatalf("no %s within %s; got %v; output:\n%s", prefix, testenv.Scale(60*time.Second), got, w.out)
 			}
 		}
 	}
@@ -153,7 +151,7 @@ func TestWatchSdNotify(t *testing.T) {
 	expect("STATUS=", statuses+1)
 	c.Process.Signal(syscall.SIGTERM)
 	expect("STOPPING=1", 1)
-	w.wait(t, 10*time.Second)
+	w.wait(t, 60*time.Second)
 	// Timestamps under journald: TestJournalStreamIsCheckedAgainstStderr.
 }
 
@@ -164,7 +162,7 @@ func TestCheckExitStatus(t *testing.T) {
 	if err != nil {
 		t.Fatalf("check on an empty registry: %v\n%s", err, out)
 	}
-	sl := exec.Command("sleep", "600")
+	sl := testenv.Command(t, "sleep", "600")
 	sl.Start()
 	pid := sl.Process.Pid
 	// The default range: the test's own (gracectlCmd), never 8000-8100.
@@ -196,19 +194,20 @@ func TestCheckExitStatus(t *testing.T) {
 
 func itoa(i int) string { return strconv.Itoa(i) }
 
-// With the default 30 s interval, a registered owner killed with SIGKILL
-// loses its port moments later, not at the next cycle: watch holds a pidfd
-// for every owner. So does one that dies before watch has picked its
+// A registered owner killed with SIGKILL loses its port moments later, not
+// at the next cycle (an hour away here, so that however slow the machine,
+// only the first cycle runs): watch holds a pidfd for every owner. So does one that dies before watch has picked its
 // allocation up. (How fast: docs/benchmarks, `bench.py`; this test proves it
 // happens without a cycle.)
 func TestWatchSeesDeathsBetweenCycles(t *testing.T) {
+	b := testPorts(t)
 	if runtime.GOOS != "linux" {
 		t.Skip("owner exits are watched with pidfds, on Linux only")
 	}
 	root := t.TempDir()
-	const rg = "24230-24239"
+	rg := b.String()
 	sleeper := func() *exec.Cmd {
-		c := exec.Command("sleep", "600")
+		c := testenv.Command(t, "sleep", "600")
 		if err := c.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -225,10 +224,10 @@ func TestWatchSeesDeathsBetweenCycles(t *testing.T) {
 	}
 	released := func(w *started, port int, service string) {
 		t.Helper()
-		waitFor(t, "port "+strconv.Itoa(port)+" to be released (the next cycle is 30 s away)", 10*time.Second, func() bool {
+		waitFor(t, "port "+strconv.Itoa(port)+" to be released (the next cycle is an hour away)", 60*time.Second, func() bool {
 			return readRegistry(t, root).Get(port) == nil
 		})
-		waitFor(t, "the release lines", 5*time.Second, func() bool {
+		waitFor(t, "the release lines", 60*time.Second, func() bool {
 			o := w.out.String()
 			return strings.Contains(o, "[PORT-WATCHDOG] Port "+strconv.Itoa(port)+" ("+service+"): dead") &&
 				strings.Contains(o, "[PORT-MANAGER] Released port "+strconv.Itoa(port))
@@ -237,8 +236,8 @@ func TestWatchSeesDeathsBetweenCycles(t *testing.T) {
 	// An owner watched from the start: its pidfd tells.
 	first := sleeper()
 	p1 := allocate("watched", first.Process.Pid)
-	w := startGracectl(t, root, "watch", "--range", rg)
-	waitFor(t, "the watchdog to watch owner exits", 10*time.Second, func() bool {
+	w := startGracectl(t, root, "watch", "--interval", "1h", "--range", rg)
+	waitFor(t, "the watchdog to watch owner exits", 60*time.Second, func() bool {
 		return strings.Contains(w.out.String(), "Watching owner exits (pidfd): 1 owners now")
 	})
 	first.Process.Signal(syscall.SIGKILL)
@@ -256,9 +255,10 @@ func TestWatchSeesDeathsBetweenCycles(t *testing.T) {
 // A lasting issue is one episode: logged and counted once when it starts,
 // logged again when it ends, not every cycle.
 func TestWatchCountsIssueEpisodes(t *testing.T) {
+	b := testPorts(t)
 	root := t.TempDir()
-	const rg = "24240-24249"
-	owner := exec.Command("sleep", "600")
+	rg := b.String()
+	owner := testenv.Command(t, "sleep", "600")
 	if err := owner.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -278,28 +278,29 @@ func TestWatchCountsIssueEpisodes(t *testing.T) {
 		_ = json.Unmarshal(out, &st)
 		return st.Watchdog.Checks, st.Watchdog.Issues
 	}
-	waitFor(t, "five cycles", 20*time.Second, func() bool { c, _ := state(); return c >= 5 })
+	waitFor(t, "five cycles", 60*time.Second, func() bool { c, _ := state(); return c >= 5 })
 	if _, issues := state(); issues != 1 {
 		t.Errorf("issues detected %d over five cycles of one lasting issue, want 1", issues)
 	}
-	line := "Port 24240 (quiet): not_listening (non-responsive port: owner alive but not listening)"
+	line := "Port " + b.P(0) + " (quiet): not_listening (non-responsive port: owner alive but not listening)"
 	if n := strings.Count(w.out.String(), line); n != 1 {
 		t.Errorf("issue line logged %d times, want once:\n%s", n, w.out)
 	}
 	// It ends: the port listens.
-	l, err := net.Listen("tcp", "127.0.0.1:24240")
+	l, err := net.Listen("tcp", b.Addr(0))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	waitFor(t, "the end of the issue to be logged", 20*time.Second, func() bool {
-		return strings.Contains(w.out.String(), "Port 24240: non-responsive port resolved")
+	waitFor(t, "the end of the issue to be logged", 60*time.Second, func() bool {
+		return strings.Contains(w.out.String(), "Port "+b.P(0)+": non-responsive port resolved")
 	})
 }
 
 // Timestamps are left to journald only when stderr is the stream
 // JOURNAL_STREAM names (device:inode), not whenever the variable is set.
 func TestJournalStreamIsCheckedAgainstStderr(t *testing.T) {
+	b := testPorts(t)
 	root := t.TempDir()
 	for _, tc := range []struct {
 		name  string
@@ -319,7 +320,7 @@ func TestJournalStreamIsCheckedAgainstStderr(t *testing.T) {
 			if !tc.match {
 				stream = fmt.Sprintf("%d:%d", uint64(st.Dev), st.Ino+1)
 			}
-			c := gracectlCmd(t, root, "watch", "--interval", "1s", "--range", "24250-24259")
+			c := gracectlCmd(t, root, "watch", "--interval", "1s", "--range", b.String())
 			c.Env = append(c.Env, "JOURNAL_STREAM="+stream)
 			c.Stderr = f
 			if err := c.Start(); err != nil {
@@ -327,7 +328,7 @@ func TestJournalStreamIsCheckedAgainstStderr(t *testing.T) {
 			}
 			defer func() { c.Process.Signal(syscall.SIGTERM); c.Wait() }()
 			var out []byte
-			waitFor(t, "the first cycle", 10*time.Second, func() bool {
+			waitFor(t, "the first cycle", 60*time.Second, func() bool {
 				out, _ = os.ReadFile(f.Name())
 				return strings.Contains(string(out), "Health check:")
 			})

@@ -1,9 +1,10 @@
 package probe
 
 import (
-	"os/exec"
 	"testing"
 	"time"
+
+	"github.com/gracectl/gracectl/registry/testenv"
 )
 
 func TestExitWatch(t *testing.T) {
@@ -12,7 +13,7 @@ func TestExitWatch(t *testing.T) {
 		t.Skipf("no pidfds here: %v", err)
 	}
 	defer ew.Close()
-	c := exec.Command("sleep", "600")
+	c := testenv.Command(t, "sleep", "600")
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}

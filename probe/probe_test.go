@@ -4,9 +4,10 @@ import (
 	"context"
 	"net"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/gracectl/gracectl/registry/testenv"
 )
 
 // Ports: this package's tests use 22000-22999.
@@ -75,7 +76,7 @@ func TestProcessTable(t *testing.T) {
 }
 
 func TestIdentifyAndAlive(t *testing.T) {
-	c := exec.Command("sleep", "600")
+	c := testenv.Command(t, "sleep", "600")
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}

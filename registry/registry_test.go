@@ -7,7 +7,6 @@ import (
 	"errors"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,6 +15,8 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/gofrs/flock"
 	"github.com/gracectl/gracectl/probe"
+
+	"github.com/gracectl/gracectl/registry/testenv"
 )
 
 // Ports: this package's tests use 21000-21999, one block of ten per test.
@@ -271,7 +272,7 @@ func TestExhaustedRangeReclaimsDeadOwners(t *testing.T) {
 	ctx := context.Background()
 	rg := Range{Start: 21220, End: 21223}
 	dead := func() probe.Identity {
-		c := exec.Command("sleep", "600")
+		c := testenv.Command(t, "sleep", "600")
 		if err := c.Start(); err != nil {
 			t.Fatal(err)
 		}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os/exec"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/gracectl/gracectl/probe"
 	"github.com/gracectl/gracectl/registry"
+	"github.com/gracectl/gracectl/registry/testenv"
 )
 
 // Ports: this package's tests use 25000-25999.
@@ -70,7 +70,7 @@ func get(t *testing.T, s *registry.Store, port int) *registry.Allocation {
 // a release line by the watchdog.
 func TestDeadServiceReleased(t *testing.T) {
 	s := newStore(t)
-	c := exec.Command("sleep", "600")
+	c := testenv.Command(t, "sleep", "600")
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func TestStatuses(t *testing.T) {
 	self := probe.Self()
 	allocate(t, s, 25030, self, "")             // alive, not listening, in grace: starting
 	allocate(t, s, 25031, probe.Identity{}, "") // reservation
-	sl := exec.Command("sleep", "600")          // dead owner, someone listens: orphaned
+	sl := testenv.Command(t, "sleep", "600")    // dead owner, someone listens: orphaned
 	sl.Start()
 	deadID, _ := probe.Identify(sl.Process.Pid)
 	sl.Process.Kill()
