@@ -24,8 +24,12 @@ lint:
 	  if [ -n "$$out" ]; then echo "gofmt needed on: $$out"; exit 1; fi
 	$(GO) mod tidy -diff
 
+# go test's own deadline per package: 20 minutes, times the one knob that
+# scales every test deadline (docs/testing.md).
+TEST_TIMEOUT ?= $(shell awk 'BEGIN { s = ENVIRON["GRACECTL_TEST_TIMEOUT_SCALE"] + 0; if (s <= 0) s = 1; print int(20 * s + 0.5) "m" }')
+
 unit:
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 # A few seconds of coverage-guided fuzzing per target, on top of the seed
 # corpora that `unit` already runs.

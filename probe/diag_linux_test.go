@@ -1,24 +1,28 @@
 package probe
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/gracectl/gracectl/registry/testenv"
 )
 
 // The netlink and /proc views of listening sockets agree.
 func TestListenersNetlinkMatchesProc(t *testing.T) {
+	ports := testenv.Ports(t, 2)
 	if !ProcNetAvailable() {
 		t.Skip("no /proc/net/tcp")
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:22010")
+	l, err := net.Listen("tcp", ports.Addr(0))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	l6, err := net.Listen("tcp6", "[::1]:22011")
+	l6, err := net.Listen("tcp6", net.JoinHostPort("::1", ports.P(1)))
 	if err == nil {
 		defer l6.Close()
 	}
@@ -30,8 +34,8 @@ func TestListenersNetlinkMatchesProc(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, port := range []int{22010, 22011} {
-		if port == 22011 && l6 == nil {
+	for _, port := range []int{ports.Port(0), ports.Port(1)} {
+		if port == ports.Port(1) && l6 == nil {
 			continue
 		}
 		if len(nl[port]) != 1 || len(pr[port]) != 1 || nl[port][0] != pr[port][0] {
@@ -43,11 +47,12 @@ func TestListenersNetlinkMatchesProc(t *testing.T) {
 // A port whose old connection sits in TIME_WAIT is free: servers bind it
 // with SO_REUSEADDR.
 func TestTimeWaitCountsAsFree(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:22020")
+	ports := testenv.Ports(t, 1)
+	l, err := net.Listen("tcp", ports.Addr(0))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := net.Dial("tcp", "127.0.0.1:22020")
+	c, err := net.Dial("tcp", ports.Addr(0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,11 +66,13 @@ func TestTimeWaitCountsAsFree(t *testing.T) {
 	c.Close()
 	l.Close()
 	data, _ := os.ReadFile("/proc/net/tcp")
-	// Local address 127.0.0.1:22020 is 0100007F:5604; state 06 is TIME_WAIT.
-	if !strings.Contains(string(data), ":5604") || !regexp.MustCompile(`0100007F:5604 \S+ 06 `).Match(data) {
+	// Local address 127.0.0.1:PORT is 0100007F:PORT in hex; state 06 is
+	// TIME_WAIT.
+	hex := fmt.Sprintf(":%04X", ports.Port(0))
+	if !strings.Contains(string(data), hex) || !regexp.MustCompile(`0100007F`+hex+` \S+ 06 `).Match(data) {
 		t.Skip("no TIME_WAIT socket seen; nothing to test")
 	}
-	if err := Bindable(22020); err != nil {
+	if err := Bindable(ports.Port(0)); err != nil {
 		t.Fatalf("a port in TIME_WAIT is not free: %v", err)
 	}
 }

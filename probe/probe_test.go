@@ -10,7 +10,7 @@ import (
 	"github.com/gracectl/gracectl/registry/testenv"
 )
 
-// Ports: this package's tests use 22000-22999.
+// Ports: each test takes its own from testenv.Ports.
 
 func TestParseStatStart(t *testing.T) {
 	// A command name with spaces and parentheses: fields are counted from
@@ -103,25 +103,26 @@ func TestIdentifyAndAlive(t *testing.T) {
 }
 
 func TestBindableAndListeners(t *testing.T) {
-	if err := Bindable(22000); err != nil {
+	ports := testenv.Ports(t, 2)
+	if err := Bindable(ports.Port(0)); err != nil {
 		t.Fatalf("free port: %v", err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:22000")
+	l, err := net.Listen("tcp", ports.Addr(0))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	if err := Bindable(22000); err == nil {
+	if err := Bindable(ports.Port(0)); err == nil {
 		t.Fatal("a port served on 127.0.0.1 counted as free")
 	}
 	snap := TakeSnapshot()
-	if !snap.Listening(context.Background(), 22000) || snap.Listening(context.Background(), 22001) {
+	if !snap.Listening(context.Background(), ports.Port(0)) || snap.Listening(context.Background(), ports.Port(1)) {
 		t.Fatal("listening snapshot wrong")
 	}
 	if ProcNetAvailable() {
-		owners := snap.Owners(22000)
+		owners := snap.Owners(ports.Port(0))
 		if len(owners) != 1 || owners[0] != os.Getpid() {
-			t.Fatalf("owners of 22000 = %v, want [%d]", owners, os.Getpid())
+			t.Fatalf("owners of %d = %v, want [%d]", ports.Port(0), owners, os.Getpid())
 		}
 	}
 }

@@ -19,14 +19,12 @@ import (
 	"github.com/gracectl/gracectl/registry/testenv"
 )
 
-// Ports: this package's tests use 21000-21999, one block of ten per test.
+// Ports: each test takes its own from testenv.Ports.
 
 func newStore(t *testing.T) *Store {
 	t.Helper()
 	return Open(t.TempDir(), 2*time.Second)
 }
-
-func rng(start int) Range { return Range{Start: start, End: start + 9} }
 
 func writeRegistry(t *testing.T, s *Store, content string) {
 	t.Helper()
@@ -90,13 +88,14 @@ func TestParseSeedAndRoundTrip(t *testing.T) {
 }
 
 func TestUnknownFieldsSurviveUpdate(t *testing.T) {
+	ports := testenv.Ports(t, 10)
 	s := newStore(t)
 	writeRegistry(t, s, seedRegistry)
-	if _, err := s.Allocate(context.Background(), Request{Service: "x", Range: rng(21000)}); err != nil {
+	if _, err := s.Allocate(context.Background(), Request{Service: "x", Range: Range(ports)}); err != nil {
 		t.Fatal(err)
 	}
 	data, _ := os.ReadFile(s.Path())
-	for _, want := range []string{`"x_host": "alpha"`, `"x_team"`, `"owner": "ops"`, `"21000"`, `"grace_backend"`} {
+	for _, want := range []string{`"x_host": "alpha"`, `"x_team"`, `"owner": "ops"`, `"` + ports.P(0) + `"`, `"grace_backend"`} {
 		if !strings.Contains(string(data), want) {
 			t.Errorf("registry lost %s:\n%s", want, data)
 		}
@@ -104,6 +103,7 @@ func TestUnknownFieldsSurviveUpdate(t *testing.T) {
 }
 
 func TestBadRegistryIsRefusedAndUntouched(t *testing.T) {
+	ports := testenv.Ports(t, 10)
 	cases := map[string]string{
 		"not json":         `{"allocations": {`,
 		"empty":            ``,
@@ -134,7 +134,7 @@ func TestBadRegistryIsRefusedAndUntouched(t *testing.T) {
 			s := newStore(t)
 			writeRegistry(t, s, content)
 			before, _ := os.ReadFile(s.Path())
-			_, err := s.Allocate(context.Background(), Request{Service: "x", Range: rng(21010)})
+			_, err := s.Allocate(context.Background(), Request{Service: "x", Range: Range(ports)})
 			var ce *CorruptError
 			if !errors.As(err, &ce) {
 				t.Fatalf("want CorruptError, got %v", err)
@@ -157,8 +157,9 @@ func TestBadRegistryIsRefusedAndUntouched(t *testing.T) {
 }
 
 func TestPermissionsKept(t *testing.T) {
+	ports := testenv.Ports(t, 10)
 	s := newStore(t)
-	if _, err := s.Allocate(context.Background(), Request{Service: "a", Range: rng(21020)}); err != nil {
+	if _, err := s.Allocate(context.Background(), Request{Service: "a", Range: Range(ports)}); err != nil {
 		t.Fatal(err)
 	}
 	info, _ := os.Stat(s.Path())
@@ -168,7 +169,7 @@ func TestPermissionsKept(t *testing.T) {
 	if err := os.Chmod(s.Path(), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Allocate(context.Background(), Request{Service: "b", Range: rng(21020)}); err != nil {
+	if _, err := s.Allocate(context.Background(), Request{Service: "b", Range: Range(ports)}); err != nil {
 		t.Fatal(err)
 	}
 	info, _ = os.Stat(s.Path())
@@ -185,9 +186,10 @@ func TestPermissionsKept(t *testing.T) {
 }
 
 func TestAllocatePreferredNextAndWrap(t *testing.T) {
+	ports := testenv.Ports(t, 10)
 	s := newStore(t)
 	ctx := context.Background()
-	r := rng(21030)
+	r := Range(ports)
 	got := func(pref int) int {
 		a, err := s.Allocate(ctx, Request{Service: "s", Range: r, Preferred: pref})
 		if err != nil {
@@ -195,32 +197,33 @@ func TestAllocatePreferredNextAndWrap(t *testing.T) {
 		}
 		return a.Port
 	}
-	if p := got(0); p != 21030 {
+	if p := got(0); p != ports.Port(0) {
 		t.Fatalf("first = %d", p)
 	}
-	if p := got(21030); p != 21031 {
+	if p := got(ports.Port(0)); p != ports.Port(1) {
 		t.Fatalf("next = %d", p)
 	}
-	if p := got(21038); p != 21038 {
+	if p := got(ports.Port(8)); p != ports.Port(8) {
 		t.Fatalf("preferred = %d", p)
 	}
-	if p := got(21039); p != 21039 {
+	if p := got(ports.Port(9)); p != ports.Port(9) {
 		t.Fatalf("preferred = %d", p)
 	}
-	if p := got(21039); p != 21032 {
-		t.Fatalf("wrap = %d, want 21032", p)
+	if p := got(ports.Port(9)); p != ports.Port(2) {
+		t.Fatalf("wrap = %d, want %d", p, ports.Port(2))
 	}
 }
 
 func TestAllocateSkipsUnmanagedListeners(t *testing.T) {
+	ports := testenv.Ports(t, 10)
 	for _, host := range []string{"127.0.0.1", "::1", "0.0.0.0"} {
 		t.Run(host, func(t *testing.T) {
 			if host == "::1" && !probe.HasIPv6() {
 				t.Skip("no IPv6 on this host")
 			}
 			s := newStore(t)
-			r := rng(21040)
-			l, err := net.Listen("tcp", net.JoinHostPort(host, "21040"))
+			r := Range(ports)
+			l, err := net.Listen("tcp", net.JoinHostPort(host, ports.P(0)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -229,17 +232,18 @@ func TestAllocateSkipsUnmanagedListeners(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if a.Port != 21041 {
-				t.Fatalf("got %d, want 21041 (21040 is served by %s)", a.Port, host)
+			if a.Port != ports.Port(1) {
+				t.Fatalf("got %d, want %d (%d is served by %s)", a.Port, ports.Port(1), ports.Port(0), host)
 			}
 		})
 	}
 }
 
 func TestExhausted(t *testing.T) {
+	ports := testenv.Ports(t, 3)
 	s := newStore(t)
-	r := Range{Start: 21050, End: 21052}
-	l, err := net.Listen("tcp", "127.0.0.1:21052")
+	r := Range{Start: ports.Port(0), End: ports.Port(2)}
+	l, err := net.Listen("tcp", ports.Addr(2))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +259,7 @@ func TestExhausted(t *testing.T) {
 	if !errors.As(err, &xe) || xe.Managed != 2 || xe.Unmanaged != 1 {
 		t.Fatalf("got %v (%+v)", err, xe)
 	}
-	if !strings.Contains(err.Error(), "21050-21052") {
+	if !strings.Contains(err.Error(), ports.String()) {
 		t.Errorf("error does not name the range: %v", err)
 	}
 	after, _ := os.ReadFile(s.Path())
@@ -268,9 +272,10 @@ func TestExhausted(t *testing.T) {
 // allocate releases the dead (with a release line saying why) and hands one
 // out. Live owners and ports something listens on are never reclaimed.
 func TestExhaustedRangeReclaimsDeadOwners(t *testing.T) {
+	ports := testenv.Ports(t, 4)
 	s := newStore(t)
 	ctx := context.Background()
-	rg := Range{Start: 21220, End: 21223}
+	rg := Range{Start: ports.Port(0), End: ports.Port(3)}
 	dead := func() probe.Identity {
 		c := testenv.Command(t, "sleep", "600")
 		if err := c.Start(); err != nil {
@@ -291,7 +296,7 @@ func TestExhaustedRangeReclaimsDeadOwners(t *testing.T) {
 		}
 	}
 	// Something listens on the last dead owner's port: not free.
-	l, err := net.Listen("tcp", "127.0.0.1:21223")
+	l, err := net.Listen("tcp", ports.Addr(3))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,33 +305,35 @@ func TestExhaustedRangeReclaimsDeadOwners(t *testing.T) {
 	if err != nil {
 		t.Fatalf("allocate in a range of dead owners: %v", err)
 	}
-	if a.Port != 21220 {
-		t.Errorf("got port %d, want 21220", a.Port)
+	if a.Port != ports.Port(0) {
+		t.Errorf("got port %d, want %d", a.Port, ports.Port(0))
 	}
 	r, _ := s.Read(ctx)
-	if r.Get(21221) != nil || r.Get(21222) == nil || r.Get(21223) == nil {
+	if r.Get(ports.Port(1)) != nil || r.Get(ports.Port(2)) == nil || r.Get(ports.Port(3)) == nil {
 		t.Errorf("reclaimed the wrong ports: %v", r.Sorted())
 	}
 	log, _ := os.ReadFile(LogPath(s.LogDir(), time.Now()))
-	if n := strings.Count(string(log), `"reason":"owner pid `); n != 2 || !strings.Contains(string(log), "reclaimed: range 21220-21223 exhausted") {
+	if n := strings.Count(string(log), `"reason":"owner pid `); n != 2 || !strings.Contains(string(log), "reclaimed: range "+ports.String()+" exhausted") {
 		t.Errorf("want 2 reclaim release lines, log:\n%s", log)
 	}
 }
 
 func TestValidation(t *testing.T) {
+	ports := testenv.Ports(t, 11)
+	rg := Range{Start: ports.Port(0), End: ports.Port(9)} // and Port(10) outside it
 	s := newStore(t)
 	bad := []Request{
-		{Service: "", Range: rng(21060)},
-		{Service: "  ", Range: rng(21060)},
-		{Service: "a\x1b[31m", Range: rng(21060)},
-		{Service: "a\nb", Range: rng(21060)},
-		{Service: strings.Repeat("a", MaxServiceName+1), Range: rng(21060)},
-		{Service: "a", Purpose: "p\x00", Range: rng(21060)},
-		{Service: "a", Purpose: strings.Repeat("p", MaxPurpose+1), Range: rng(21060)},
-		{Service: "a", Range: rng(21060), Preferred: 21070},
-		{Service: "a", Range: rng(21060), HealthPath: "health"},
+		{Service: "", Range: rg},
+		{Service: "  ", Range: rg},
+		{Service: "a\x1b[31m", Range: rg},
+		{Service: "a\nb", Range: rg},
+		{Service: strings.Repeat("a", MaxServiceName+1), Range: rg},
+		{Service: "a", Purpose: "p\x00", Range: rg},
+		{Service: "a", Purpose: strings.Repeat("p", MaxPurpose+1), Range: rg},
+		{Service: "a", Range: rg, Preferred: ports.Port(10)},
+		{Service: "a", Range: rg, HealthPath: "health"},
 		{Service: "a", Range: Range{Start: 40000, End: 40010}},
-		{Service: "a", Range: rng(21060), PortNames: []string{"8050"}},
+		{Service: "a", Range: rg, PortNames: []string{"8050"}},
 	}
 	for _, req := range bad {
 		_, err := s.Allocate(context.Background(), req)
@@ -341,10 +348,11 @@ func TestValidation(t *testing.T) {
 }
 
 func TestReleaseRefusesLiveOwner(t *testing.T) {
+	ports := testenv.Ports(t, 10)
 	s := newStore(t)
 	ctx := context.Background()
 	self := probe.Self()
-	a, err := s.Allocate(ctx, Request{Service: "live", Range: rng(21070), Owner: self})
+	a, err := s.Allocate(ctx, Request{Service: "live", Range: Range(ports), Owner: self})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,17 +368,17 @@ func TestReleaseRefusesLiveOwner(t *testing.T) {
 	// A recorded start time that does not match is a dead owner: releasable.
 	stale := self
 	stale.Start++
-	b, _ := s.Allocate(ctx, Request{Service: "reused", Range: rng(21070), Owner: stale})
+	b, _ := s.Allocate(ctx, Request{Service: "reused", Range: Range(ports), Owner: stale})
 	if _, err := s.Release(ctx, ReleaseRequest{Port: b.Port, By: "cli", Reason: "t"}); err != nil {
 		t.Fatalf("release of a reused PID's port: %v", err)
 	}
 	// --force releases a live owner's port.
-	c, _ := s.Allocate(ctx, Request{Service: "live", Range: rng(21070), Owner: self})
+	c, _ := s.Allocate(ctx, Request{Service: "live", Range: Range(ports), Owner: self})
 	if _, err := s.Release(ctx, ReleaseRequest{Port: c.Port, Force: true, By: "cli", Reason: "t"}); err != nil {
 		t.Fatal(err)
 	}
 	// Not allocated.
-	_, err = s.Release(ctx, ReleaseRequest{Port: 21079, By: "cli"})
+	_, err = s.Release(ctx, ReleaseRequest{Port: ports.Port(9), By: "cli"})
 	var ne *NotAllocatedError
 	if !errors.As(err, &ne) {
 		t.Fatalf("want NotAllocatedError, got %v", err)
@@ -378,9 +386,10 @@ func TestReleaseRefusesLiveOwner(t *testing.T) {
 }
 
 func TestAuditLog(t *testing.T) {
+	ports := testenv.Ports(t, 10)
 	s := newStore(t)
 	ctx := context.Background()
-	a, err := s.Allocate(ctx, Request{Service: "svc", Purpose: "why", StartedBy: "serve.py", Range: rng(21080)})
+	a, err := s.Allocate(ctx, Request{Service: "svc", Purpose: "why", StartedBy: "serve.py", Range: Range(ports)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,6 +433,7 @@ func TestAuditLog(t *testing.T) {
 }
 
 func TestTornLogLineIsNotExtended(t *testing.T) {
+	ports := testenv.Ports(t, 10)
 	s := newStore(t)
 	if err := os.MkdirAll(s.LogDir(), 0o755); err != nil {
 		t.Fatal(err)
@@ -432,7 +442,7 @@ func TestTornLogLineIsNotExtended(t *testing.T) {
 	if err := os.WriteFile(path, []byte(`{"timestamp":"2025-`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Allocate(context.Background(), Request{Service: "a", Range: rng(21090)}); err != nil {
+	if _, err := s.Allocate(context.Background(), Request{Service: "a", Range: Range(ports)}); err != nil {
 		t.Fatal(err)
 	}
 	data, _ := os.ReadFile(path)
@@ -443,6 +453,7 @@ func TestTornLogLineIsNotExtended(t *testing.T) {
 }
 
 func TestLockTimeoutNamesLockFile(t *testing.T) {
+	ports := testenv.Ports(t, 10)
 	s := Open(t.TempDir(), 200*time.Millisecond)
 	if err := os.MkdirAll(s.Dir(), 0o755); err != nil {
 		t.Fatal(err)
@@ -451,7 +462,7 @@ func TestLockTimeoutNamesLockFile(t *testing.T) {
 	if err := holder.Lock(); err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.Allocate(context.Background(), Request{Service: "a", Range: rng(21100)})
+	_, err := s.Allocate(context.Background(), Request{Service: "a", Range: Range(ports)})
 	var le *LockError
 	if !errors.As(err, &le) || !strings.Contains(err.Error(), s.LockPath()) {
 		t.Fatalf("want LockError naming %s, got %v", s.LockPath(), err)
@@ -460,7 +471,7 @@ func TestLockTimeoutNamesLockFile(t *testing.T) {
 	// The abandoned waiter must not keep the lock once it gets it.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		if _, err := s.Allocate(context.Background(), Request{Service: "a", Range: rng(21100)}); err == nil {
+		if _, err := s.Allocate(context.Background(), Request{Service: "a", Range: Range(ports)}); err == nil {
 			break
 		} else if time.Now().After(deadline) {
 			t.Fatalf("lock never came back: %v", err)
@@ -470,12 +481,13 @@ func TestLockTimeoutNamesLockFile(t *testing.T) {
 }
 
 func TestUnwritableRoot(t *testing.T) {
+	ports := testenv.Ports(t, 10)
 	if os.Geteuid() == 0 {
 		// root ignores permission bits; use a path under a regular file.
 		f := filepath.Join(t.TempDir(), "file")
 		os.WriteFile(f, nil, 0o644)
 		s := Open(filepath.Join(f, "root"), time.Second)
-		_, err := s.Allocate(context.Background(), Request{Service: "a", Range: rng(21110)})
+		_, err := s.Allocate(context.Background(), Request{Service: "a", Range: Range(ports)})
 		if err == nil || !strings.Contains(err.Error(), "cannot create registry folder") {
 			t.Fatalf("got %v", err)
 		}
@@ -485,7 +497,7 @@ func TestUnwritableRoot(t *testing.T) {
 	os.Chmod(dir, 0o555)
 	defer os.Chmod(dir, 0o755)
 	s := Open(filepath.Join(dir, "root"), time.Second)
-	if _, err := s.Allocate(context.Background(), Request{Service: "a", Range: rng(21110)}); err == nil {
+	if _, err := s.Allocate(context.Background(), Request{Service: "a", Range: Range(ports)}); err == nil {
 		t.Fatal("allocate succeeded in an unwritable root")
 	}
 }
@@ -507,10 +519,11 @@ func TestParseRange(t *testing.T) {
 
 // A clock that went backwards never gives a negative duration.
 func TestReleaseDurationNeverNegative(t *testing.T) {
+	ports := testenv.Ports(t, 10)
 	s := newStore(t)
-	future := `{"allocations": {"21130": {"port": 21130, "service_name": "f", "allocated_at": "2999-01-01T00:00:00Z"}}}`
+	future := `{"allocations": {"` + ports.P(0) + `": {"port": ` + ports.P(0) + `, "service_name": "f", "allocated_at": "2999-01-01T00:00:00Z"}}}`
 	writeRegistry(t, s, future)
-	if _, err := s.Release(context.Background(), ReleaseRequest{Port: 21130, By: "t", Reason: "t"}); err != nil {
+	if _, err := s.Release(context.Background(), ReleaseRequest{Port: ports.Port(0), By: "t", Reason: "t"}); err != nil {
 		t.Fatal(err)
 	}
 	data, _ := os.ReadFile(LogPath(s.LogDir(), time.Now()))
@@ -632,9 +645,10 @@ func TestFileShape(t *testing.T) {
 // are in the registry (pending_audit). The next writer appends them, once,
 // in order, before its own, and a writer after it appends none again.
 func TestPendingAuditLinesAreAppendedOnce(t *testing.T) {
+	ports := testenv.Ports(t, 10)
 	s := newStore(t)
 	ctx := context.Background()
-	a, err := s.Allocate(ctx, Request{Service: "first", Range: rng(21200)})
+	a, err := s.Allocate(ctx, Request{Service: "first", Range: Range(ports)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -665,7 +679,7 @@ func TestPendingAuditLinesAreAppendedOnce(t *testing.T) {
 	if b, _ := os.ReadFile(logPath); string(b) != string(full) {
 		t.Fatalf("log after repair:\n%s\nwant:\n%s", b, full)
 	}
-	if _, err := s.Allocate(ctx, Request{Service: "second", Range: rng(21200)}); err != nil {
+	if _, err := s.Allocate(ctx, Request{Service: "second", Range: Range(ports)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Release(ctx, ReleaseRequest{Port: a.Port, Force: true, By: "test", Reason: "test"}); err != nil {
@@ -691,6 +705,7 @@ func TestPendingAuditLinesAreAppendedOnce(t *testing.T) {
 // a linked log, lock, registry file or registry folder is an error naming
 // the link, and the link's target is left as it was (or not created).
 func TestLinksUnderTheRootAreNotFollowed(t *testing.T) {
+	ports := testenv.Ports(t, 10)
 	ctx := context.Background()
 	target := filepath.Join(t.TempDir(), "target")
 	cases := map[string]func(s *Store) string{
@@ -716,7 +731,7 @@ func TestLinksUnderTheRootAreNotFollowed(t *testing.T) {
 			if err := os.Symlink(target, path); err != nil {
 				t.Fatal(err)
 			}
-			_, err := s.Allocate(ctx, Request{Service: "x", Range: rng(21210)})
+			_, err := s.Allocate(ctx, Request{Service: "x", Range: Range(ports)})
 			var le *LinkError
 			if !errors.As(err, &le) || le.Path != path {
 				t.Fatalf("want a LinkError naming %s, got %v", path, err)
@@ -740,14 +755,15 @@ func TestLinksUnderTheRootAreNotFollowed(t *testing.T) {
 	}
 }
 
-// Stable ports: A gets 21230, B 21231; both stop; B starts first and still
-// gets 21231, A 21230. A new service keeps off remembered ports while
+// Stable ports: A gets the first port, B the second; both stop; B starts first
+// and still gets its own, A its own. A new service keeps off remembered ports while
 // others are free, and takes one only when nothing else is. --preferred
 // wins; Forget drops the memory.
 func TestStablePorts(t *testing.T) {
+	ports := testenv.Ports(t, 4)
 	s := newStore(t)
 	ctx := context.Background()
-	rg := Range{Start: 21230, End: 21233}
+	rg := Range{Start: ports.Port(0), End: ports.Port(3)}
 	alloc := func(service string, preferred int) int {
 		t.Helper()
 		a, err := s.Allocate(ctx, Request{Service: service, Range: rg, Preferred: preferred})
@@ -762,33 +778,33 @@ func TestStablePorts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if a, b := alloc("A", 0), alloc("B", 0); a != 21230 || b != 21231 {
+	if a, b := alloc("A", 0), alloc("B", 0); a != ports.Port(0) || b != ports.Port(1) {
 		t.Fatalf("A %d, B %d", a, b)
 	}
 	release("A")
 	release("B")
-	if b := alloc("B", 0); b != 21231 {
-		t.Errorf("B came back on %d, want its 21231", b)
+	if b := alloc("B", 0); b != ports.Port(1) {
+		t.Errorf("B came back on %d, want its %d", b, ports.Port(1))
 	}
-	if a := alloc("A", 0); a != 21230 {
-		t.Errorf("A came back on %d, want its 21230", a)
+	if a := alloc("A", 0); a != ports.Port(0) {
+		t.Errorf("A came back on %d, want its %d", a, ports.Port(0))
 	}
 	release("A")
-	if c := alloc("C", 0); c != 21232 {
-		t.Errorf("new service C got %d, want 21232 (21230 is remembered for A)", c)
+	if c := alloc("C", 0); c != ports.Port(2) {
+		t.Errorf("new service C got %d, want %d (%d is remembered for A)", c, ports.Port(2), ports.Port(0))
 	}
-	if d := alloc("D", 0); d != 21233 {
-		t.Errorf("D got %d, want 21233", d)
+	if d := alloc("D", 0); d != ports.Port(3) {
+		t.Errorf("D got %d, want %d", d, ports.Port(3))
 	}
 	// Only A's remembered port is left free: a new service takes it.
-	if e := alloc("E", 0); e != 21230 {
-		t.Errorf("E got %d, want 21230 once nothing else is free", e)
+	if e := alloc("E", 0); e != ports.Port(0) {
+		t.Errorf("E got %d, want %d once nothing else is free", e, ports.Port(0))
 	}
 	release("E")
 	release("C")
 	// --preferred wins over the memory.
-	if a := alloc("A", 21232); a != 21232 {
-		t.Errorf("A with --preferred 21232 got %d", a)
+	if a := alloc("A", ports.Port(2)); a != ports.Port(2) {
+		t.Errorf("A with --preferred %d got %d", ports.Port(2), a)
 	}
 	release("A")
 	if n, err := s.Forget(ctx, "A"); err != nil || n != 1 {

@@ -10,9 +10,10 @@ import (
 	"time"
 
 	"github.com/gracectl/gracectl/registry"
+	"github.com/gracectl/gracectl/registry/testenv"
 )
 
-// Ports: this package's tests use 26000-26099.
+// Ports: each test takes its own from testenv.Ports.
 
 func newLaunchForTest(t *testing.T, port int, argv ...string) *launch {
 	t.Helper()
@@ -40,7 +41,7 @@ func auditLog(t *testing.T, l *launch) string {
 // A run stopped after allocate, before anything started, releases its port
 // in cleanup, with the reason the failed step gave.
 func TestCleanupReleasesAfterAFailedStep(t *testing.T) {
-	l := newLaunchForTest(t, 26000, "true")
+	l := newLaunchForTest(t, testenv.Ports(t, 1).Port(0), "true")
 	if err := l.allocate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +62,7 @@ func TestCleanupReleasesAfterAFailedStep(t *testing.T) {
 // The child exits while its port still listens (here the test process holds
 // it): settle hands the allocation to the listener and cleanup keeps it.
 func TestSettleHandsAListeningPortOn(t *testing.T) {
-	port := 26001
+	port := testenv.Ports(t, 1).Port(0)
 	l := newLaunchForTest(t, port, "true")
 	ctx := context.Background()
 	if err := l.allocate(ctx); err != nil {
@@ -97,7 +98,7 @@ func TestSettleHandsAListeningPortOn(t *testing.T) {
 // A child that exits with nothing listening: settle leaves the release to
 // cleanup, which logs the exit status.
 func TestSettleReleasesWhenNothingListens(t *testing.T) {
-	l := newLaunchForTest(t, 26002, "sh", "-c", "exit 3")
+	l := newLaunchForTest(t, testenv.Ports(t, 1).Port(0), "sh", "-c", "exit 3")
 	ctx := context.Background()
 	if err := l.allocate(ctx); err != nil {
 		t.Fatal(err)

@@ -8,17 +8,19 @@ import (
 	"time"
 
 	"github.com/gracectl/gracectl/probe"
+	"github.com/gracectl/gracectl/registry/testenv"
 )
 
 // BenchmarkCycle101 is one watchdog cycle over 101 allocations, each with a
 // live owner and an answering /health endpoint.
 func BenchmarkCycle101(b *testing.B) {
+	ports := testenv.Ports(b, 101)
 	s := newStore(b)
 	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, `{"status":"ok","request_count":1,"error_count":0}`)
 	})
 	for i := 0; i < 101; i++ {
-		port := 25300 + i
+		port := ports.Port(0) + i
 		allocate(b, s, port, probe.Self(), "/health")
 		serve(b, port, ok)
 	}

@@ -8,10 +8,12 @@ import (
 
 	"github.com/gracectl/gracectl/probe"
 	"github.com/gracectl/gracectl/registry"
+	"github.com/gracectl/gracectl/registry/testenv"
 )
 
 func TestStatusCounts(t *testing.T) {
-	rg := registry.Range{Start: 25900, End: 25909}
+	ports := testenv.Ports(t, 10)
+	rg := registry.Range(ports)
 	s := registry.Open(t.TempDir(), 2*time.Second)
 	for i := 0; i < 3; i++ {
 		if _, err := s.Allocate(context.Background(), registry.Request{Service: "s" + strconv.Itoa(i), Range: rg}); err != nil {

@@ -16,7 +16,7 @@ import (
 	"github.com/gracectl/gracectl/registry/testenv"
 )
 
-// Ports: this package's tests use 25000-25999.
+// Ports: each test takes its own from testenv.Ports.
 
 func newStore(t testing.TB) *registry.Store {
 	return registry.Open(t.TempDir(), 10*time.Second)
@@ -69,6 +69,7 @@ func get(t *testing.T, s *registry.Store, port int) *registry.Allocation {
 // A service killed with SIGKILL is found dead and its port released, with
 // a release line by the watchdog.
 func TestDeadServiceReleased(t *testing.T) {
+	ports := testenv.Ports(t, 1)
 	s := newStore(t)
 	c := testenv.Command(t, "sleep", "600")
 	if err := c.Start(); err != nil {
@@ -78,18 +79,18 @@ func TestDeadServiceReleased(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	allocate(t, s, 25000, id, "")
+	allocate(t, s, ports.Port(0), id, "")
 	c.Process.Kill()
 	c.Wait()
 	rep, err := Cycle(context.Background(), s, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := result(t, rep, 25000)
+	r := result(t, rep, ports.Port(0))
 	if r.Status != registry.StatusDead || r.Action != "released" || rep.Dead != 1 || rep.Issues != 1 {
 		t.Fatalf("result %+v, report %+v", r, rep)
 	}
-	if get(t, s, 25000) != nil {
+	if get(t, s, ports.Port(0)) != nil {
 		t.Fatal("dead service's port not released")
 	}
 }
@@ -97,18 +98,19 @@ func TestDeadServiceReleased(t *testing.T) {
 // A recorded start time that does not match the live process is a reused
 // PID: dead, not alive.
 func TestReusedPIDIsDead(t *testing.T) {
+	ports := testenv.Ports(t, 1)
 	s := newStore(t)
 	self := probe.Self()
 	self.Start++
-	allocate(t, s, 25010, self, "")
+	allocate(t, s, ports.Port(0), self, "")
 	rep, err := Cycle(context.Background(), s, Options{DryRun: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := result(t, rep, 25010); r.Alive || r.Status != registry.StatusDead {
+	if r := result(t, rep, ports.Port(0)); r.Alive || r.Status != registry.StatusDead {
 		t.Fatalf("reused pid taken for alive: %+v", r)
 	}
-	if get(t, s, 25010) == nil {
+	if get(t, s, ports.Port(0)) == nil {
 		t.Fatal("--dry-run changed the registry")
 	}
 }
@@ -116,11 +118,12 @@ func TestReusedPIDIsDead(t *testing.T) {
 // A failing health endpoint gives unhealthy after N failures in a row, and
 // the port is kept; counts from the JSON body are recorded.
 func TestUnhealthyAfterNFailures(t *testing.T) {
+	ports := testenv.Ports(t, 1)
 	s := newStore(t)
-	allocate(t, s, 25020, probe.Self(), "/health")
+	allocate(t, s, ports.Port(0), probe.Self(), "/health")
 	var fail atomic.Bool
 	fail.Store(true)
-	serve(t, 25020, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	serve(t, ports.Port(0), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if fail.Load() {
 			w.WriteHeader(503)
 			fmt.Fprint(w, `{"status":"down","request_count":5,"error_count":2}`)
@@ -128,13 +131,13 @@ func TestUnhealthyAfterNFailures(t *testing.T) {
 		}
 		fmt.Fprint(w, `{"status":"ok","request_count":1247,"error_count":3}`)
 	}))
-	opts := Options{UnhealthyAfter: 3}
+	opts := Options{UnhealthyAfter: 3, HealthTimeout: testenv.Scale(30 * time.Second)}
 	for i := 1; i <= 3; i++ {
 		rep, err := Cycle(context.Background(), s, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
-		r := result(t, rep, 25020)
+		r := result(t, rep, ports.Port(0))
 		want := registry.StatusActive
 		if i == 3 {
 			want = registry.StatusUnhealthy
@@ -143,7 +146,7 @@ func TestUnhealthyAfterNFailures(t *testing.T) {
 			t.Fatalf("cycle %d: %+v", i, r)
 		}
 	}
-	a := get(t, s, 25020)
+	a := get(t, s, ports.Port(0))
 	if a == nil || a.HealthStatus != registry.StatusUnhealthy || a.HealthFailures != 3 || a.RequestCount != 5 {
 		t.Fatalf("registry after 3 failures: %+v", a)
 	}
@@ -151,7 +154,7 @@ func TestUnhealthyAfterNFailures(t *testing.T) {
 	if _, err := Cycle(context.Background(), s, opts); err != nil {
 		t.Fatal(err)
 	}
-	a = get(t, s, 25020)
+	a = get(t, s, ports.Port(0))
 	if a.HealthStatus != registry.StatusActive || a.HealthFailures != 0 || a.RequestCount != 1247 || a.ErrorCount != 3 || a.LastHealthCheck.IsZero() {
 		t.Fatalf("registry after recovery: %+v", a)
 	}
@@ -160,27 +163,28 @@ func TestUnhealthyAfterNFailures(t *testing.T) {
 // Statuses of the other kinds: starting, not_listening, reserved (and its
 // lease), orphaned, and a foreign listener.
 func TestStatuses(t *testing.T) {
+	ports := testenv.Ports(t, 3)
 	s := newStore(t)
 	self := probe.Self()
-	allocate(t, s, 25030, self, "")             // alive, not listening, in grace: starting
-	allocate(t, s, 25031, probe.Identity{}, "") // reservation
-	sl := testenv.Command(t, "sleep", "600")    // dead owner, someone listens: orphaned
+	allocate(t, s, ports.Port(0), self, "")             // alive, not listening, in grace: starting
+	allocate(t, s, ports.Port(1), probe.Identity{}, "") // reservation
+	sl := testenv.Command(t, "sleep", "600")            // dead owner, someone listens: orphaned
 	sl.Start()
 	deadID, _ := probe.Identify(sl.Process.Pid)
 	sl.Process.Kill()
 	sl.Wait()
-	allocate(t, s, 25032, deadID, "")
-	serve(t, 25032, http.NotFoundHandler())
+	allocate(t, s, ports.Port(2), deadID, "")
+	serve(t, ports.Port(2), http.NotFoundHandler())
 	rep, err := Cycle(context.Background(), s, Options{DryRun: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for port, want := range map[int]string{25030: registry.StatusStarting, 25031: registry.StatusReserved, 25032: registry.StatusOrphaned} {
+	for port, want := range map[int]string{ports.Port(0): registry.StatusStarting, ports.Port(1): registry.StatusReserved, ports.Port(2): registry.StatusOrphaned} {
 		if r := result(t, rep, port); r.Status != want {
 			t.Errorf("port %d: %s, want %s (%+v)", port, r.Status, want, r)
 		}
 	}
-	if r := result(t, rep, 25032); r.Issue == "" || r.Action != "" {
+	if r := result(t, rep, ports.Port(2)); r.Issue == "" || r.Action != "" {
 		t.Errorf("orphaned port: issue %q action %q", r.Issue, r.Action)
 	}
 	// Past the grace period and the lease.
@@ -188,16 +192,16 @@ func TestStatuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := result(t, rep, 25030); r.Status != registry.StatusNotListening || r.Issue == "" {
-		t.Errorf("25030: %+v", r)
+	if r := result(t, rep, ports.Port(0)); r.Status != registry.StatusNotListening || r.Issue == "" {
+		t.Errorf(ports.P(0)+": %+v", r)
 	}
-	if r := result(t, rep, 25031); r.Action != "released" {
+	if r := result(t, rep, ports.Port(1)); r.Action != "released" {
 		t.Errorf("stale reservation not released: %+v", r)
 	}
-	if r := result(t, rep, 25032); r.Action != "" || get(t, s, 25032) == nil {
+	if r := result(t, rep, ports.Port(2)); r.Action != "" || get(t, s, ports.Port(2)) == nil {
 		t.Errorf("an orphaned port was released: %+v", r)
 	}
-	if get(t, s, 25030) == nil {
+	if get(t, s, ports.Port(0)) == nil {
 		t.Errorf("a live owner's port was released")
 	}
 }
@@ -206,19 +210,20 @@ func TestStatuses(t *testing.T) {
 // now is: the race is made to happen with a health endpoint that answers
 // only after the change.
 func TestProbeReleaseRace(t *testing.T) {
+	ports := testenv.Ports(t, 1)
 	s := newStore(t)
-	allocate(t, s, 25040, probe.Self(), "/health")
+	allocate(t, s, ports.Port(0), probe.Self(), "/health")
 	entered := make(chan struct{})
 	proceed := make(chan struct{})
 	var once sync.Once
-	serve(t, 25040, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	serve(t, ports.Port(0), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		once.Do(func() { close(entered) })
 		<-proceed
 		fmt.Fprint(w, `{"request_count": 99, "error_count": 9}`)
 	}))
 	done := make(chan *Report)
 	go func() {
-		rep, err := Cycle(context.Background(), s, Options{HealthTimeout: 30 * time.Second})
+		rep, err := Cycle(context.Background(), s, Options{HealthTimeout: testenv.Scale(30 * time.Second)})
 		if err != nil {
 			t.Error(err)
 		}
@@ -226,14 +231,14 @@ func TestProbeReleaseRace(t *testing.T) {
 	}()
 	<-entered
 	// While the probe waits: release the port and hand it to someone else.
-	if _, err := s.Release(context.Background(), registry.ReleaseRequest{Port: 25040, Force: true, By: "test", Reason: "race"}); err != nil {
+	if _, err := s.Release(context.Background(), registry.ReleaseRequest{Port: ports.Port(0), Force: true, By: "test", Reason: "race"}); err != nil {
 		t.Fatal(err)
 	}
 	// (Written directly: allocate would skip the port, since the test's
 	// server still listens on it.)
 	self := probe.Self()
 	if err := s.Update(context.Background(), func(r *registry.Registry, tx *registry.Tx) error {
-		r.Put(&registry.Allocation{ID: "newcomer", Port: 25040, ServiceName: "newcomer", PID: registry.OwnerPID(self.PID), PIDStart: self.Start,
+		r.Put(&registry.Allocation{ID: "newcomer", Port: ports.Port(0), ServiceName: "newcomer", PID: registry.OwnerPID(self.PID), PIDStart: self.Start,
 			BootID: self.Boot, AllocatedAt: tx.Now(), HealthStatus: registry.StatusStarting})
 		return nil
 	}); err != nil {
@@ -241,10 +246,10 @@ func TestProbeReleaseRace(t *testing.T) {
 	}
 	close(proceed)
 	rep := <-done
-	if r := result(t, rep, 25040); r.Action != "skipped: changed during the cycle" {
+	if r := result(t, rep, ports.Port(0)); r.Action != "skipped: changed during the cycle" {
 		t.Fatalf("result %+v", r)
 	}
-	a := get(t, s, 25040)
+	a := get(t, s, ports.Port(0))
 	if a.ServiceName != "newcomer" || a.RequestCount != 0 || !a.LastHealthCheck.IsZero() || a.HealthStatus != registry.StatusStarting {
 		t.Fatalf("the new allocation was overwritten by the old probe: %+v", a)
 	}
@@ -254,6 +259,7 @@ func TestProbeReleaseRace(t *testing.T) {
 // in flight at the same time (so the cycle takes about one timeout, not 50),
 // and the healthy ones are all answered.
 func TestHangingEndpointsRunInParallel(t *testing.T) {
+	ports := testenv.Ports(t, 101)
 	s := newStore(t)
 	var inflight, peak atomic.Int64
 	hang := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -269,7 +275,7 @@ func TestHangingEndpointsRunInParallel(t *testing.T) {
 	})
 	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{"status":"ok"}`) })
 	for i := 0; i < 101; i++ {
-		port := 25100 + i
+		port := ports.Port(0) + i
 		allocate(t, s, port, probe.Self(), "/health")
 		if i < 50 {
 			serve(t, port, hang)
@@ -279,7 +285,7 @@ func TestHangingEndpointsRunInParallel(t *testing.T) {
 	}
 	// Generous, so that a loaded machine still starts all 50 requests
 	// before the first one times out.
-	timeout := 3 * time.Second
+	timeout := testenv.Scale(5 * time.Second)
 	rep, err := Cycle(context.Background(), s, Options{HealthTimeout: timeout})
 	if err != nil {
 		t.Fatal(err)
@@ -289,7 +295,7 @@ func TestHangingEndpointsRunInParallel(t *testing.T) {
 	}
 	for _, r := range rep.Results {
 		want := "ok"
-		if r.Port < 25150 {
+		if r.Port < ports.Port(50) {
 			want = "failing (1/3): timed out"
 		}
 		if r.Health != want {
@@ -300,19 +306,21 @@ func TestHangingEndpointsRunInParallel(t *testing.T) {
 }
 
 func TestHealthNoRedirectOffPort(t *testing.T) {
-	serve(t, 25050, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, "http://127.0.0.1:25051/health", http.StatusFound)
+	ports := testenv.Ports(t, 2)
+	serve(t, ports.Port(0), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://127.0.0.1:"+ports.P(1)+"/health", http.StatusFound)
 	}))
 	var hit atomic.Bool
-	serve(t, 25051, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hit.Store(true) }))
-	h := probe.CheckHealth(context.Background(), 25050, "/health", time.Second)
+	serve(t, ports.Port(1), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hit.Store(true) }))
+	h := probe.CheckHealth(context.Background(), ports.Port(0), "/health", time.Second)
 	if h.OK || hit.Load() {
 		t.Fatalf("redirect to another port followed: %+v", h)
 	}
 }
 
 func TestHealthEndlessBodyIsBounded(t *testing.T) {
-	serve(t, 25052, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	ports := testenv.Ports(t, 1)
+	serve(t, ports.Port(0), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		buf := make([]byte, 32<<10)
 		for {
 			if _, err := w.Write(buf); err != nil {
@@ -320,7 +328,7 @@ func TestHealthEndlessBodyIsBounded(t *testing.T) {
 			}
 		}
 	}))
-	h := probe.CheckHealth(context.Background(), 25052, "/health", 2*time.Second)
+	h := probe.CheckHealth(context.Background(), ports.Port(0), "/health", testenv.Scale(30*time.Second))
 	if !h.OK {
 		t.Fatalf("a 200 with an endless body: %+v", h)
 	}
@@ -329,9 +337,10 @@ func TestHealthEndlessBodyIsBounded(t *testing.T) {
 // An endpoint that sends its headers and then hangs: the check ends within
 // its timeout.
 func TestHealthHangAfterHeaders(t *testing.T) {
+	ports := testenv.Ports(t, 1)
 	release := make(chan struct{})
 	defer close(release)
-	serve(t, 25053, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	serve(t, ports.Port(0), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(200)
 		w.(http.Flusher).Flush()
 		select {
@@ -340,13 +349,15 @@ func TestHealthHangAfterHeaders(t *testing.T) {
 		}
 	}))
 	done := make(chan probe.HealthResult, 1)
-	go func() { done <- probe.CheckHealth(context.Background(), 25053, "/health", 300*time.Millisecond) }()
+	go func() {
+		done <- probe.CheckHealth(context.Background(), ports.Port(0), "/health", 300*time.Millisecond)
+	}()
 	select {
 	case h := <-done:
 		if h.OK || h.Err == "" {
 			t.Fatalf("a body that never ends counted as healthy: %+v", h)
 		}
-	case <-time.After(20 * time.Second):
+	case <-time.After(testenv.Scale(60 * time.Second)):
 		t.Fatal("the health check did not respect its timeout")
 	}
 }
@@ -354,18 +365,19 @@ func TestHealthHangAfterHeaders(t *testing.T) {
 // Triggers that arrive while a cycle runs join it instead of starting
 // another: the endpoint is probed once and both callers get one report.
 func TestTriggersJoinRunningCycle(t *testing.T) {
+	ports := testenv.Ports(t, 1)
 	s := newStore(t)
-	allocate(t, s, 25060, probe.Self(), "/health")
+	allocate(t, s, ports.Port(0), probe.Self(), "/health")
 	var hits atomic.Int64
 	entered := make(chan struct{}, 10)
 	proceed := make(chan struct{})
-	serve(t, 25060, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	serve(t, ports.Port(0), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
 		entered <- struct{}{}
 		<-proceed
 		fmt.Fprint(w, `{"status":"ok"}`)
 	}))
-	w := &Watcher{Store: s, Options: Options{HealthTimeout: 30 * time.Second}}
+	w := &Watcher{Store: s, Options: Options{HealthTimeout: testenv.Scale(30 * time.Second)}}
 	reps := make(chan *Report, 2)
 	go func() { r, _ := w.Trigger(context.Background()); reps <- r }()
 	<-entered // the first cycle is probing
