@@ -38,7 +38,7 @@ func TestParseStatStart(t *testing.T) {
 // start times where the platform gives them, and resolves owners as
 // Resolve does.
 func TestProcessTable(t *testing.T) {
-	c := exec.Command("sleep", "600")
+	c := testenv.Command(t, "sleep", "600")
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gracectl/gracectl/probe"
 	"github.com/gracectl/gracectl/registry"
+	"github.com/gracectl/gracectl/registry/testenv"
 )
 
 // The pool's history, seeded from the log by working back from the
@@ -88,7 +89,7 @@ func TestHistorySeedAndRecord(t *testing.T) {
 // The map: one state per port in use, the processes behind each as they
 // are now, free ports counted. No port is bound.
 func TestBuildMap(t *testing.T) {
-	listener := exec.Command("sleep", "60")
+	listener := testenv.Command(t, "sleep", "600")
 	if err := listener.Start(); err != nil {
 		t.Fatal(err)
 	}

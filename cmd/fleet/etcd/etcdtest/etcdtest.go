@@ -91,8 +91,9 @@ func (c *Cluster) StartMember(i int) {
 		args = append(args, "--cert-file", c.tls.CertFile, "--key-file", c.tls.KeyFile,
 			"--trusted-ca-file", c.tls.CAFile, "--client-cert-auth")
 	}
-	m := exec.Command(c.bin, args...)
-	m.Env = append(os.Environ(), "ETCD_UNSUPPORTED_ARCH="+os.Getenv("ETCD_UNSUPPORTED_ARCH"))
+	// Tagged, in a group of its own, killed with the test (testenv).
+	m := testenv.Command(c.t, c.bin, args...)
+	m.Env = append(m.Env, "ETCD_UNSUPPORTED_ARCH="+os.Getenv("ETCD_UNSUPPORTED_ARCH"))
 	if err := m.Start(); err != nil {
 		c.t.Fatal(err)
 	}
