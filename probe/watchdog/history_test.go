@@ -126,10 +126,10 @@ func TestBuildMap(t *testing.T) {
 	}
 	orphan := m.Ports[2]
 	if orphan.Owner == nil || orphan.Owner.Alive || orphan.Owner.Command != "owner cmd" ||
-		orphan.Listener == nil || !orphan.Listener.Alive || orphan.Listener.Command != "sleep 60" || orphan.Issue == "" {
+		orphan.Listener == nil || !orphan.Listener.Alive || orphan.Listener.Command != "sleep 600" || orphan.Issue == "" {
 		t.Fatalf("orphaned cell: %+v owner %+v listener %+v", orphan, orphan.Owner, orphan.Listener)
 	}
-	if foreign := m.Ports[5]; !foreign.Owner.Alive || foreign.Listener == nil || foreign.Listener.Command != "sleep 60" || foreign.Issue == "" {
+	if foreign := m.Ports[5]; !foreign.Owner.Alive || foreign.Listener == nil || foreign.Listener.Command != "sleep 600" || foreign.Issue == "" {
 		t.Fatalf("foreign-served cell: %+v", foreign)
 	}
 	if m.Counts["free"] != 3 || m.Counts["active"] != 2 || m.Issues != 4 || m.Host != "host-a" {

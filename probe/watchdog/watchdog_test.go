@@ -283,9 +283,10 @@ func TestHangingEndpointsRunInParallel(t *testing.T) {
 			serve(t, port, ok)
 		}
 	}
-	// Generous, so that a loaded machine still starts all 50 requests
-	// before the first one times out.
-	timeout := testenv.Scale(5 * time.Second)
+	// Generous, so that a loaded machine (load 60 seen) still starts all 50
+	// hanging requests, and answers the 51 others, before the first one
+	// times out; the cycle takes this long whatever the load.
+	timeout := testenv.Scale(15 * time.Second)
 	rep, err := Cycle(context.Background(), s, Options{HealthTimeout: timeout})
 	if err != nil {
 		t.Fatal(err)
