@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,7 +16,7 @@ import (
 // sleeper starts a process that lives until the test ends.
 func sleeper(t *testing.T) probe.Identity {
 	t.Helper()
-	c := exec.Command("sleep", "3600")
+	c := testenv.Command(t, "sleep", "3600")
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
