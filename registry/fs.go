@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -128,8 +129,12 @@ func ReadFile(path string) ([]byte, fs.FileInfo, error) {
 	if !info.Mode().IsRegular() {
 		return nil, nil, fmt.Errorf("%s is not a regular file", path)
 	}
-	data, err := io.ReadAll(f)
-	return data, info, err
+	// Sized from the file (plus room to see the end, as os.ReadFile does):
+	// io.ReadAll's doublings cost a registry of 5,000 allocations a dozen
+	// copies and their fresh pages.
+	buf := bytes.NewBuffer(make([]byte, 0, info.Size()+bytes.MinRead))
+	_, err = buf.ReadFrom(f)
+	return buf.Bytes(), info, err
 }
 
 // ReadFileFrom reads a file under a state root, without following a link,

@@ -85,7 +85,7 @@ func (p *Pool) takeChecked(ctx context.Context) (*Allocation, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.current() {
-		r, _, err := p.Store.read()
+		r, _, err := p.Store.read(nil)
 		if err != nil {
 			return nil, err
 		}

@@ -835,3 +835,44 @@ func TestEnvName(t *testing.T) {
 		}
 	}
 }
+
+// UpdateFrom hands fn the registry the caller read only while the file
+// holds the very bytes it was read from; any change in between, or a
+// change the caller's fn made and did not write, means a fresh parse.
+func TestUpdateFromReusesOnlyTheSameBytes(t *testing.T) {
+	s := newStore(t)
+	writeRegistry(t, s, seedRegistry)
+	ctx := context.Background()
+	read := func() *Registry {
+		r, err := s.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	got := func(prev *Registry) *Registry {
+		var seen *Registry
+		if err := s.UpdateFrom(ctx, prev, func(r *Registry, tx *Tx) error { seen = r; return ErrNoChange }); err != nil {
+			t.Fatal(err)
+		}
+		return seen
+	}
+	if prev := read(); got(prev) != prev {
+		t.Error("an unchanged file was parsed again")
+	}
+	prev := read()
+	writeRegistry(t, s, strings.Replace(seedRegistry, "grace_backend", "grace_other__", 1)) // same size
+	if r := got(prev); r == prev || r.Get(8000).ServiceName != "grace_other__" {
+		t.Error("a registry read before a change was handed on")
+	}
+	prev = read()
+	if err := s.UpdateFrom(ctx, prev, func(r *Registry, tx *Tx) error {
+		r.Get(8000).ServiceName = "changed"
+		return errors.New("no")
+	}); err == nil {
+		t.Fatal("fn's error was lost")
+	}
+	if r := got(prev); r == prev || r.Get(8000).ServiceName != "grace_other__" {
+		t.Error("a registry fn changed without writing was handed on")
+	}
+}

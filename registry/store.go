@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -223,8 +224,10 @@ func lockOpenErr(path string, err error) error {
 	return fmt.Errorf("cannot lock %s: %w", path, err)
 }
 
-// read loads the registry file; a missing file is an empty registry.
-func (s *Store) read() (*Registry, fs.FileInfo, error) {
+// read loads the registry file; a missing file is an empty registry. If
+// the file holds exactly the bytes prev was parsed from, prev is returned
+// instead of a new parse (a read and a comparison cost a tenth of one).
+func (s *Store) read(prev *Registry) (*Registry, fs.FileInfo, error) {
 	if err := checkDirs(s.Root, RegistryDir); err != nil {
 		return nil, nil, fmt.Errorf("cannot read registry: %w", err)
 	}
@@ -235,10 +238,14 @@ func (s *Store) read() (*Registry, fs.FileInfo, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("cannot read registry: %w", err)
 	}
+	if prev != nil && prev.src != nil && bytes.Equal(prev.src, data) {
+		return prev, info, nil
+	}
 	r, err := Parse(data)
 	if err != nil {
 		return nil, nil, &CorruptError{Path: s.Path(), Err: err}
 	}
+	r.src = data
 	return r, info, nil
 }
 
@@ -246,7 +253,7 @@ func (s *Store) read() (*Registry, fs.FileInfo, error) {
 // only ever replaced whole by a rename, so this is a consistent snapshot,
 // and no reader can hold up a writer.
 func (s *Store) Read(ctx context.Context) (*Registry, error) {
-	r, _, err := s.read()
+	r, _, err := s.read(nil)
 	return r, err
 }
 
@@ -255,11 +262,18 @@ func (s *Store) Read(ctx context.Context) (*Registry, error) {
 // and appended to the audit log after the registry is written, under the
 // same lock (audit.go says how a crash between the two is repaired).
 type Tx struct {
-	now   Time
-	seq   uint64   // the last sequence number used
-	lines []string // encoded events, each with its sequence number
-	err   error
+	now     Time
+	seq     uint64   // the last sequence number used
+	lines   []string // encoded events, each with its sequence number
+	err     error
+	derived bool
 }
+
+// Derived marks the change as one of derived state only — health
+// statuses and counts, which the next watchdog cycle finds again: unless it
+// logs an audit line, it is renamed into place without an fsync, as the
+// portserver's changes are (docs/file-formats.md). A release still is.
+func (tx *Tx) Derived() { tx.derived = true }
 
 // Now is the time of this change, the same for every record it touches.
 func (tx *Tx) Now() Time { return tx.now }
@@ -289,6 +303,14 @@ func (s *Store) Update(ctx context.Context, fn func(r *Registry, tx *Tx) error) 
 	return s.update(ctx, fn, writeOpts{durable: true})
 }
 
+// UpdateFrom is Update for a caller that read prev with Read moments ago
+// (the watchdog cycle): if the file under the lock is still byte for byte
+// what prev was read from, fn gets prev instead of a second parse of the
+// same bytes. prev is fn's to change; the caller must not use it after.
+func (s *Store) UpdateFrom(ctx context.Context, prev *Registry, fn func(r *Registry, tx *Tx) error) error {
+	return s.update(ctx, fn, writeOpts{durable: true, prev: prev})
+}
+
 // writeOpts tune update.
 type writeOpts struct {
 	// durable false fsyncs nothing: the change is visible to every reader
@@ -300,6 +322,8 @@ type writeOpts struct {
 	// (written, or left as read when fn changed nothing), still under the
 	// lock.
 	written func(r *Registry)
+	// prev, if set, is a registry the caller read (UpdateFrom).
+	prev *Registry
 }
 
 // update is Update with opts.
@@ -315,10 +339,11 @@ func (s *Store) update(ctx context.Context, fn func(r *Registry, tx *Tx) error, 
 			fl.Close()
 		}
 	}()
-	r, info, err := s.read()
+	r, info, err := s.read(opts.prev)
 	if err != nil {
 		return err
 	}
+	r.src = nil // fn changes r: it no longer stands for those bytes
 	s.removeStaleTemps()
 	filePerm, _ := s.modes()
 	var logs []*pendingLog
@@ -350,6 +375,9 @@ func (s *Store) update(ctx context.Context, fn func(r *Registry, tx *Tx) error, 
 	}
 	if tx.err != nil {
 		return tx.err
+	}
+	if tx.derived && len(tx.lines) == 0 && len(repaired) == 0 {
+		durable = false
 	}
 	r.LastUpdated = tx.now
 	r.AuditSeq = tx.seq

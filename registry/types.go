@@ -164,6 +164,8 @@ type Registry struct {
 
 	// Unknown holds top-level fields gracectl does not know.
 	Unknown jsontext.Value `json:",embed"`
+
+	src []byte // the file's bytes this was parsed from, nil once changed
 }
 
 // Get returns the allocation for port, or nil.

@@ -163,7 +163,7 @@ func Cycle(ctx context.Context, store *registry.Store, opts Options) (*Report, e
 	wg.Wait()
 
 	if !opts.DryRun {
-		if err := apply(ctx, store, rep); err != nil {
+		if err := apply(ctx, store, reg, rep); err != nil {
 			return nil, err
 		}
 	} else {
@@ -388,12 +388,15 @@ func probeOne(ctx context.Context, a *registry.Allocation, listening bool, liste
 }
 
 // apply writes the results under the lock, to allocations that are still
-// the ones probed, and releases the dead and the stale.
-func apply(ctx context.Context, store *registry.Store, rep *Report) error {
+// the ones probed, and releases the dead and the stale. read is the
+// registry the cycle read: unless the file changed since, it is not parsed
+// again. A change of statuses alone is not fsynced (Tx.Derived).
+func apply(ctx context.Context, store *registry.Store, read *registry.Registry, rep *Report) error {
 	if len(rep.Results) == 0 {
 		return nil
 	}
-	return store.Update(ctx, func(reg *registry.Registry, tx *registry.Tx) error {
+	return store.UpdateFrom(ctx, read, func(reg *registry.Registry, tx *registry.Tx) error {
+		tx.Derived() // statuses: the next cycle finds them again; releases are logged, so durable
 		for _, r := range rep.Results {
 			cur := reg.Get(r.Port)
 			if cur == nil || !cur.SameAs(r.probed) {
