@@ -353,7 +353,7 @@ their port, watches them, and keeps a daily audit log.` + exitHelp([]int{exitOK,
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.root, "root", "", "state directory holding databases/ and logs/ (default: $GRACECTL_ROOT, else the nearest safe directory at or above the working directory with databases/port_registry/, else the host registry /var/lib/gracectl, else ~/.local/state/gracectl for a user who cannot write it)")
 	pf.StringVar(&g.rangeSpec, "range", env.rangeSpec, "managed port range START-END; $GRACECTL_RANGE sets the default")
-	pf.DurationVar(&g.lockTimeout, "lock-timeout", env.lockTimeout, "how long to wait for the registry lock; $GRACECTL_LOCK_TIMEOUT sets the default")
+	pf.DurationVar(&g.lockTimeout, "lock-timeout", env.lockTimeout, "how long to wait for the registry lock while no other gracectl finishes a change; $GRACECTL_LOCK_TIMEOUT sets the default")
 	root.AddCommand(newAllocateCmd(g), newReleaseCmd(g), newRegisterCmd(g), newStatusCmd(g), newRunCmd(g),
 		newCheckCmd(g), newWatchCmd(g), newAdoptCmd(g), newPortCmd(g), newEnvCmd(g), newWhoCmd(g), newForgetCmd(g), newInitCmd(g), newExecTrampolineCmd(), newDetachCmd())
 	// An unknown shell (`completion tcsh`) is a usage error, not help.

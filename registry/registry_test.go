@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -477,6 +478,39 @@ func TestLockTimeoutNamesLockFile(t *testing.T) {
 			t.Fatalf("lock never came back: %v", err)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// The lock timeout is time without progress: a waiter behind writers that
+// keep finishing changes waits past it, as in a burst of hundreds of
+// allocations; one behind a holder that finishes nothing gives up.
+func TestLockWaitOutlastsTimeoutWhileWritersProgress(t *testing.T) {
+	timeout := testenv.Scale(time.Second)
+	s := Open(t.TempDir(), timeout)
+	writeRegistry(t, s, seedRegistry)
+	holder := flock.New(s.LockPath())
+	if err := holder.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		got <- s.Update(context.Background(), func(r *Registry, tx *Tx) error { return ErrNoChange })
+	}()
+	// The holder stands for a queue of writers: a new registry file every
+	// 50 ms, for two and a half times the timeout.
+	for i := 0; time.Since(start) < timeout*5/2; i++ {
+		writeRegistry(t, s, strings.Replace(seedRegistry, "alpha", fmt.Sprintf("alpha%d", i), 1))
+		time.Sleep(50 * time.Millisecond)
+	}
+	select {
+	case err := <-got:
+		t.Fatalf("the waiter gave up while writers progressed: %v", err)
+	default:
+	}
+	holder.Unlock()
+	if err := <-got; err != nil {
+		t.Fatalf("after the holder let go: %v", err)
 	}
 }
 

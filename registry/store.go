@@ -160,7 +160,7 @@ type LockError struct {
 }
 
 func (e *LockError) Error() string {
-	return fmt.Sprintf("timed out after %s waiting for the registry lock %s (another gracectl holds it)", e.Timeout, e.Path)
+	return fmt.Sprintf("timed out waiting for the registry lock %s: another gracectl has held it for %s without finishing a change", e.Path, e.Timeout)
 }
 
 // CorruptError is returned when the registry file cannot be parsed. The
@@ -176,11 +176,16 @@ func (e *CorruptError) Error() string {
 
 func (e *CorruptError) Unwrap() error { return e.Err }
 
-// lock takes the registry lock, waiting at most s.LockTimeout. flock is
-// taken by a blocking call in a goroutine, so a waiter is woken the moment
-// the holder unlocks instead of polling; if the wait times out, the
-// goroutine releases the lock as soon as it gets it. Only writers lock:
-// readers read the file, which is only ever replaced whole by a rename.
+// lock takes the registry lock. flock is taken by a blocking call in a
+// goroutine, so a waiter is woken the moment the holder unlocks instead of
+// polling. The wait gives up after s.LockTimeout without progress: every
+// change replaces the registry file, so while its stamp keeps changing the
+// writers ahead are getting through (a burst of hundreds of allocations
+// queues longer than the timeout, and none of them is stuck); only a holder
+// that keeps the lock that long without finishing a change times the wait
+// out. If it does, the goroutine releases the lock as soon as it gets it.
+// Only writers lock: readers read the file, which is only ever replaced
+// whole by a rename.
 func (s *Store) lock(ctx context.Context) (*flock.Flock, error) {
 	if err := s.EnsureDir(); err != nil {
 		return nil, fmt.Errorf("cannot create registry folder: %w", err)
@@ -198,26 +203,40 @@ func (s *Store) lock(ctx context.Context) (*flock.Flock, error) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- fl.Lock() }()
-	timer := time.NewTimer(s.LockTimeout)
-	defer timer.Stop()
-	select {
-	case err := <-done:
-		if err != nil {
-			return nil, lockOpenErr(s.LockPath(), err)
-		}
-		return fl, nil
-	case <-timer.C:
-	case <-ctx.Done():
+	if err := s.awaitLock(ctx, done); err != nil {
+		go func() {
+			if <-done == nil {
+				fl.Close()
+			}
+		}()
+		return nil, err
 	}
-	go func() {
-		if <-done == nil {
-			fl.Close()
+	return fl, nil
+}
+
+// awaitLock waits for the blocking flock to return on done, for at most
+// s.LockTimeout without a change of the registry file.
+func (s *Store) awaitLock(ctx context.Context, done <-chan error) error {
+	look := time.NewTicker(min(s.LockTimeout/4, 250*time.Millisecond))
+	defer look.Stop()
+	stamp, progress := FileStamp(s.Path()), time.Now()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				return lockOpenErr(s.LockPath(), err)
+			}
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case now := <-look.C:
+			if st := FileStamp(s.Path()); st != stamp {
+				stamp, progress = st, now
+			} else if now.Sub(progress) >= s.LockTimeout {
+				return &LockError{Path: s.LockPath(), Timeout: s.LockTimeout}
+			}
 		}
-	}()
-	if ctx.Err() != nil {
-		return nil, ctx.Err()
 	}
-	return nil, &LockError{Path: s.LockPath(), Timeout: s.LockTimeout}
 }
 
 func lockOpenErr(path string, err error) error {
