@@ -115,18 +115,25 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
     binary = os.path.abspath(a.bin)
-    npmdir = tempfile.mkdtemp(prefix="gracectl-peers-")
+    # The peers are installed first, with the network; the run itself is in
+    # a network namespace of its own (bench.header), which has none.
+    npmdir = os.environ.get("GRACECTL_BENCH_PEERS")
+    if npmdir is None:
+        npmdir = tempfile.mkdtemp(prefix="gracectl-peers-")
+        ensure_portpicker()
+        ensure_npm(npmdir)
+        os.environ["GRACECTL_BENCH_PEERS"] = npmdir
+    bench.header("gracectl against its peers", binary)
     have_pp = ensure_portpicker()
-    have_npm = ensure_npm(npmdir)
+    have_npm = os.path.isdir(os.path.join(npmdir, "node_modules", "get-port"))
     server = None
     if have_pp:
         server = subprocess.Popen(["portserver", "--portserver_address=@gracectl-bench-portserver"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
     ts = tools(binary, npmdir, have_pp, have_npm, 2)
-    print("# gracectl against its peers")
+    print("`python3 docs/benchmarks/compare.py %s --runs %d --callers %d --rounds %d`" % (a.bin, a.runs, a.callers, a.rounds))
     print()
-    print("machine: %s, %d cores; %s" % (os.uname().machine, os.cpu_count(), os.uname().release))
     if not have_pp:
         print("skipped: python3-portpicker (not installable here)")
     if not have_npm:
@@ -155,6 +162,8 @@ def main():
         print("| %s | %.1f ms (%.1f-%.1f) | %.1fx | %s | %s | %s |" % (
             n, statistics.median(xs) * 1e3, min(xs) * 1e3, max(xs) * 1e3, ratio,
             ", ".join("%.2f s" % r[0] for r in rs), ", ".join(str(r[1]) for r in rs), ", ".join(str(r[2]) for r in rs)))
+    print()
+    print("At the end: " + bench.load())
     if server:
         server.terminate()
         server.wait()

@@ -75,6 +75,9 @@ def main():
     if not shutil.which("etcd"):
         print("etcd is not installed: skipped")
         return
+    bench.header("The fleet view on etcd", binary)
+    print("`python3 docs/benchmarks/fleet.py %s --hosts %d --many %d --allocs %d`" % (a.bin, a.hosts, a.many, a.allocs))
+    print()
     d = tempfile.mkdtemp(prefix="gracectl-etcd-")
     etcd = subprocess.Popen(["etcd", "--data-dir", d, "--listen-client-urls", "http://127.0.0.1:26190",
                              "--advertise-client-urls", "http://127.0.0.1:26190", "--listen-peer-urls", "http://127.0.0.1:26191",
@@ -116,6 +119,8 @@ def main():
     print("| `status --fleet`, %d hosts x %d allocations | %s |" % (a.hosts, a.allocs, bench.fmt_ms(few)))
     print("| `status --fleet`, %d hosts x %d allocations | %s |" % (a.many, a.allocs, bench.fmt_ms(many)))
     print("| etcd proposals committed in 60 s at rest, %d hosts, 30 s interval | %.0f |" % (a.hosts, rest))
+    print()
+    print("At the end: " + bench.load())
 
 
 if __name__ == "__main__":

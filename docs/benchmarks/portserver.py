@@ -30,6 +30,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402
+
 
 def ask(addr, pid):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -123,6 +126,10 @@ def main():
     if not shutil.which("portserver"):
         print("portserver (python3-portpicker) is not installed: skipped")
         return
+    bench.header("The portserver against portserver.py", os.path.abspath(a.bin))
+    print("`python3 docs/benchmarks/portserver.py %s --requests %d --clients %d --per-client %d --range %s --pool %s`" % (
+        a.bin, a.requests, a.clients, a.per_client, a.range, a.pool))
+    print()
     root = tempfile.mkdtemp(prefix="gracectl-portserver-")
     tag = "%d" % os.getpid()
     gaddr, paddr = "@gracectl-bench-" + tag, "@portserver-bench-" + tag
@@ -176,6 +183,8 @@ def main():
     print()
     print("ratio gracectl / portserver.py (medians): %.2f; CPU per request: %.2f" %
           (statistics.median(tg) / statistics.median(tp), seq_cpu[0] / seq_cpu[1]))
+    print()
+    print("At the end: " + bench.load())
 
 
 if __name__ == "__main__":
