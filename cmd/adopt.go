@@ -1,9 +1,11 @@
 package cmd
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/gracectl/gracectl/probe"
+	"github.com/gracectl/gracectl/probe/container"
 	"github.com/gracectl/gracectl/registry"
 	"github.com/spf13/cobra"
 )
@@ -23,7 +25,12 @@ func newAdoptCmd(g *globals) *cobra.Command {
 		Long: `Turn an unmanaged listener (a process listening on a port of the managed range
 without an allocation, which 'gracectl check' reports) into an allocation owned
 by that process, recorded by PID and start time and logged as "adopt". The
-service name defaults to one derived from its command line.` + exitHelp(writerExits, nil),
+service name defaults to one derived from its command line.
+
+When the listener is a container engine's proxy (docker-proxy, conmon, ...),
+the container that publishes the port is adopted: its main process is the
+owner, its ID and name are recorded, the service name defaults to its name,
+and the port is kept for it until the container is removed.` + exitHelp(writerExits, nil),
 		Example: `  gracectl check          # issue: port 8050: unmanaged listener: ... python3 serve.py
   gracectl adopt 8050 --service legacy_api`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -59,23 +66,69 @@ func runAdopt(cmd *cobra.Command, o *adoptOptions) error {
 	if len(pids) == 0 {
 		return fmt.Errorf("port %d is in use, but its process cannot be seen (another user's: run as root)", o.port)
 	}
-	id, err := probe.Identify(pids[0])
+	req, err := adoptRequest(cmd.Context(), o.g.engines(), o.port, pids)
 	if err != nil {
-		return fmt.Errorf("pid %d, listening on port %d: %w", pids[0], o.port, err)
+		return err
 	}
-	argv := probe.Cmdline(id.PID)
-	service := o.service
-	if service == "" {
-		service = registry.ServiceFromCommand(argv)
+	if o.service != "" {
+		req.Service = o.service
 	}
-	a, err := o.g.store().Adopt(cmd.Context(), registry.AdoptRequest{Port: o.port, Owner: id, Service: service,
-		StartedBy: registry.StartedBy(argv), Command: argv})
+	a, err := o.g.store().Adopt(cmd.Context(), req)
 	if err != nil {
 		return err
 	}
 	if o.json {
 		return printJSON(o.g.stdout, a)
 	}
+	if c := a.Container; c != nil {
+		in := c.Info()
+		fmt.Fprintf(o.g.stderr, "[PORT-MANAGER] Port %d (%s) adopted: owned by %s, id %s, %s; kept until it is removed\n",
+			a.Port, escape(a.ServiceName), escape(in.Describe()), in.Short(), containerPID(int(a.PID)))
+		return nil
+	}
 	fmt.Fprintf(o.g.stderr, "[PORT-MANAGER] Port %d (%s) adopted: owned by pid %d\n", a.Port, escape(a.ServiceName), a.PID)
 	return nil
+}
+
+// adoptRequest names the owner of a port that pids listen on: the
+// container that publishes it, when the listener is a container engine's
+// proxy (its main process, kept until the container is removed), else the
+// first listener.
+func adoptRequest(ctx context.Context, eng *container.Engines, port int, pids []int) (registry.AdoptRequest, error) {
+	req := registry.AdoptRequest{Port: port}
+	if st := publisherState(ctx, eng, port, pids[0]); st != nil {
+		owner, err := probe.IdentifyHere(st.PID)
+		if err != nil {
+			// The engine's PIDs are not this host's: the proxy stands for
+			// the container, whose engine says whether it runs.
+			if owner, err = probe.Identify(pids[0]); err != nil {
+				return req, fmt.Errorf("pid %d, listening on port %d: %w", pids[0], port, err)
+			}
+		}
+		req.Owner, req.Service, req.StartedBy = owner, registry.SafeText(st.Label(), registry.MaxServiceName), st.Engine
+		req.Command, req.Container = probe.Cmdline(owner.PID), registry.NewContainer(st.Info, true)
+		return req, nil
+	}
+	id, err := probe.Identify(pids[0])
+	if err != nil {
+		return req, fmt.Errorf("pid %d, listening on port %d: %w", pids[0], port, err)
+	}
+	argv := probe.Cmdline(id.PID)
+	req.Owner, req.Service, req.StartedBy, req.Command = id, registry.ServiceFromCommand(argv), registry.StartedBy(argv), argv
+	return req, nil
+}
+
+// publisherState is what the engine says of the running container that
+// publishes port through listener pid, or nil.
+func publisherState(ctx context.Context, eng *container.Engines, port, pid int) *container.State {
+	in := eng.Lookup().Publisher(ctx, port, pid)
+	if in == nil {
+		return nil
+	}
+	uid, _ := probe.ProcessUID(pid)
+	st, err := eng.State(ctx, *in, uid)
+	if err != nil || !st.Running {
+		return nil
+	}
+	return st
 }

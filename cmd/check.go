@@ -76,6 +76,7 @@ func runCheck(cmd *cobra.Command, o *checkOptions) error {
 		return err
 	}
 	o.probe.Range = rg
+	o.probe.Engines = o.g.engines()
 	rep, err := watchdog.Cycle(cmd.Context(), o.g.store(), o.probe)
 	var le *registry.LockError
 	if err != nil && !asErr(err, &le) {
@@ -117,8 +118,12 @@ func writeCheckTable(w io.Writer, rep *watchdog.Report) error {
 		if r.Listening {
 			listening = "yes"
 		}
+		process := escape(r.Process)
+		if r.Container != nil {
+			process = escape(r.Container.Describe())
+		}
 		t.Append([]string{
-			strconv.Itoa(r.Port), escape(r.Label()), pid, orDash(escape(r.Process)), listening,
+			strconv.Itoa(r.Port), escape(r.Label()), pid, orDash(process), listening,
 			escape(r.Health), r.Status, r.LastCheck.Format("15:04:05"),
 			strconv.FormatInt(r.RequestCount, 10), strconv.FormatInt(r.ErrorCount, 10),
 		})
@@ -129,7 +134,11 @@ func writeCheckTable(w io.Writer, rep *watchdog.Report) error {
 		if u.PID > 0 {
 			pid = strconv.Itoa(u.PID)
 		}
-		t.Append([]string{strconv.Itoa(u.Port), "-", pid, orDash(escape(u.Command)), "yes", "-", "unmanaged",
+		process := escape(u.Command)
+		if u.Container != nil {
+			process = escape(u.Container.Describe())
+		}
+		t.Append([]string{strconv.Itoa(u.Port), "-", pid, orDash(process), "yes", "-", "unmanaged",
 			rep.StartedAt.Format("15:04:05"), "-", "-"})
 	}
 	t.Render()

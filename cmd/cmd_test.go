@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/gracectl/gracectl/cmd"
+	"github.com/gracectl/gracectl/probe/container/containertest"
 	"github.com/gracectl/gracectl/registry/testenv"
 	"github.com/rogpeppe/go-internal/testscript"
 )
@@ -18,9 +19,18 @@ func TestMain(m *testing.M) {
 	// run hundreds of them.
 	os.Setenv("GORACE", "atexit_sleep_ms=0")
 	// testenv.Main: every process the tests start is killed by the end.
-	testscript.Main(testenv.Main(m), map[string]func(){
+	testscript.Main(removingImages{testenv.Main(m)}, map[string]func(){
 		"gracectl": func() { os.Exit(cmd.Main()) },
 	})
+}
+
+// removingImages removes the container images the tests made once they
+// have run.
+type removingImages struct{ m testenv.M }
+
+func (r removingImages) Run() int {
+	defer containertest.Remove()
+	return r.m.Run()
 }
 
 func TestScripts(t *testing.T) {

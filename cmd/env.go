@@ -34,6 +34,9 @@ type environment struct {
 	// watchdogIdle is GRACECTL_WATCHDOG_IDLE: how long a watchdog run
 	// started waits with an empty registry before it exits.
 	watchdogIdle time.Duration
+	// dockerHost is DOCKER_HOST: a unix:// socket there is the first
+	// container engine asked about containers.
+	dockerHost string
 }
 
 func readEnv() environment {
@@ -47,6 +50,7 @@ func readEnv() environment {
 		fleet:        os.Getenv("GRACECTL_FLEET"),
 		watchdogIdle: DefaultAutoWatchIdle,
 		fleetTimeout: fleet.ReadTimeout,
+		dockerHost:   os.Getenv("DOCKER_HOST"),
 	}
 	if v := os.Getenv("GRACECTL_FLEET_TIMEOUT"); v != "" {
 		if d, err := time.ParseDuration(v); err == nil {

@@ -68,6 +68,14 @@ func startGracectl(t *testing.T, root string, args ...string) *started {
 	return startCmd(t, gracectlCmd(t, root, args...))
 }
 
+// startGracectlEnv is startGracectl with more environment.
+func startGracectlEnv(t *testing.T, root string, env []string, args ...string) *started {
+	t.Helper()
+	c := gracectlCmd(t, root, args...)
+	c.Env = append(c.Env, env...)
+	return startCmd(t, c)
+}
+
 // startCmd starts c in a process group of its own, collecting its output.
 // When t ends (passed, failed or timed out in a waitFor), the group is
 // killed and c waited for; what left the group (a daemon) carries the

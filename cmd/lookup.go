@@ -8,6 +8,7 @@ import (
 
 	"github.com/gracectl/gracectl/cmd/fleet"
 	"github.com/gracectl/gracectl/probe"
+	"github.com/gracectl/gracectl/probe/container"
 	"github.com/gracectl/gracectl/registry"
 	"github.com/spf13/cobra"
 )
@@ -195,6 +196,9 @@ type Listener struct {
 	PID     int    `json:"pid"`
 	Command string `json:"command,omitzero"`
 	User    string `json:"user,omitzero"`
+	// Container is the container that publishes the port, when the
+	// listener is its engine's proxy.
+	Container *container.Info `json:"container,omitzero"`
 }
 
 func newWhoCmd(g *globals) *cobra.Command {
@@ -271,9 +275,11 @@ func runWho(cmd *cobra.Command, o *whoOptions, port int) error {
 	w := Who{Port: port, Allocation: r.Get(port), Listeners: []Listener{}}
 	snap := probe.TakeSnapshot()
 	if snap.Listening(cmd.Context(), port) {
+		lk := o.g.engines().Lookup()
 		for _, pid := range snap.Owners(port) {
 			w.Listeners = append(w.Listeners, Listener{PID: pid,
-				Command: registry.SafeText(strings.Join(probe.Cmdline(pid), " "), 256), User: probe.ProcessUser(pid)})
+				Command: registry.SafeText(strings.Join(probe.Cmdline(pid), " "), 256), User: probe.ProcessUser(pid),
+				Container: lk.Publisher(cmd.Context(), port, pid)})
 		}
 		if len(w.Listeners) == 0 {
 			w.Listeners = append(w.Listeners, Listener{}) // listening, but not ours to see
@@ -289,7 +295,10 @@ func runWho(cmd *cobra.Command, o *whoOptions, port int) error {
 	if a := w.Allocation; a != nil {
 		fmt.Fprintf(out, "port %d: allocated to %s since %s (%s ago), %s\n", port, escape(a.Label()), a.AllocatedAt,
 			time.Since(a.AllocatedAt.Time).Round(time.Second), escape(a.HealthStatus))
-		if a.PID > 0 {
+		if c := a.Container; c != nil {
+			in := c.Info()
+			fmt.Fprintf(out, "  owner: %s, id %s, %s\n", escape(in.Describe()), in.Short(), containerPID(int(a.PID)))
+		} else if a.PID > 0 {
 			cmdline := escape(strings.Join(a.Command, " "))
 			if cmdline == "" {
 				cmdline = escape(strings.Join(probe.Cmdline(int(a.PID)), " "))
@@ -306,10 +315,24 @@ func runWho(cmd *cobra.Command, o *whoOptions, port int) error {
 			fmt.Fprintf(out, "  listening: a process this user cannot see (run as root to name it)\n")
 			continue
 		}
+		if l.Container != nil {
+			fmt.Fprintf(out, "  listening: %s, id %s, through pid %d %s (user %s)\n", escape(l.Container.Describe()), l.Container.Short(),
+				l.PID, escape(l.Command), orDash(escape(l.User)))
+			continue
+		}
 		fmt.Fprintf(out, "  listening: pid %d %s (user %s)\n", l.PID, escape(l.Command), orDash(escape(l.User)))
 	}
 	if len(w.Listeners) == 0 {
 		fmt.Fprintf(out, "  listening: nothing\n")
 	}
 	return nil
+}
+
+// containerPID says what a container's owner PID is: its main process, or
+// none while it is stopped.
+func containerPID(pid int) string {
+	if pid > 0 {
+		return fmt.Sprintf("main pid %d", pid)
+	}
+	return "stopped (the port is kept for it)"
 }

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gracectl/gracectl/probe/container"
 	"github.com/gracectl/gracectl/registry"
 	"github.com/spf13/cobra"
 )
@@ -130,6 +131,16 @@ type globals struct {
 	env         environment
 	stdout      io.Writer
 	stderr      io.Writer
+	eng         *container.Engines
+}
+
+// engines are the container engines of this host, asked only when a
+// container is met; no connection is made before.
+func (g *globals) engines() *container.Engines {
+	if g.eng == nil {
+		g.eng = &container.Engines{DockerHost: g.env.dockerHost}
+	}
+	return g.eng
 }
 
 func (g *globals) store() *registry.Store {

@@ -71,6 +71,16 @@ $GRACECTL_WATCHDOG=off, starts none. --no-wait-descendants
 exits with the command instead. If the port still listens after that, it is
 not released: its listener is tracked instead.
 
+A container run ('docker run', 'podman run', as in
+'gracectl run -- docker run --rm -p 127.0.0.1:{port}:80 IMAGE') is given a
+--cidfile, and once the container exists it owns the port: its main process,
+with its ID and name (the engine is asked on its API socket). A stopping
+signal stops it as 'docker stop' does (its stop signal, then its stop
+timeout), and the port is released once the engine no longer publishes it.
+When the client exits and the container runs on ('docker run -d'), the port
+stays the container's until the container is removed. The service name
+defaults to the container's --name.
+
 EXIT STATUS
   the command's exit status, or 128+N if it died of signal N
   126  the command is not executable
@@ -78,6 +88,7 @@ EXIT STATUS
   1, 2, 3, 4 as for every command, when no command was started`,
 		Example: `  gracectl run --service grace_backend --purpose "Main Grace API server" -- python serve.py
   gracectl run -- python3 -m http.server {port}
+  gracectl run --health-path / -- docker run --rm --name web -p 127.0.0.1:{port}:80 nginx
   gracectl run --listen-fd --health-path /health -- python3 docs/examples/serve.py`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// Flags end at the command (SetInterspersed(false)), so both
@@ -132,7 +143,7 @@ func runRun(cmd *cobra.Command, o *runOptions) error {
 			Preferred: o.preferred, Range: rg, HealthPath: o.healthPath, PortNames: o.ports,
 		},
 		Argv: o.argv, EnvName: o.envName, ListenFD: o.listenFD, NoWaitDescendants: o.noWait,
-		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Engines: o.g.engines(),
 	}
 	if o.listenFD {
 		self, err := os.Executable()
@@ -235,6 +246,18 @@ func (b *banner) event(ev runner.Event) {
 		}
 	case runner.EventOwner:
 		fmt.Fprintf(b.w, "gracectl: port %d is owned by pid %d now, a process the service started that lives on\n", ev.Alloc.Port, ev.PID)
+	case runner.EventContainer:
+		what := fmt.Sprintf("%s, id %s", escape(ev.Container.Describe()), ev.Container.Short())
+		if ev.PID > 0 {
+			what += fmt.Sprintf(", main pid %d", ev.PID)
+		}
+		if ev.Kept {
+			fmt.Fprintf(b.w, "gracectl: port %d stays with %s, which runs on: it is released once the container is removed\n", ev.Alloc.Port, what)
+		} else {
+			fmt.Fprintf(b.w, "gracectl: port %d is owned by %s\n", ev.Alloc.Port, what)
+		}
+	case runner.EventStopping:
+		fmt.Fprintf(b.w, "gracectl: stopping %s (its stop signal, then its stop timeout)\n", escape(ev.Container.Describe()))
 	case runner.EventReleased:
 		if ev.Msg != "" {
 			fmt.Fprintf(b.w, "[PORT-MANAGER] Released port %d: %s\n", ev.Alloc.Port, oneLine(ev.Msg))

@@ -56,7 +56,7 @@ func runStatus(cmd *cobra.Command, o *statusOptions) error {
 	if err != nil {
 		return err
 	}
-	st, err := watchdog.ReadStatus(cmd.Context(), o.g.store(), rg)
+	st, err := watchdog.ReadStatus(cmd.Context(), o.g.store(), rg, o.g.engines())
 	if err != nil {
 		return err
 	}

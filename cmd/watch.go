@@ -125,6 +125,7 @@ func runWatch(cmd *cobra.Command, o *watchOptions) error {
 	}
 	store := o.g.store()
 	o.probe.Range = rg
+	o.probe.Engines = o.g.engines()
 	w := &watchdog.Watcher{Store: store, Options: o.probe, Interval: o.interval, Range: rg, Log: logf,
 		ExitWhenIdle: o.idle}
 	if o.fromRun {

@@ -128,3 +128,10 @@ func listeningInNetNS(pid, port int) (bool, error) {
 	}
 	return found, nil
 }
+
+// SamePIDNamespace reports whether process pid (as this process sees it)
+// is in this process's PID namespace; false when that cannot be told.
+func SamePIDNamespace(pid int) bool {
+	self, _ := SelfNamespaces()
+	return pid > 0 && self != 0 && nsInode(strconv.Itoa(pid), "pid") == self
+}

@@ -52,6 +52,21 @@ func Identify(pid int) (Identity, error) {
 	return Identity{PID: pid, Start: start, Boot: BootID(), PIDNS: pidNS, NetNS: netNS}, nil
 }
 
+// IdentifyHere is Identify for a process that may live in a PID namespace
+// below this one, such as a container's main process: its PID is recorded
+// as this process sees it, so with this process's PID namespace, and no
+// network namespace is recorded (a container's published port is served in
+// this one, by its engine's proxy).
+func IdentifyHere(pid int) (Identity, error) {
+	id, err := Identify(pid)
+	if err != nil {
+		return Identity{}, err
+	}
+	id.PIDNS, _ = SelfNamespaces()
+	id.NetNS = 0
+	return id, nil
+}
+
 // Liveness is what can be told of a recorded owner.
 type Liveness int
 
@@ -205,19 +220,29 @@ func Self() Identity {
 // ProcessUser names the user a process runs as (from the owner of
 // /proc/PID), or its uid when the name is unknown, or "" without /proc.
 func ProcessUser(pid int) string {
-	info, err := os.Stat("/proc/" + strconv.Itoa(pid))
-	if err != nil {
-		return ""
-	}
-	st, ok := info.Sys().(*syscall.Stat_t)
+	n, ok := ProcessUID(pid)
 	if !ok {
 		return ""
 	}
-	uid := strconv.Itoa(int(st.Uid))
+	uid := strconv.Itoa(n)
 	if u, err := user.LookupId(uid); err == nil {
 		return u.Username
 	}
 	return uid
+}
+
+// ProcessUID is the uid a process runs as (the owner of /proc/PID); false
+// without /proc or when the process is gone.
+func ProcessUID(pid int) (int, bool) {
+	info, err := os.Stat("/proc/" + strconv.Itoa(pid))
+	if err != nil {
+		return -1, false
+	}
+	st, ok := info.Sys().(*syscall.Stat_t)
+	if !ok {
+		return -1, false
+	}
+	return int(st.Uid), true
 }
 
 // Children returns the PIDs whose parent is pid.

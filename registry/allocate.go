@@ -242,7 +242,9 @@ func validPortName(n string) bool {
 func reclaimDead(r *Registry, tx *Tx, rg Range) int {
 	n := 0
 	for _, a := range r.Sorted() {
-		if _, l := probe.Resolve(a.Owner()); !rg.Contains(a.Port) || a.Reserved() || l != probe.Dead || a.Supervised() || probe.Bindable(a.Port) != nil {
+		// A container's port is settled by the watchdog, which asks its
+		// engine: a main PID that ended may have restarted under a new one.
+		if _, l := probe.Resolve(a.Owner()); !rg.Contains(a.Port) || a.Reserved() || a.Container != nil || l != probe.Dead || a.Supervised() || probe.Bindable(a.Port) != nil {
 			continue
 		}
 		tx.Release(r, a, "allocate", "", fmt.Sprintf("owner pid %d is gone (reclaimed: range %s exhausted)", a.PID, rg))
@@ -302,6 +304,7 @@ type AdoptRequest struct {
 	Service   string
 	StartedBy string
 	Command   []string
+	Container *Container // the container whose port it is, when the listener is its engine's proxy
 }
 
 // Adopt makes an allocation for a port something already listens on,
@@ -325,12 +328,12 @@ func (s *Store) Adopt(ctx context.Context, req AdoptRequest) (*Allocation, error
 		a := &Allocation{
 			ID: newID(), Port: req.Port, ServiceName: req.Service, StartedBy: SafeText(req.StartedBy, MaxStartedBy),
 			Purpose: "adopted: was listening without an allocation", AllocatedAt: tx.Now(), RegisteredAt: tx.Now(),
-			HealthStatus: StatusActive, Command: req.Command,
+			HealthStatus: StatusActive, Command: req.Command, Container: req.Container,
 		}
 		a.SetOwner(req.Owner)
 		r.Put(a)
 		tx.Log(&AdoptEvent{Timestamp: tx.Now(), Action: "adopt", Port: a.Port, ServiceName: a.ServiceName,
-			StartedBy: a.StartedBy, PID: int(a.PID), Command: a.Command})
+			StartedBy: a.StartedBy, PID: int(a.PID), Command: a.Command, Container: a.Container})
 		got = a.Clone()
 		return nil
 	})
@@ -350,6 +353,22 @@ func (e *NotAllocatedError) Error() string {
 // An owner that is still alive is replaced only with force, and the audit
 // line says it was forced.
 func (s *Store) Register(ctx context.Context, port int, owner probe.Identity, reason string, force bool) (*Allocation, error) {
+	return s.RegisterOwner(ctx, RegisterRequest{Port: port, Owner: owner, Reason: reason, Force: force})
+}
+
+// RegisterRequest binds an owner to an allocation: a process, and the
+// container it is the main process of, if any.
+type RegisterRequest struct {
+	Port      int
+	Owner     probe.Identity
+	Container *Container // nil: a plain process (a container recorded before is dropped)
+	Reason    string
+	Force     bool // replace an owner that may still run
+}
+
+// RegisterOwner is Register with the owner's container.
+func (s *Store) RegisterOwner(ctx context.Context, req RegisterRequest) (*Allocation, error) {
+	port, owner, reason, force := req.Port, req.Owner, req.Reason, req.Force
 	if owner.PID <= 0 {
 		return nil, fmt.Errorf("pid %d is not a process", owner.PID)
 	}
@@ -374,6 +393,7 @@ func (s *Store) Register(ctx context.Context, port int, owner probe.Identity, re
 			forced = true
 		}
 		a.SetOwner(owner)
+		a.Container = req.Container
 		a.RegisteredAt = tx.Now()
 		a.HealthFailures = 0
 		a.ListenerPID, a.ListenerName = 0, ""
@@ -381,7 +401,7 @@ func (s *Store) Register(ctx context.Context, port int, owner probe.Identity, re
 			a.HealthStatus = StatusStarting
 		}
 		tx.Log(&RegisterEvent{Timestamp: tx.Now(), Action: "register", Port: port, ServiceName: a.ServiceName,
-			PID: owner.PID, PreviousPID: int(prev), Reason: reason, Forced: forced})
+			PID: owner.PID, PreviousPID: int(prev), Reason: reason, Forced: forced, Container: req.Container})
 		got = a.Clone()
 		return nil
 	})

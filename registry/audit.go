@@ -41,14 +41,15 @@ func (e *AllocateEvent) setSeq(n uint64) { e.Seq = n }
 // AdoptEvent is written when a process already listening without an
 // allocation (a squatter) is made the owner of a new allocation.
 type AdoptEvent struct {
-	Timestamp   Time     `json:"timestamp"`
-	Action      string   `json:"action"` // "adopt"
-	Port        int      `json:"port"`
-	ServiceName string   `json:"service_name"`
-	StartedBy   string   `json:"started_by"`
-	PID         int      `json:"pid"`
-	Command     []string `json:"command,omitempty"`
-	Seq         uint64   `json:"seq"`
+	Timestamp   Time       `json:"timestamp"`
+	Action      string     `json:"action"` // "adopt"
+	Port        int        `json:"port"`
+	ServiceName string     `json:"service_name"`
+	StartedBy   string     `json:"started_by"`
+	PID         int        `json:"pid"`
+	Command     []string   `json:"command,omitempty"`
+	Container   *Container `json:"container,omitzero"`
+	Seq         uint64     `json:"seq"`
 }
 
 func (e *AdoptEvent) setSeq(n uint64) { e.Seq = n }
@@ -63,7 +64,9 @@ type RegisterEvent struct {
 	PreviousPID int    `json:"previous_pid,omitzero"`
 	Reason      string `json:"reason,omitzero"`
 	Forced      bool   `json:"forced,omitzero"` // a live owner was replaced with --force
-	Seq         uint64 `json:"seq"`
+	// Container is the container the new owner is the main process of.
+	Container *Container `json:"container,omitzero"`
+	Seq       uint64     `json:"seq"`
 }
 
 func (e *RegisterEvent) setSeq(n uint64) { e.Seq = n }

@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/gracectl/gracectl/probe/container"
 )
 
 // interpreters are the programs whose first argument, not their own name,
@@ -73,8 +75,12 @@ func isFDPath(p string) bool {
 }
 
 // ServiceFromCommand derives a service name from a command line: what
-// StartedBy names, without its extension (`python serve.py` → serve).
+// StartedBy names, without its extension (`python serve.py` → serve); for
+// `docker run --name web ...` (or podman's), the container's name.
 func ServiceFromCommand(argv []string) string {
+	if rc, ok := container.ParseRun(argv); ok && rc.Name != "" {
+		return SafeText(rc.Name, MaxServiceName)
+	}
 	s := StartedBy(argv)
 	if ext := filepath.Ext(s); ext != "" && ext != s && !strings.Contains(s, string(os.PathSeparator)) {
 		if isScriptExt(ext) {

@@ -28,6 +28,7 @@ import (
 
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/gracectl/gracectl/probe"
+	"github.com/gracectl/gracectl/probe/container"
 	"golang.org/x/text/unicode/norm"
 )
 
@@ -116,10 +117,48 @@ type Allocation struct {
 	ListenerPID  int    `json:"listener_pid,omitzero"`
 	ListenerName string `json:"listener_name,omitzero"`
 	LastError    string `json:"last_error,omitzero"`
+	// Container is set when the owner is a container (Docker, Podman): PID
+	// is then its main process, 0 while it is stopped.
+	Container *Container `json:"container,omitzero"`
 
 	// Unknown holds the fields gracectl does not know, kept as read and
 	// written back after the known ones.
 	Unknown jsontext.Value `json:",embed"`
+}
+
+// Container is the container an allocation belongs to. Its engine
+// publishes the port (the listener is the engine's proxy), and is asked
+// whether the container runs, restarted (a new main PID) or was removed.
+type Container struct {
+	ID     string `json:"id"`
+	Name   string `json:"name,omitzero"`
+	Image  string `json:"image,omitzero"`
+	Engine string `json:"engine,omitzero"` // "docker" or "podman"
+	// Socket is the engine's API socket; only that engine is asked about it.
+	Socket string `json:"socket,omitzero"`
+	// UntilRemoved keeps the port for the container while it exists,
+	// stopped or running (a detached `run -- docker run -d`, an adopted
+	// container); otherwise the port is released when the container stops,
+	// as for any owner that ends.
+	UntilRemoved bool `json:"until_removed,omitzero"`
+}
+
+// NewContainer is the record of a container the engine described,
+// its text made safe to store.
+func NewContainer(in container.Info, untilRemoved bool) *Container {
+	return &Container{ID: in.ID, Name: SafeText(in.Name, 128), Image: SafeText(in.Image, 256), Engine: in.Engine,
+		Socket: in.Socket, UntilRemoved: untilRemoved}
+}
+
+// Label names the container: its name, else its short ID.
+func (c *Container) Label() string {
+	in := c.Info()
+	return in.Label()
+}
+
+// Info is what the engine is asked about.
+func (c *Container) Info() container.Info {
+	return container.Info{ID: c.ID, Name: c.Name, Image: c.Image, Engine: c.Engine, Socket: c.Socket}
 }
 
 // Reserved reports whether nobody has claimed the port yet.
@@ -257,6 +296,10 @@ func (a *Allocation) Clone() *Allocation {
 	c := *a
 	c.Command = slices.Clone(a.Command)
 	c.Unknown = slices.Clone(a.Unknown)
+	if a.Container != nil {
+		ctr := *a.Container
+		c.Container = &ctr
+	}
 	return &c
 }
 

@@ -38,6 +38,7 @@ import (
 	"github.com/gracectl/gracectl/cmd/fleet"
 	"github.com/gracectl/gracectl/cmd/fleet/etcd"
 	"github.com/gracectl/gracectl/probe"
+	"github.com/gracectl/gracectl/probe/container"
 	"github.com/gracectl/gracectl/probe/watchdog"
 	"github.com/gracectl/gracectl/registry"
 )
@@ -124,7 +125,7 @@ func (s *Server) snapshot(ctx context.Context) (*entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := watchdog.BuildStatus(s.Store.Path(), s.Range, reg, wd, watchdog.FindUnmanaged(ctx, probe.TakeSnapshot(), s.Range, reg))
+	st := watchdog.BuildStatus(s.Store.Path(), s.Range, reg, wd, watchdog.FindUnmanaged(ctx, probe.TakeSnapshot(), s.Range, reg, s.engines().Lookup()))
 	if c.status, err = encode(st); err != nil {
 		return nil, err
 	}
@@ -170,6 +171,14 @@ func New(store *registry.Store, w *watchdog.Watcher, rg registry.Range, hosts []
 	s.broker = newBroker(w.Epoch(), seq)
 	s.metrics = newMetrics(rg, build, func() float64 { return float64(s.slots.open()) })
 	return s
+}
+
+// engines are the container engines the watcher asks (nil: none).
+func (s *Server) engines() *container.Engines {
+	if s.Watcher == nil {
+		return nil
+	}
+	return s.Watcher.Options.Engines
 }
 
 // ObserveCycle records a finished watchdog cycle in the metrics and the

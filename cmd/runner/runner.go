@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/gracectl/gracectl/probe"
+	"github.com/gracectl/gracectl/probe/container"
 	"github.com/gracectl/gracectl/registry"
 )
 
@@ -55,6 +56,9 @@ type Config struct {
 	// goes to whatever listens on it, or is released, as the watchdog would.
 	// By default (Linux) Run is their child subreaper and waits for them.
 	NoWaitDescendants bool
+	// Engines, if set, are asked about the container of a `docker run` or
+	// `podman run` command, which then owns the port (container.go).
+	Engines *container.Engines
 }
 
 // Event kinds reported to Notify.
@@ -66,6 +70,8 @@ const (
 	EventReleased   = "released"     // Alloc set, Msg the reason
 	EventStillInUse = "still_in_use" // PID (0 if unknown) set
 	EventOwner      = "owner"        // PID set: a descendant owns the port now
+	EventContainer  = "container"    // Container set (and PID, its main process): the container owns the ports now; Kept: until it is removed
+	EventStopping   = "stopping"     // Container set: run asked its engine to stop it
 	EventWarning    = "warning"      // Msg set
 )
 
@@ -77,6 +83,10 @@ type Event struct {
 	URL   string
 	Code  int
 	Msg   string
+	// Container is the container the event is about.
+	Container *container.Info
+	// Kept: the container keeps the ports until it is removed.
+	Kept bool
 }
 
 // StartError is a command that could not be started; Code is 126 or 127.
@@ -122,6 +132,8 @@ type launch struct {
 	// owners are the descendants that own each port now, once the child
 	// has exited (followDescendants).
 	owners map[int]probe.Identity
+	// ctr is set when the command is a container run (container.go).
+	ctr *containerRun
 }
 
 // Run does the whole run and returns the exit status gracectl should exit
@@ -182,6 +194,9 @@ func newLaunch(ctx context.Context, cfg Config) (*launch, error) {
 		// that cancels ctx is forwarded to the child, and must not cut
 		// short the registration, the listening checks or the release.
 		bg: context.WithoutCancel(ctx)}
+	if l.ctr, err = newContainerRun(cfg.Argv, cfg.Engines); err != nil {
+		return nil, err
+	}
 	signal.Notify(l.sigs, forwarded...)
 	if !cfg.NoWaitDescendants {
 		l.subreaper = becomeSubreaper()
@@ -207,7 +222,11 @@ func (l *launch) allocate(ctx context.Context) error {
 
 // start starts the child with the port in its environment and arguments.
 func (l *launch) start() error {
-	c, parentFiles, err := buildCommand(l.cfg, l.path, l.allocs)
+	cfg := l.cfg
+	if l.ctr != nil {
+		cfg.Argv = l.ctr.argv(cfg.Argv)
+	}
+	c, parentFiles, err := buildCommand(cfg, l.path, l.allocs)
 	if err != nil {
 		l.reason = "could not prepare the command: " + err.Error()
 		return err
@@ -261,11 +280,17 @@ loop:
 	for {
 		select {
 		case sig := <-l.sigs:
+			if l.ctr != nil && toGroup(sig) && l.stopContainer() {
+				continue // the engine stops it; the client exits with it
+			}
 			forward(child, sig)
 		case waitErr = <-l.waited:
 			break loop
 		case <-poll.C:
-			if len(up) == len(l.allocs) {
+			if l.ctr != nil {
+				l.followContainer()
+			}
+			if len(up) == len(l.allocs) && (l.ctr == nil || l.ctr.registered) {
 				poll.Stop()
 				continue
 			}
@@ -295,6 +320,9 @@ loop:
 func (l *launch) settle(code int) {
 	l.reason = describeExit(code)
 	l.handedOn = map[int]bool{}
+	if l.ctr != nil && l.settleContainer() {
+		return // a detached container keeps them
+	}
 	snap := probe.TakeSnapshot()
 	for _, a := range l.allocs {
 		if !snap.Listening(l.bg, a.Port) {
@@ -318,6 +346,9 @@ func (l *launch) settle(code int) {
 // every port settle did not hand on: the one place a run releases ports.
 func (l *launch) cleanup() {
 	signal.Stop(l.sigs)
+	if l.ctr != nil {
+		l.ctr.remove()
+	}
 	if l.fg != nil {
 		l.fg.restore()
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/gracectl/gracectl/probe"
+	"github.com/gracectl/gracectl/probe/container"
 	"github.com/gracectl/gracectl/registry"
 )
 
@@ -45,6 +46,10 @@ type Options struct {
 	// check of an owner that just exited); unmanaged listeners are then
 	// not looked for.
 	Ports []int
+	// Engines, if set, are the container engines asked about containers
+	// that own ports and about listeners that are an engine's proxy
+	// (nil: containers are seen as the processes holding their ports).
+	Engines *container.Engines
 }
 
 func (o *Options) fill() {
@@ -68,22 +73,25 @@ func (o *Options) fill() {
 // Result is what one cycle found for one allocation. It is the row of
 // `gracectl check` and an element of its --json output.
 type Result struct {
-	Port         int           `json:"port"`
-	Service      string        `json:"service_name"`
-	PortName     string        `json:"port_name,omitzero"`
-	PID          int           `json:"pid,omitzero"`
-	Process      string        `json:"process,omitzero"`
-	Alive        bool          `json:"alive"`
-	Listening    bool          `json:"listening"`
-	NetNS        uint64        `json:"listening_in_net_ns,omitzero"` // the owner's network namespace, when not the watchdog's
-	ListenerPIDs []int         `json:"listener_pids,omitempty"`
-	Health       string        `json:"health"` // "ok", "failing: …", "none" (no path), "skipped"
-	Status       string        `json:"health_status"`
-	Issue        string        `json:"issue,omitzero"`
-	LastCheck    registry.Time `json:"last_check"`
-	RequestCount int64         `json:"request_count"`
-	ErrorCount   int64         `json:"error_count"`
-	Action       string        `json:"action,omitzero"` // "released", "would release", "skipped: changed during the cycle"
+	Port         int    `json:"port"`
+	Service      string `json:"service_name"`
+	PortName     string `json:"port_name,omitzero"`
+	PID          int    `json:"pid,omitzero"`
+	Process      string `json:"process,omitzero"`
+	Alive        bool   `json:"alive"`
+	Listening    bool   `json:"listening"`
+	NetNS        uint64 `json:"listening_in_net_ns,omitzero"` // the owner's network namespace, when not the watchdog's
+	ListenerPIDs []int  `json:"listener_pids,omitempty"`
+	// Container is the container that owns the port, as its engine
+	// describes it now.
+	Container    *container.Info `json:"container,omitzero"`
+	Health       string          `json:"health"` // "ok", "failing: …", "none" (no path), "skipped"
+	Status       string          `json:"health_status"`
+	Issue        string          `json:"issue,omitzero"`
+	LastCheck    registry.Time   `json:"last_check"`
+	RequestCount int64           `json:"request_count"`
+	ErrorCount   int64           `json:"error_count"`
+	Action       string          `json:"action,omitzero"` // "released", "would release", "skipped: changed during the cycle"
 
 	verdict Verdict              // what apply writes
 	probed  *registry.Allocation // the allocation as it was probed
@@ -141,8 +149,9 @@ func Cycle(ctx context.Context, store *registry.Store, opts Options) (*Report, e
 		ports[i] = a.Port
 	}
 	owners := socks.OwnersOf(ports) // one pass over /proc/*/fd for all of them
+	lk := opts.Engines.Lookup()     // nil: engines are not asked
 	if opts.Range.Start > 0 && opts.Ports == nil {
-		if u := FindUnmanaged(ctx, socks, opts.Range, reg); u != nil {
+		if u := FindUnmanaged(ctx, socks, opts.Range, reg, lk); u != nil {
 			rep.Unmanaged = u
 		}
 	}
@@ -157,7 +166,7 @@ func Cycle(ctx context.Context, store *registry.Store, opts Options) (*Report, e
 			defer wg.Done()
 			defer func() { <-sem }()
 			// Off Linux, Listening connects; it runs here, in parallel.
-			rep.Results[i] = probeOne(ctx, a, socks.Listening(ctx, a.Port), owners[a.Port], procs, opts)
+			rep.Results[i] = probeOne(ctx, a, socks.Listening(ctx, a.Port), owners[a.Port], procs, lk, opts)
 		}()
 	}
 	wg.Wait()
@@ -213,6 +222,16 @@ type Observation struct {
 	// Health is the health endpoint's answer; nil when not asked (no
 	// health path, or the owner is not alive and listening).
 	Health *probe.HealthResult
+	// Container is what the engine says of the container that owns the
+	// port (nil: no container owns it, or its engine cannot be asked).
+	// Alive then means the container runs.
+	Container *container.State
+	// NewOwner is the container's main process when it is not the one
+	// recorded (it restarted).
+	NewOwner *probe.Identity
+	// ForeignContainer names the container whose engine's proxy is the
+	// Foreign listener.
+	ForeignContainer *container.Info
 }
 
 // Verdict is what the rules make of an observation: the allocation's new
@@ -233,12 +252,17 @@ type Verdict struct {
 	ErrorCount   int64
 	ListenerPID  int
 	ListenerName string
+	// Owner, if set, is the allocation's new owner: a container's new main
+	// process, or none (PID 0) while a container kept until removed is
+	// stopped. OwnerReason says why, for the audit log.
+	Owner       *probe.Identity
+	OwnerReason string
 }
 
 // observe looks at one allocation; it touches no shared state and changes
 // nothing. The health endpoint is asked only when the owner is alive and
 // the port listening: otherwise there is no one to answer.
-func observe(ctx context.Context, a *registry.Allocation, listening bool, listeners []int, procs *probe.ProcessTable, opts Options) Observation {
+func observe(ctx context.Context, a *registry.Allocation, listening bool, listeners []int, procs *probe.ProcessTable, lk *container.Lookup, opts Options) Observation {
 	ob := Observation{Listening: listening, Listeners: listeners}
 	local := 0 // the owner's PID in this view
 	if a.PID > 0 {
@@ -248,6 +272,9 @@ func observe(ctx context.Context, a *registry.Allocation, listening bool, listen
 		if ob.Alive {
 			ob.Process = procs.Name(local)
 		}
+	}
+	if a.Container != nil && lk != nil {
+		local = ob.askEngine(ctx, a, local, procs, lk)
 	}
 	if !ob.Alive {
 		ob.Supervised = a.Supervised()
@@ -260,16 +287,58 @@ func observe(ctx context.Context, a *registry.Allocation, listening bool, listen
 		}
 	}
 	for _, pid := range ob.Listeners {
-		if !(local > 0 && ob.Alive && procs.IsDescendant(pid, local)) {
-			ob.Foreign, ob.ForeignName = pid, procs.Name(pid)
-			break
+		if local > 0 && ob.Alive && procs.IsDescendant(pid, local) || ob.servedForContainer(a, pid, procs) {
+			continue
 		}
+		ob.Foreign, ob.ForeignName = pid, procs.Name(pid)
+		ob.ForeignContainer = lk.Publisher(ctx, a.Port, pid)
+		break
 	}
 	if ob.Alive && ob.Listening && ob.OtherNetNS == 0 && a.HealthPath != "" {
 		h := probe.CheckHealth(ctx, a.Port, a.HealthPath, opts.HealthTimeout)
 		ob.Health = &h
 	}
 	return ob
+}
+
+// askEngine asks the engine of the container that owns a whether it runs,
+// and under which main process; it returns the owner's PID in this view.
+// When the engine cannot be asked, what the PID rules saw stands.
+func (ob *Observation) askEngine(ctx context.Context, a *registry.Allocation, local int, procs *probe.ProcessTable, lk *container.Lookup) int {
+	uid := container.OwnUID()
+	if ob.Alive {
+		if u, ok := probe.ProcessUID(local); ok {
+			uid = u // a rootless engine serves the user its containers run as
+		}
+	}
+	st, err := lk.Engines().State(ctx, a.Container.Info(), uid)
+	if err != nil {
+		return local
+	}
+	ob.Container, ob.OwnerUnknown = st, false
+	ob.Alive, ob.Process = st.Running, ""
+	switch {
+	case !st.Running:
+		return 0
+	case st.PID == 0:
+		return 0 // running, but its PID is of another namespace
+	case st.PID != local:
+		if id, err := probe.IdentifyHere(st.PID); err == nil {
+			ob.NewOwner = &id
+		}
+	}
+	ob.Process = procs.Name(st.PID)
+	return st.PID
+}
+
+// servedForContainer reports whether listener pid is the proxy of the
+// engine publishing the port for a's container: its own, not a foreign
+// listener. Without an answer from the engine, a proxy is taken to be its.
+func (ob *Observation) servedForContainer(a *registry.Allocation, pid int, procs *probe.ProcessTable) bool {
+	if a.Container == nil || !container.IsProxy(procs.Name(pid)) {
+		return false
+	}
+	return ob.Container == nil || !ob.Container.Running || ob.Container.Publishes(a.Port)
 }
 
 // decide applies the rules of docs/health-status.md to one allocation and
@@ -281,16 +350,32 @@ func decide(a *registry.Allocation, ob Observation, now time.Time, opts Options)
 		v.ListenerPID, v.ListenerName = ob.Foreign, ob.ForeignName
 	}
 	describe := func(pid int, name string) string {
+		var who string
 		switch {
 		case pid == 0:
 			return "an unknown process"
 		case name != "":
-			return fmt.Sprintf("pid %d (%s)", pid, name)
+			who = fmt.Sprintf("pid %d (%s)", pid, name)
+		default:
+			who = fmt.Sprintf("pid %d", pid)
 		}
-		return fmt.Sprintf("pid %d", pid)
+		if c := ob.ForeignContainer; c != nil && pid == ob.Foreign {
+			return c.Describe() + " through " + who
+		}
+		return who
+	}
+	if ob.NewOwner != nil {
+		v.Owner = ob.NewOwner
+		v.OwnerReason = fmt.Sprintf("container %s runs under a new main process (it restarted)", a.Container.Label())
 	}
 	switch {
-	case a.Reserved():
+	case a.Container != nil && ob.Container == nil && a.Reserved():
+		// A stopped container kept until removed, whose engine cannot be
+		// asked now: no lease runs out on it.
+		v.Status, v.Health = registry.StatusReserved, "skipped: the container engine cannot be asked"
+	case ob.Container != nil && !ob.Container.Running:
+		containerDown(&v, a, ob)
+	case a.Reserved() && ob.Container == nil:
 		v.Status, v.Health = registry.StatusReserved, "skipped"
 		// A reservation whose supervisor lives (the portserver's pool,
 		// held by the watchdog) has no lease.
@@ -374,17 +459,59 @@ func decide(a *registry.Allocation, ob Observation, now time.Time, opts Options)
 	return v
 }
 
+// containerDown is decide for a container that is not running: its run
+// settles it, a restart policy brings it back, a container kept until
+// removed keeps its port with no owner process, and otherwise its port is
+// released as a dead owner's.
+func containerDown(v *Verdict, a *registry.Allocation, ob Observation) {
+	st, name := ob.Container, a.Container.Label()
+	v.Health = "skipped"
+	switch {
+	case ob.Supervised:
+		v.Status = registry.StatusStarting // the gracectl run that started it settles the port
+	case st.Restarting:
+		v.Status = registry.StatusStarting
+		v.Health = fmt.Sprintf("skipped: container %s is restarting", name)
+	case st.Exists && a.Container.UntilRemoved:
+		v.Status = registry.StatusReserved
+		v.Health = fmt.Sprintf("skipped: container %s is stopped; its port is kept until it is removed", name)
+		if a.PID > 0 {
+			v.Owner = &probe.Identity{}
+			v.OwnerReason = fmt.Sprintf("container %s stopped (exit status %d); its port is kept until it is removed", name, st.ExitCode)
+		}
+	case st.Exists:
+		v.Status = registry.StatusDead
+		v.Release = fmt.Sprintf("container %s exited with status %d", name, st.ExitCode)
+		v.Issue = "container stopped: " + v.Release
+	default:
+		v.Status = registry.StatusDead
+		v.Release = fmt.Sprintf("container %s was removed", name)
+		v.Issue = "container gone: " + v.Release
+	}
+}
+
 // probeOne observes one allocation and decides on it.
-func probeOne(ctx context.Context, a *registry.Allocation, listening bool, listeners []int, procs *probe.ProcessTable, opts Options) *Result {
-	ob := observe(ctx, a, listening, listeners, procs, opts)
+func probeOne(ctx context.Context, a *registry.Allocation, listening bool, listeners []int, procs *probe.ProcessTable, lk *container.Lookup, opts Options) *Result {
+	ob := observe(ctx, a, listening, listeners, procs, lk, opts)
 	v := decide(a, ob, time.Now(), opts)
 	now := registry.Now()
-	return &Result{
+	r := &Result{
 		Port: a.Port, Service: a.ServiceName, PortName: a.PortName, PID: int(a.PID), Process: ob.Process, Alive: ob.Alive,
 		Listening: ob.Listening, NetNS: ob.OtherNetNS, ListenerPIDs: ob.Listeners, Health: v.Health, Status: v.Status, Issue: v.Issue,
 		LastCheck: now, RequestCount: v.RequestCount, ErrorCount: v.ErrorCount,
 		verdict: v, probed: a,
 	}
+	if v.Owner != nil {
+		r.PID = v.Owner.PID
+	}
+	if a.Container != nil {
+		in := a.Container.Info()
+		if st := ob.Container; st != nil {
+			in = st.Info
+		}
+		r.Container = &in
+	}
+	return r
 }
 
 // apply writes the results under the lock, to allocations that are still
@@ -423,6 +550,13 @@ func apply(ctx context.Context, store *registry.Store, read *registry.Registry, 
 				cur.CountsAt = r.LastCheck
 			}
 			cur.ListenerPID, cur.ListenerName = v.ListenerPID, registry.SafeText(v.ListenerName, 64)
+			if v.Owner != nil {
+				prev := cur.PID
+				cur.SetOwner(*v.Owner)
+				cur.RegisteredAt = r.LastCheck
+				tx.Log(&registry.RegisterEvent{Timestamp: tx.Now(), Action: "register", Port: cur.Port, ServiceName: cur.ServiceName,
+					PID: int(cur.PID), PreviousPID: int(prev), Reason: v.OwnerReason, Container: cur.Container})
+			}
 		}
 		return nil
 	})

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gracectl/gracectl/probe"
+	"github.com/gracectl/gracectl/probe/container"
 	"github.com/gracectl/gracectl/registry"
 )
 
@@ -35,6 +36,18 @@ func TestDecide(t *testing.T) {
 		a := owned(age)
 		a.StartedBy, a.ServiceName = registry.PortserverStartedBy, "python3"
 		return a
+	}
+	web := &registry.Container{ID: "0123456789abcdef", Name: "web", Image: "bb:local", Engine: "docker", Socket: "/run/docker.sock"}
+	ofContainer := func(a registry.Allocation, untilRemoved bool) registry.Allocation {
+		c := *web
+		c.UntilRemoved = untilRemoved
+		a.Container = &c
+		return a
+	}
+	stoppedKept := ofContainer(owned(time.Hour), true)
+	stoppedKept.PID = 0
+	down := func(exists bool) *container.State {
+		return &container.State{Info: container.Info{ID: web.ID, Name: "web"}, Exists: exists, ExitCode: 137}
 	}
 	unregistered := owned(10 * time.Second)
 	unregistered.RegisteredAt = registry.Time{}
@@ -131,6 +144,45 @@ func TestDecide(t *testing.T) {
 		{name: "foreign listener while the owner is alive", a: owned(time.Hour),
 			ob:     Observation{Alive: true, Listening: true, Listeners: []int{888}, Foreign: 888},
 			status: registry.StatusActive, health: "none", issue: "port served by pid 888, which is not the owner (pid 4242)"},
+		{name: "container running: active, its proxy is its own listener", a: ofContainer(owned(time.Hour), false),
+			ob:     Observation{Alive: true, Listening: true, Container: &container.State{Info: container.Info{PID: 4242}, Exists: true, Running: true, Ports: []int{25991}}},
+			status: registry.StatusActive, health: "none"},
+		{name: "container restarted: active under its new main process", a: ofContainer(owned(time.Hour), true),
+			ob:     Observation{Alive: true, Listening: true, Container: &container.State{Info: container.Info{PID: 5151}, Exists: true, Running: true}, NewOwner: &probe.Identity{PID: 5151}},
+			status: registry.StatusActive, health: "none",
+			check: func(t *testing.T, v Verdict) {
+				if v.Owner == nil || v.Owner.PID != 5151 || !strings.Contains(v.OwnerReason, "restarted") {
+					t.Errorf("new owner not taken: %+v", v)
+				}
+			}},
+		{name: "container exited: dead, released", a: ofContainer(owned(time.Hour), false), ob: Observation{Container: down(true)},
+			status: registry.StatusDead, health: "skipped", issue: "container stopped: container web exited with status 137", release: "container web exited with status 137"},
+		{name: "container exited while its proxy still closes: released all the same", a: ofContainer(owned(time.Hour), false),
+			ob:     Observation{Listening: true, Listeners: []int{999}, Container: down(true)},
+			status: registry.StatusDead, health: "skipped", issue: "container stopped", release: "exited"},
+		{name: "container removed: dead, released", a: ofContainer(owned(time.Hour), true), ob: Observation{Container: down(false)},
+			status: registry.StatusDead, health: "skipped", issue: "container gone: container web was removed", release: "container web was removed"},
+		{name: "container stopped, kept until removed: reserved, no owner process", a: ofContainer(owned(time.Hour), true), ob: Observation{Container: down(true)},
+			status: registry.StatusReserved, health: "skipped: container web is stopped",
+			check: func(t *testing.T, v Verdict) {
+				if v.Owner == nil || v.Owner.PID != 0 {
+					t.Errorf("owner not cleared: %+v", v)
+				}
+			}},
+		{name: "stopped container kept, past the lease: no lease runs out", a: stoppedKept, ob: Observation{Container: down(true)},
+			status: registry.StatusReserved, health: "skipped: container web is stopped"},
+		{name: "stopped container kept, engine cannot be asked: kept", a: stoppedKept, ob: Observation{},
+			status: registry.StatusReserved, health: "skipped: the container engine cannot be asked"},
+		{name: "container restarting (restart policy): starting", a: ofContainer(owned(time.Hour), false),
+			ob:     Observation{Container: &container.State{Exists: true, Restarting: true}},
+			status: registry.StatusStarting, health: "skipped: container web is restarting"},
+		{name: "container stopped while its gracectl run settles: left to run", a: ofContainer(owned(time.Hour), false),
+			ob:     Observation{Supervised: true, Container: down(true)},
+			status: registry.StatusStarting, health: "skipped"},
+		{name: "another container's proxy serves the port: named", a: owned(time.Hour),
+			ob: Observation{Alive: true, Listening: true, Listeners: []int{888}, Foreign: 888, ForeignName: "docker-proxy",
+				ForeignContainer: &container.Info{ID: "feedfacefeedface", Name: "other", Image: "nginx"}},
+			status: registry.StatusActive, health: "none", issue: "port served by container other (nginx) through pid 888 (docker-proxy), which is not the owner (pid 4242)"},
 		{name: "a failing health check outranks the foreign listener", a: withHealth(owned(time.Hour), 2),
 			ob:     Observation{Alive: true, Listening: true, Foreign: 888, Health: &probe.HealthResult{Err: "HTTP 503"}},
 			status: registry.StatusUnhealthy, health: "failing", issue: "failed health check"},

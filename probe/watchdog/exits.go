@@ -33,13 +33,16 @@ func (w *Watcher) exits(ctx context.Context) {
 		stamp   string
 		owners  map[probe.Identity][]int // owner → its ports, as last read
 		limited bool
+		ctrs    = &containerWatch{w: w, events: make(chan string, 64)}
 	)
+	defer ctrs.stop()
 	sync := func() {
 		stamp = registry.FileStamp(w.Store.Path())
 		reg, err := w.Store.Read(ctx)
 		if err != nil {
 			return // the cycle reports it
 		}
+		ctrs.sync(ctx, reg)
 		next := map[probe.Identity][]int{}
 		var dead []int
 		for _, a := range reg.Sorted() {
@@ -84,6 +87,10 @@ func (w *Watcher) exits(ctx context.Context) {
 			return
 		case id := <-ew.Exited():
 			if ports := owners[id]; len(ports) > 0 {
+				w.checkPorts(ctx, ports)
+			}
+		case id := <-ctrs.events:
+			if ports := ctrs.ports[id]; len(ports) > 0 {
 				w.checkPorts(ctx, ports)
 			}
 		case <-tick.C:

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gracectl/gracectl/probe"
+	"github.com/gracectl/gracectl/probe/container"
 	"github.com/gracectl/gracectl/registry"
 )
 
@@ -119,7 +120,9 @@ type Status struct {
 
 // ReadStatus reads the registry and the watchdog state. Allocated counts
 // the allocations inside rg; allocations outside it are listed all the same.
-func ReadStatus(ctx context.Context, store *registry.Store, rg registry.Range) (*Status, error) {
+// Unmanaged listeners that are a container engine's proxy are named with
+// their container when eng (which may be nil) can ask the engine.
+func ReadStatus(ctx context.Context, store *registry.Store, rg registry.Range, eng *container.Engines) (*Status, error) {
 	r, err := store.Read(ctx)
 	if err != nil {
 		return nil, err
@@ -128,7 +131,7 @@ func ReadStatus(ctx context.Context, store *registry.Store, rg registry.Range) (
 	if err != nil {
 		return nil, err
 	}
-	return BuildStatus(store.Path(), rg, r, wd, FindUnmanaged(ctx, probe.TakeSnapshot(), rg, r)), nil
+	return BuildStatus(store.Path(), rg, r, wd, FindUnmanaged(ctx, probe.TakeSnapshot(), rg, r, eng.Lookup())), nil
 }
 
 // BuildStatus assembles the status document from a registry snapshot and

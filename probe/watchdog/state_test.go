@@ -20,7 +20,7 @@ func TestStatusCounts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	st, err := ReadStatus(context.Background(), s, rg)
+	st, err := ReadStatus(context.Background(), s, rg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

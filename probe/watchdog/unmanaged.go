@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/gracectl/gracectl/probe"
+	"github.com/gracectl/gracectl/probe/container"
 	"github.com/gracectl/gracectl/registry"
 )
 
@@ -17,6 +18,9 @@ type Unmanaged struct {
 	PID     int    `json:"pid,omitzero"`     // 0: not visible (another user's process, or no /proc)
 	Command string `json:"command,omitzero"` // its command line
 	User    string `json:"user,omitzero"`
+	// Container is the container that publishes the port, when the
+	// listener is its engine's proxy.
+	Container *container.Info `json:"container,omitzero"`
 }
 
 // Issue is how check names it.
@@ -30,12 +34,17 @@ func (u Unmanaged) Issue() string {
 		if u.User != "" {
 			who += " of user " + u.User
 		}
+		if u.Container != nil {
+			who = u.Container.Describe() + " through " + who
+		}
 	}
 	return fmt.Sprintf("unmanaged listener: port %d is served by %s without an allocation", u.Port, who)
 }
 
-// FindUnmanaged lists the listeners in rg on ports reg does not hold.
-func FindUnmanaged(ctx context.Context, socks *probe.Snapshot, rg registry.Range, reg *registry.Registry) []Unmanaged {
+// FindUnmanaged lists the listeners in rg on ports reg does not hold. A
+// listener that is a container engine's proxy is named with its container
+// when lk (which may be nil) can ask the engine.
+func FindUnmanaged(ctx context.Context, socks *probe.Snapshot, rg registry.Range, reg *registry.Registry, lk *container.Lookup) []Unmanaged {
 	var ports []int
 	for _, p := range socks.ListeningIn(ctx, rg.Start, rg.End) {
 		if reg.Get(p) == nil {
@@ -53,6 +62,7 @@ func FindUnmanaged(ctx context.Context, socks *probe.Snapshot, rg registry.Range
 			u.PID = pids[0]
 			u.Command = registry.SafeText(strings.Join(probe.Cmdline(u.PID), " "), 256)
 			u.User = registry.SafeText(probe.ProcessUser(u.PID), 64)
+			u.Container = lk.Publisher(ctx, p, u.PID)
 		}
 		out = append(out, u)
 	}

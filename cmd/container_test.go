@@ -1,0 +1,297 @@
+package cmd_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gracectl/gracectl/probe/container/containertest"
+	"github.com/gracectl/gracectl/registry"
+)
+
+// Containers as owners, against the real engines (Debian's docker.io, and
+// Podman where it runs): they skip, saying so, where no engine can run a
+// container. Ports 28640-28699.
+
+// gracectlJSON runs a gracectl command with --json in root and decodes its
+// output into v; it returns the exit code.
+func gracectlJSON(t *testing.T, root string, env []string, v any, args ...string) int {
+	t.Helper()
+	c := gracectlCmd(t, root, append(args, "--json")...)
+	c.Env = append(c.Env, env...)
+	var stderr strings.Builder
+	c.Stderr = &stderr
+	out, err := c.Output()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(out, v); err != nil {
+		t.Fatalf("gracectl %s: not JSON (%v): %s\n%s", strings.Join(args, " "), err, out, stderr.String())
+	}
+	return code
+}
+
+// checkReport is what the tests look at in `check --json`.
+type checkReport struct {
+	Issues  int `json:"issues"`
+	Results []struct {
+		Port      int    `json:"port"`
+		PID       int    `json:"pid"`
+		Status    string `json:"health_status"`
+		Issue     string `json:"issue"`
+		Health    string `json:"health"`
+		Container *struct {
+			ID, Name, Image, Engine string
+		} `json:"container"`
+	} `json:"results"`
+	Unmanaged []struct {
+		Port      int `json:"port"`
+		Container *struct {
+			ID, Name, Image, Engine string
+		} `json:"container"`
+	} `json:"unmanaged"`
+}
+
+// ownedByContainer waits until port is owned by a container and returns
+// the allocation.
+func ownedByContainer(t *testing.T, root string, port int) *registry.Allocation {
+	t.Helper()
+	var a *registry.Allocation
+	waitFor(t, fmt.Sprintf("a container to own port %d", port), 60*time.Second, func() bool {
+		a = readRegistry(t, root).Get(port)
+		return a != nil && a.Container != nil && a.PID > 0
+	})
+	return a
+}
+
+// httpdArgs serve busybox's own folder on 8080 in the container.
+func httpdArgs(img string) []string {
+	return []string{img, containertest.Busybox, "httpd", "-f", "-p", "8080", "-h", "/bin"}
+}
+
+// gracectl run -- docker run: the container owns the port (its ID, name and
+// main process), check sees no issue and names it, and SIGTERM to run stops
+// the container as docker stop does — with its own stop signal (here
+// SIGUSR1, which it traps and exits 3 on: as PID 1 it would ignore SIGTERM)
+// — and then releases the port.
+func TestContainerRunOwnsPortAndStopsOnSIGTERM(t *testing.T) {
+	img := containertest.Image(t, "docker")
+	root := t.TempDir()
+	const port = 28640
+	script := "trap 'exit 3' USR1; /bin/busybox httpd -p 8080 -h /bin; while :; do /bin/busybox sleep 1; done"
+	g := startGracectl(t, root, "run", "--range", "28640-28649", "--service", "cweb", "--health-path", "/busybox", "--",
+		"docker", "run", "--rm", "--stop-signal", "USR1", "--stop-timeout", "60", "-p", "127.0.0.1:{port}:8080", img,
+		containertest.Busybox, "sh", "-c", script)
+	a := ownedByContainer(t, root, port)
+	id := a.Container.ID
+	t.Cleanup(func() { containertest.RemoveContainer("docker", id) })
+	if main := containertest.MainPID(t, "docker", id); strconv.Itoa(int(a.PID)) != main || a.Container.Name == "" || a.Container.Engine != "docker" || a.Container.UntilRemoved {
+		t.Fatalf("allocation %+v, container %+v; main pid %s", a, a.Container, main)
+	}
+	var rep checkReport
+	waitFor(t, "a healthy check", 30*time.Second, func() bool {
+		code := gracectlJSON(t, root, nil, &rep, "check", "--range", "28640-28649")
+		return code == 0 && len(rep.Results) == 1 && rep.Results[0].Health == "ok"
+	})
+	if r := rep.Results[0]; rep.Issues != 0 || r.Issue != "" || r.Container == nil || r.Container.ID != id || r.Status != registry.StatusActive {
+		t.Fatalf("check: %+v", rep)
+	}
+	var who struct {
+		Listeners []struct {
+			Command   string
+			Container *struct{ ID string }
+		}
+	}
+	gracectlJSON(t, root, nil, &who, "who", strconv.Itoa(port))
+	if len(who.Listeners) == 0 || who.Listeners[0].Container == nil || who.Listeners[0].Container.ID != id {
+		t.Fatalf("who: %+v", who)
+	}
+	var st struct {
+		Allocations []struct{ Container *struct{ ID, Name string } }
+	}
+	gracectlJSON(t, root, nil, &st, "status", "--range", "28640-28649")
+	if len(st.Allocations) != 1 || st.Allocations[0].Container == nil || st.Allocations[0].Container.ID != id {
+		t.Fatalf("status: %+v", st)
+	}
+	g.cmd.Process.Signal(syscall.SIGTERM)
+	if code := g.wait(t, 60*time.Second); code != 3 {
+		t.Fatalf("run exited %d, want the container's 3 (its stop signal trapped); output:\n%s", code, g.out)
+	}
+	containertest.WaitGone(t, "docker", id, 30*time.Second)
+	if readRegistry(t, root).Get(port) != nil || probeListening(port) {
+		t.Fatal("port not released after the container stopped")
+	}
+	if !strings.Contains(g.out.String(), "stopping container") {
+		t.Errorf("run did not say it stops the container:\n%s", g.out)
+	}
+	checkAuditMatchesRegistry(t, root)
+}
+
+// A container killed under gracectl run: run sees its client exit and
+// releases the port once the engine no longer publishes it. A detached
+// container killed while the watchdog follows the engine's events: the
+// watchdog releases it long before its next cycle (an hour away).
+func TestContainerKilledIsReleased(t *testing.T) {
+	img := containertest.Image(t, "docker")
+	root := t.TempDir()
+	g := startGracectl(t, root, append([]string{"run", "--range", "28650-28651", "--service", "fg", "--",
+		"docker", "run", "--rm", "-p", "127.0.0.1:{port}:8080"}, httpdArgs(img)...)...)
+	a := ownedByContainer(t, root, 28650)
+	t.Cleanup(func() { containertest.RemoveContainer("docker", a.Container.ID) })
+	containertest.Engine(t, "docker", "kill", a.Container.ID)
+	killed := time.Now()
+	if code := g.wait(t, 60*time.Second); code != 137 {
+		t.Fatalf("run exited %d, want 137 (SIGKILL); output:\n%s", code, g.out)
+	}
+	if readRegistry(t, root).Get(28650) != nil {
+		t.Fatal("port not released after the container was killed")
+	}
+	t.Logf("killed container under run: released %s after docker kill returned", time.Since(killed).Round(time.Millisecond))
+
+	w := startGracectl(t, root, "watch", "--range", "28652-28659", "--interval", "1h")
+	waitFor(t, "the watchdog's first cycle", 30*time.Second, func() bool { return strings.Contains(w.out.String(), "Health check:") })
+	run := gracectlCmd(t, root, append([]string{"run", "--range", "28652-28659", "--service", "bg", "--",
+		"docker", "run", "-d", "--rm", "-p", "127.0.0.1:{port}:8080"}, httpdArgs(img)...)...)
+	if out, err := run.CombinedOutput(); err != nil {
+		t.Fatalf("run -- docker run -d: %v\n%s", err, out)
+	}
+	b := ownedByContainer(t, root, 28652)
+	t.Cleanup(func() { containertest.RemoveContainer("docker", b.Container.ID) })
+	if !b.Container.UntilRemoved {
+		t.Fatalf("a detached container's port is not kept for it: %+v", b.Container)
+	}
+	waitFor(t, "the watchdog to follow the engine's events", 30*time.Second, func() bool {
+		return strings.Contains(w.out.String(), "Following container events (docker")
+	})
+	containertest.Engine(t, "docker", "kill", b.Container.ID)
+	killed = time.Now()
+	waitFor(t, "the watchdog to release the killed container's port", 30*time.Second, func() bool {
+		return readRegistry(t, root).Get(28652) == nil
+	})
+	t.Logf("killed detached --rm container, watchdog following events: released %s after docker kill returned", time.Since(killed).Round(time.Millisecond))
+	if !strings.Contains(w.out.String(), "Port 28652 (bg): dead (container gone: container ") {
+		t.Errorf("watchdog log:\n%s", w.out)
+	}
+	checkAuditMatchesRegistry(t, root)
+}
+
+// A container published outside gracectl: an unmanaged listener that names
+// the container; adopted, the container owns the port (kept while it is
+// stopped, moved to its new main process when started again, released when
+// it is removed).
+func TestContainerUnmanagedNamedThenAdopted(t *testing.T) {
+	img := containertest.Image(t, "docker")
+	root := t.TempDir()
+	const port = 28660
+	name := fmt.Sprintf("gracectl-test-adopt-%d", os.Getpid())
+	id := containertest.Start(t, "docker", append([]string{"--name", name, "-p", "127.0.0.1:28660:8080"}, httpdArgs(img)...)...)
+	rg := "28660-28669"
+	var rep checkReport
+	if code := gracectlJSON(t, root, nil, &rep, "check", "--range", rg); code != 1 || len(rep.Unmanaged) != 1 {
+		t.Fatalf("check: exit %d, %+v", code, rep)
+	}
+	if u := rep.Unmanaged[0]; u.Port != port || u.Container == nil || u.Container.ID != id || u.Container.Name != name || u.Container.Image != img {
+		t.Fatalf("unmanaged listener not named: %+v", rep.Unmanaged[0])
+	}
+	out, _ := gracectlCmd(t, root, "check", "--range", rg).CombinedOutput()
+	if want := fmt.Sprintf("served by container %s (%s) through pid", name, img); !strings.Contains(string(out), want) {
+		t.Fatalf("check does not say %q:\n%s", want, out)
+	}
+	var a registry.Allocation
+	if code := gracectlJSON(t, root, nil, &a, "adopt", strconv.Itoa(port), "--range", rg); code != 0 {
+		t.Fatalf("adopt exited %d", code)
+	}
+	if a.Container == nil || a.Container.ID != id || !a.Container.UntilRemoved || a.ServiceName != name || strconv.Itoa(int(a.PID)) != containertest.MainPID(t, "docker", id) {
+		t.Fatalf("adopted: %+v %+v", a, a.Container)
+	}
+	if code := gracectlJSON(t, root, nil, &rep, "check", "--range", rg); code != 0 || rep.Results[0].Status != registry.StatusActive {
+		t.Fatalf("check after adopt: exit %d, %+v", code, rep)
+	}
+	containertest.Engine(t, "docker", "stop", "-t", "0", id)
+	if code := gracectlJSON(t, root, nil, &rep, "check", "--range", rg); code != 0 || rep.Results[0].Status != registry.StatusReserved {
+		t.Fatalf("check with the container stopped: exit %d, %+v", code, rep)
+	}
+	if k := readRegistry(t, root).Get(port); k == nil || k.PID != 0 || k.Container == nil {
+		t.Fatalf("a stopped container's port is not kept for it: %+v", k)
+	}
+	containertest.Engine(t, "docker", "start", id)
+	main := containertest.MainPID(t, "docker", id)
+	if code := gracectlJSON(t, root, nil, &rep, "check", "--range", rg); code != 0 || strconv.Itoa(rep.Results[0].PID) != main {
+		t.Fatalf("check with the container started again (main pid %s): exit %d, %+v", main, code, rep)
+	}
+	containertest.RemoveContainer("docker", id)
+	gracectlJSON(t, root, nil, &rep, "check", "--range", rg)
+	if readRegistry(t, root).Get(port) != nil {
+		t.Fatalf("a removed container's port is still allocated: %+v", rep)
+	}
+	checkAuditMatchesRegistry(t, root)
+}
+
+// gracectl run -- docker run -d: run exits with the client, and the port
+// stays the container's until the container is removed.
+func TestContainerRunDetachedKeepsPort(t *testing.T) {
+	img := containertest.Image(t, "docker")
+	root := t.TempDir()
+	out, err := gracectlCmd(t, root, append([]string{"run", "--range", "28670-28679", "--",
+		"docker", "run", "-d", "--name", fmt.Sprintf("gracectl-test-detached-%d", os.Getpid()), "-p", "127.0.0.1:{port}:8080"}, httpdArgs(img)...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+	a := readRegistry(t, root).Get(28670)
+	if a == nil || a.Container == nil || !a.Container.UntilRemoved || a.ServiceName != fmt.Sprintf("gracectl-test-detached-%d", os.Getpid()) {
+		t.Fatalf("after run -d: %+v\n%s", a, out)
+	}
+	t.Cleanup(func() { containertest.RemoveContainer("docker", a.Container.ID) })
+	if !strings.Contains(string(out), "it is released once the container is removed") {
+		t.Errorf("run did not say the port stays:\n%s", out)
+	}
+	var rep checkReport
+	if code := gracectlJSON(t, root, nil, &rep, "check", "--range", "28670-28679"); code != 0 || rep.Results[0].Status != registry.StatusActive {
+		t.Fatalf("check: exit %d, %+v", code, rep)
+	}
+	containertest.RemoveContainer("docker", a.Container.ID)
+	gracectlJSON(t, root, nil, &rep, "check", "--range", "28670-28679")
+	if readRegistry(t, root).Get(28670) != nil {
+		t.Fatalf("the removed container's port is still allocated: %+v", rep)
+	}
+}
+
+// The same with Podman, through its Docker-compatible API (its service,
+// named by DOCKER_HOST): conmon holds the published port.
+func TestPodmanRunAndUnmanaged(t *testing.T) {
+	img := containertest.Image(t, "podman")
+	sock := containertest.PodmanService(t)
+	env := []string{"DOCKER_HOST=unix://" + sock}
+	root := t.TempDir()
+	args := append([]string{"run", "--range", "28680-28681", "--", "podman", "run", "--rm", "--stop-timeout", "1"}, containertest.RunFlags("podman")...)
+	g := startGracectlEnv(t, root, env, append(append(args, "-p", "127.0.0.1:{port}:8080"), httpdArgs(img)...)...)
+	a := ownedByContainer(t, root, 28680)
+	t.Cleanup(func() { containertest.RemoveContainer("podman", a.Container.ID) })
+	if a.Container.Engine != "podman" || a.Container.Socket != sock {
+		t.Fatalf("container %+v", a.Container)
+	}
+	var rep checkReport
+	if code := gracectlJSON(t, root, env, &rep, "check", "--range", "28680-28689"); code != 0 || rep.Results[0].Container == nil {
+		t.Fatalf("check: exit %d, %+v", code, rep)
+	}
+	other := containertest.Start(t, "podman", append([]string{"-p", "127.0.0.1:28685:8080"}, httpdArgs(img)...)...)
+	if gracectlJSON(t, root, env, &rep, "check", "--range", "28680-28689"); len(rep.Unmanaged) != 1 || rep.Unmanaged[0].Container == nil || rep.Unmanaged[0].Container.ID != other {
+		t.Fatalf("the unmanaged podman container is not named: %+v", rep)
+	}
+	g.cmd.Process.Signal(syscall.SIGTERM)
+	if code := g.wait(t, 60*time.Second); code != 137 {
+		t.Fatalf("run exited %d, want 137 (busybox ignores SIGTERM; killed after its stop timeout); output:\n%s", code, g.out)
+	}
+	if readRegistry(t, root).Get(28680) != nil {
+		t.Fatal("port not released")
+	}
+}
