@@ -81,25 +81,17 @@ func (s *State) Publishes(port int) bool {
 	return false
 }
 
-// proxies are the processes that hold a published port's socket on an
-// engine's behalf: Docker's userland proxy and daemon, rootless Docker's
-// rootlesskit, Podman's conmon and rootless port forwarders.
-var proxies = map[string]string{
-	"docker-proxy": "docker",
-	"dockerd":      "docker",
-	"rootlesskit":  "docker",
-	"conmon":       "podman",
-	"rootlessport": "podman",
-	"pasta":        "podman",
-	"pasta.avx2":   "podman",
-	"slirp4netns":  "podman",
-}
-
 // IsProxy reports whether a process of this executable name can hold a
-// port on a container engine's behalf: only then is an engine asked.
+// port on a container engine's behalf (Docker's userland proxy and daemon,
+// rootless Docker's rootlesskit, Podman's conmon and its rootless port
+// forwarders): only then is an engine asked. A switch, not a map: nothing
+// is built at start-up.
 func IsProxy(name string) bool {
-	_, ok := proxies[name]
-	return ok
+	switch name {
+	case "docker-proxy", "dockerd", "rootlesskit", "conmon", "rootlessport", "pasta", "pasta.avx2", "slirp4netns":
+		return true
+	}
+	return false
 }
 
 // RunCommand is a `docker run` or `podman run` command line, as
@@ -115,19 +107,18 @@ type RunCommand struct {
 	Name string
 }
 
-// valueFlags are the global options of docker and podman that take a
+// takesValue reports the global options of docker and podman that take a
 // separate value ("--context ctx run ..."), so the value is not taken for
 // the subcommand.
-var valueFlags = map[string]bool{
-	// docker
-	"-c": true, "--context": true, "-H": true, "--host": true, "-l": true, "--log-level": true,
-	"--config": true, "--tlscacert": true, "--tlscert": true, "--tlskey": true,
-	// podman
-	"--cgroup-manager": true, "--conmon": true, "--connection": true, "--events-backend": true,
-	"--hooks-dir": true, "--identity": true, "--imagestore": true, "--module": true, "--network-cmd-path": true,
-	"--network-config-dir": true, "--root": true, "--runroot": true, "--runtime": true, "--runtime-flag": true,
-	"--ssh": true, "--storage-driver": true, "--storage-opt": true, "--tmpdir": true,
-	"--url": true, "--volumepath": true, "--cdi-spec-dir": true, "--db-backend": true,
+func takesValue(opt string) bool {
+	switch opt {
+	case "-c", "--context", "-H", "--host", "-l", "--log-level", "--config", "--tlscacert", "--tlscert", "--tlskey", // docker
+		"--cgroup-manager", "--conmon", "--connection", "--events-backend", "--hooks-dir", "--identity", "--imagestore",
+		"--module", "--network-cmd-path", "--network-config-dir", "--root", "--runroot", "--runtime", "--runtime-flag",
+		"--ssh", "--storage-driver", "--storage-opt", "--tmpdir", "--url", "--volumepath", "--cdi-spec-dir", "--db-backend": // podman
+		return true
+	}
+	return false
 }
 
 // ParseRun recognises argv as a container run ("docker run", "docker
@@ -147,7 +138,7 @@ func ParseRun(argv []string) (rc RunCommand, ok bool) {
 	}
 	i := 1
 	for i < len(argv) && strings.HasPrefix(argv[i], "-") {
-		if valueFlags[argv[i]] {
+		if takesValue(argv[i]) {
 			i++
 		}
 		i++
