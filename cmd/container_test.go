@@ -17,7 +17,7 @@ import (
 
 // Containers as owners, against the real engines (Debian's docker.io, and
 // Podman where it runs): they skip, saying so, where no engine can run a
-// container. Ports 28640-28699.
+// container. Each test takes its ports from testPorts.
 
 // gracectlJSON runs a gracectl command with --json in root and decodes its
 // output into v; it returns the exit code.
@@ -86,9 +86,10 @@ func httpdArgs(img string) []string {
 func TestContainerRunOwnsPortAndStopsOnSIGTERM(t *testing.T) {
 	img := containertest.Image(t, "docker")
 	root := t.TempDir()
-	const port = 28640
+	p := testPorts(t)
+	port := p.Port(0)
 	script := "trap 'exit 3' USR1; /bin/busybox httpd -p 8080 -h /bin; while :; do /bin/busybox sleep 1; done"
-	g := startGracectl(t, root, "run", "--range", "28640-28649", "--service", "cweb", "--health-path", "/busybox", "--",
+	g := startGracectl(t, root, "run", "--service", "cweb", "--health-path", "/busybox", "--",
 		"docker", "run", "--rm", "--stop-signal", "USR1", "--stop-timeout", "60", "-p", "127.0.0.1:{port}:8080", img,
 		containertest.Busybox, "sh", "-c", script)
 	a := ownedByContainer(t, root, port)
@@ -99,7 +100,7 @@ func TestContainerRunOwnsPortAndStopsOnSIGTERM(t *testing.T) {
 	}
 	var rep checkReport
 	waitFor(t, "a healthy check", 30*time.Second, func() bool {
-		code := gracectlJSON(t, root, nil, &rep, "check", "--range", "28640-28649")
+		code := gracectlJSON(t, root, nil, &rep, "check")
 		return code == 0 && len(rep.Results) == 1 && rep.Results[0].Health == "ok"
 	})
 	if r := rep.Results[0]; rep.Issues != 0 || r.Issue != "" || r.Container == nil || r.Container.ID != id || r.Status != registry.StatusActive {
@@ -118,7 +119,7 @@ func TestContainerRunOwnsPortAndStopsOnSIGTERM(t *testing.T) {
 	var st struct {
 		Allocations []struct{ Container *struct{ ID, Name string } }
 	}
-	gracectlJSON(t, root, nil, &st, "status", "--range", "28640-28649")
+	gracectlJSON(t, root, nil, &st, "status")
 	if len(st.Allocations) != 1 || st.Allocations[0].Container == nil || st.Allocations[0].Container.ID != id {
 		t.Fatalf("status: %+v", st)
 	}
@@ -143,28 +144,29 @@ func TestContainerRunOwnsPortAndStopsOnSIGTERM(t *testing.T) {
 func TestContainerKilledIsReleased(t *testing.T) {
 	img := containertest.Image(t, "docker")
 	root := t.TempDir()
-	g := startGracectl(t, root, append([]string{"run", "--range", "28650-28651", "--service", "fg", "--",
+	p := testPorts(t)
+	g := startGracectl(t, root, append([]string{"run", "--range", p.Sub(0, 1), "--service", "fg", "--",
 		"docker", "run", "--rm", "-p", "127.0.0.1:{port}:8080"}, httpdArgs(img)...)...)
-	a := ownedByContainer(t, root, 28650)
+	a := ownedByContainer(t, root, p.Port(0))
 	t.Cleanup(func() { containertest.RemoveContainer("docker", a.Container.ID) })
 	containertest.Engine(t, "docker", "kill", a.Container.ID)
 	killed := time.Now()
 	if code := g.wait(t, 60*time.Second); code != 137 {
 		t.Fatalf("run exited %d, want 137 (SIGKILL); output:\n%s", code, g.out)
 	}
-	if readRegistry(t, root).Get(28650) != nil {
+	if readRegistry(t, root).Get(p.Port(0)) != nil {
 		t.Fatal("port not released after the container was killed")
 	}
 	t.Logf("killed container under run: released %s after docker kill returned", time.Since(killed).Round(time.Millisecond))
 
-	w := startGracectl(t, root, "watch", "--range", "28652-28659", "--interval", "1h")
+	w := startGracectl(t, root, "watch", "--range", p.Sub(2, 9), "--interval", "1h")
 	waitFor(t, "the watchdog's first cycle", 30*time.Second, func() bool { return strings.Contains(w.out.String(), "Health check:") })
-	run := gracectlCmd(t, root, append([]string{"run", "--range", "28652-28659", "--service", "bg", "--",
+	run := gracectlCmd(t, root, append([]string{"run", "--range", p.Sub(2, 9), "--service", "bg", "--",
 		"docker", "run", "-d", "--rm", "-p", "127.0.0.1:{port}:8080"}, httpdArgs(img)...)...)
 	if out, err := run.CombinedOutput(); err != nil {
 		t.Fatalf("run -- docker run -d: %v\n%s", err, out)
 	}
-	b := ownedByContainer(t, root, 28652)
+	b := ownedByContainer(t, root, p.Port(2))
 	t.Cleanup(func() { containertest.RemoveContainer("docker", b.Container.ID) })
 	if !b.Container.UntilRemoved {
 		t.Fatalf("a detached container's port is not kept for it: %+v", b.Container)
@@ -175,10 +177,10 @@ func TestContainerKilledIsReleased(t *testing.T) {
 	containertest.Engine(t, "docker", "kill", b.Container.ID)
 	killed = time.Now()
 	waitFor(t, "the watchdog to release the killed container's port", 30*time.Second, func() bool {
-		return readRegistry(t, root).Get(28652) == nil
+		return readRegistry(t, root).Get(p.Port(2)) == nil
 	})
 	t.Logf("killed detached --rm container, watchdog following events: released %s after docker kill returned", time.Since(killed).Round(time.Millisecond))
-	if !strings.Contains(w.out.String(), "Port 28652 (bg): dead (container gone: container ") {
+	if !strings.Contains(w.out.String(), "Port "+p.P(2)+" (bg): dead (container gone: container ") {
 		t.Errorf("watchdog log:\n%s", w.out)
 	}
 	checkAuditMatchesRegistry(t, root)
@@ -191,10 +193,11 @@ func TestContainerKilledIsReleased(t *testing.T) {
 func TestContainerUnmanagedNamedThenAdopted(t *testing.T) {
 	img := containertest.Image(t, "docker")
 	root := t.TempDir()
-	const port = 28660
+	p := testPorts(t)
+	port := p.Port(0)
 	name := fmt.Sprintf("gracectl-test-adopt-%d", os.Getpid())
-	id := containertest.Start(t, "docker", append([]string{"--name", name, "-p", "127.0.0.1:28660:8080"}, httpdArgs(img)...)...)
-	rg := "28660-28669"
+	id := containertest.Start(t, "docker", append([]string{"--name", name, "-p", p.Addr(0) + ":8080"}, httpdArgs(img)...)...)
+	rg := p.String()
 	var rep checkReport
 	if code := gracectlJSON(t, root, nil, &rep, "check", "--range", rg); code != 1 || len(rep.Unmanaged) != 1 {
 		t.Fatalf("check: exit %d, %+v", code, rep)
@@ -241,12 +244,13 @@ func TestContainerUnmanagedNamedThenAdopted(t *testing.T) {
 func TestContainerRunDetachedKeepsPort(t *testing.T) {
 	img := containertest.Image(t, "docker")
 	root := t.TempDir()
-	out, err := gracectlCmd(t, root, append([]string{"run", "--range", "28670-28679", "--",
+	p := testPorts(t)
+	out, err := gracectlCmd(t, root, append([]string{"run", "--",
 		"docker", "run", "-d", "--name", fmt.Sprintf("gracectl-test-detached-%d", os.Getpid()), "-p", "127.0.0.1:{port}:8080"}, httpdArgs(img)...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, out)
 	}
-	a := readRegistry(t, root).Get(28670)
+	a := readRegistry(t, root).Get(p.Port(0))
 	if a == nil || a.Container == nil || !a.Container.UntilRemoved || a.ServiceName != fmt.Sprintf("gracectl-test-detached-%d", os.Getpid()) {
 		t.Fatalf("after run -d: %+v\n%s", a, out)
 	}
@@ -255,12 +259,12 @@ func TestContainerRunDetachedKeepsPort(t *testing.T) {
 		t.Errorf("run did not say the port stays:\n%s", out)
 	}
 	var rep checkReport
-	if code := gracectlJSON(t, root, nil, &rep, "check", "--range", "28670-28679"); code != 0 || rep.Results[0].Status != registry.StatusActive {
+	if code := gracectlJSON(t, root, nil, &rep, "check"); code != 0 || rep.Results[0].Status != registry.StatusActive {
 		t.Fatalf("check: exit %d, %+v", code, rep)
 	}
 	containertest.RemoveContainer("docker", a.Container.ID)
-	gracectlJSON(t, root, nil, &rep, "check", "--range", "28670-28679")
-	if readRegistry(t, root).Get(28670) != nil {
+	gracectlJSON(t, root, nil, &rep, "check")
+	if readRegistry(t, root).Get(p.Port(0)) != nil {
 		t.Fatalf("the removed container's port is still allocated: %+v", rep)
 	}
 }
@@ -272,26 +276,27 @@ func TestPodmanRunAndUnmanaged(t *testing.T) {
 	sock := containertest.PodmanService(t)
 	env := []string{"DOCKER_HOST=unix://" + sock}
 	root := t.TempDir()
-	args := append([]string{"run", "--range", "28680-28681", "--", "podman", "run", "--rm", "--stop-timeout", "1"}, containertest.RunFlags("podman")...)
+	p := testPorts(t)
+	args := append([]string{"run", "--range", p.Sub(0, 1), "--", "podman", "run", "--rm", "--stop-timeout", "1"}, containertest.RunFlags("podman")...)
 	g := startGracectlEnv(t, root, env, append(append(args, "-p", "127.0.0.1:{port}:8080"), httpdArgs(img)...)...)
-	a := ownedByContainer(t, root, 28680)
+	a := ownedByContainer(t, root, p.Port(0))
 	t.Cleanup(func() { containertest.RemoveContainer("podman", a.Container.ID) })
 	if a.Container.Engine != "podman" || a.Container.Socket != sock {
 		t.Fatalf("container %+v", a.Container)
 	}
 	var rep checkReport
-	if code := gracectlJSON(t, root, env, &rep, "check", "--range", "28680-28689"); code != 0 || rep.Results[0].Container == nil {
+	if code := gracectlJSON(t, root, env, &rep, "check"); code != 0 || rep.Results[0].Container == nil {
 		t.Fatalf("check: exit %d, %+v", code, rep)
 	}
-	other := containertest.Start(t, "podman", append([]string{"-p", "127.0.0.1:28685:8080"}, httpdArgs(img)...)...)
-	if gracectlJSON(t, root, env, &rep, "check", "--range", "28680-28689"); len(rep.Unmanaged) != 1 || rep.Unmanaged[0].Container == nil || rep.Unmanaged[0].Container.ID != other {
+	other := containertest.Start(t, "podman", append([]string{"-p", p.Addr(5) + ":8080"}, httpdArgs(img)...)...)
+	if gracectlJSON(t, root, env, &rep, "check"); len(rep.Unmanaged) != 1 || rep.Unmanaged[0].Container == nil || rep.Unmanaged[0].Container.ID != other {
 		t.Fatalf("the unmanaged podman container is not named: %+v", rep)
 	}
 	g.cmd.Process.Signal(syscall.SIGTERM)
 	if code := g.wait(t, 60*time.Second); code != 137 {
 		t.Fatalf("run exited %d, want 137 (busybox ignores SIGTERM; killed after its stop timeout); output:\n%s", code, g.out)
 	}
-	if readRegistry(t, root).Get(28680) != nil {
+	if readRegistry(t, root).Get(p.Port(0)) != nil {
 		t.Fatal("port not released")
 	}
 }

@@ -16,9 +16,8 @@ import (
 	"github.com/gracectl/gracectl/probe"
 	"github.com/gracectl/gracectl/probe/container"
 	"github.com/gracectl/gracectl/probe/container/containertest"
+	"github.com/gracectl/gracectl/registry/testenv"
 )
-
-// Ports: this package's tests use 28620-28639.
 
 func TestMain(m *testing.M) {
 	code := m.Run()
@@ -97,17 +96,18 @@ socketserver.UnixStreamServer(sys.argv[1], H).serve_forever()
 // Against the real dockerd: a container is found by ID, its published port
 // by its proxy, its events followed, and it is stopped as docker stop
 // stops it; once removed the engine says so.
-func TestDockerEngine(t *testing.T) { testEngine(t, "docker", "", 28620) }
+func TestDockerEngine(t *testing.T) { testEngine(t, "docker", "") }
 
 // The same through Podman's Docker-compatible API (its service, started
 // here), with conmon holding the port.
 func TestPodmanEngine(t *testing.T) {
 	containertest.Image(t, "podman")
-	testEngine(t, "podman", containertest.PodmanService(t), 28630)
+	testEngine(t, "podman", containertest.PodmanService(t))
 }
 
-func testEngine(t *testing.T, engine, sock string, port int) {
+func testEngine(t *testing.T, engine, sock string) {
 	img := containertest.Image(t, engine)
+	port := testenv.Ports(t, 1).Port(0)
 	e := &container.Engines{}
 	if sock != "" {
 		e.DockerHost = "unix://" + sock
@@ -176,11 +176,5 @@ func testEngine(t *testing.T, engine, sock string, port int) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.WaitFor(t, what, 30*time.Second, cond)
 }

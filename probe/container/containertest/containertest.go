@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gracectl/gracectl/registry/testenv"
 )
 
 // Busybox is the static busybox put in the image as /bin/busybox.
@@ -161,13 +163,7 @@ func Gone(engine, id string) bool {
 // WaitGone waits until the engine no longer knows the container.
 func WaitGone(t testing.TB, engine, id string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !Gone(engine, id) {
-		if time.Now().After(deadline) {
-			t.Fatalf("container %.12s still exists after %s", id, timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.WaitFor(t, fmt.Sprintf("container %.12s to be gone", id), timeout, func() bool { return Gone(engine, id) })
 }
 
 func lastLine(b []byte) string {
@@ -197,7 +193,7 @@ func PodmanService(t testing.TB) string {
 			<-done
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(testenv.Scale(30 * time.Second))
 	for {
 		if fi, err := os.Stat(sock); err == nil && fi.Mode()&os.ModeSocket != 0 {
 			return sock
@@ -208,7 +204,7 @@ func PodmanService(t testing.TB) string {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("podman system service made no socket at %s within 30s", sock)
+			t.Fatalf("podman system service made no socket at %s in time", sock)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
