@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/go-json-experiment/json"
@@ -113,14 +114,29 @@ func (g *Engine) do(ctx context.Context, method, path string, timeout time.Durat
 	resp, err := g.hc.Do(req)
 	if err != nil {
 		cancel()
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, fmt.Errorf("%s: %w", g.Socket, err)
+		return nil, plainError(g.Socket, err)
 	}
 	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
 	return resp, nil
+}
+
+// plainError says what went wrong with an engine's socket without the
+// layers of Go's HTTP and socket errors: "/run/docker.sock: permission
+// denied", not "Get \"http://engine/_ping\": dial unix …: connect: …".
+func plainError(sock string, err error) error {
+	var errno syscall.Errno
+	var ue *url.Error
+	switch {
+	case errors.Is(err, ErrUntrusted):
+		return err // says which socket already
+	case errors.As(err, &errno):
+		return fmt.Errorf("%s: %w", sock, errno)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%s: no answer in time", sock)
+	case errors.As(err, &ue):
+		return fmt.Errorf("%s: %w", sock, ue.Err)
+	}
+	return fmt.Errorf("%s: %w", sock, err)
 }
 
 type cancelBody struct {

@@ -17,25 +17,24 @@ const PickUpEvery = 250 * time.Millisecond
 // exits releases a dead owner's port moments after its death instead of at
 // the next cycle: it holds a pidfd for every live owner (probe.ExitWatch)
 // and, when one ends, runs the cycle's own rules on that owner's ports at
-// once, with the same log lines and reasons. New and changed allocations
-// are picked up within PickUpEvery. The cycle stays the backstop for what
-// pidfds cannot see: kernels or platforms without them, and owners beyond
-// the open-file limit.
+// once, with the same log lines and reasons. It does the same when the
+// engine of a container that owns ports reports it started, died or was
+// removed (containerWatch). New and changed allocations are picked up
+// within PickUpEvery. The cycle stays the backstop for what neither can
+// see: kernels or platforms without pidfds, owners beyond the open-file
+// limit, engines that cannot be asked.
 func (w *Watcher) exits(ctx context.Context) {
-	ew, err := probe.NewExitWatch()
-	if err != nil {
+	ow := &ownerWatch{w: w}
+	if ew, err := probe.NewExitWatch(); err != nil {
 		w.log("[PORT-WATCHDOG] Owner exits are not watched (%v); dead owners are found by the cycle every %s", err, fmtInterval(w.Interval))
-		return
+	} else {
+		defer ew.Close()
+		probe.RaiseFileLimit()
+		ow.ew = ew
 	}
-	defer ew.Close()
-	probe.RaiseFileLimit()
-	var (
-		stamp   string
-		owners  map[probe.Identity][]int // owner → its ports, as last read
-		limited bool
-		ctrs    = &containerWatch{w: w, events: make(chan string, 64)}
-	)
+	ctrs := &containerWatch{w: w, events: make(chan string, 64)}
 	defer ctrs.stop()
+	var stamp string
 	sync := func() {
 		stamp = registry.FileStamp(w.Store.Path())
 		reg, err := w.Store.Read(ctx)
@@ -43,50 +42,24 @@ func (w *Watcher) exits(ctx context.Context) {
 			return // the cycle reports it
 		}
 		ctrs.sync(ctx, reg)
-		next := map[probe.Identity][]int{}
-		var dead []int
-		for _, a := range reg.Sorted() {
-			if a.Reserved() {
-				continue
-			}
-			id := a.Owner()
-			next[id] = append(next[id], a.Port)
-			if limited && !ew.Watching(id) {
-				continue
-			}
-			alive, err := ew.Watch(id)
-			if errors.Is(err, probe.ErrOwnerUnknown) {
-				continue // another PID namespace: the cycle decides
-			}
-			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				limited = true
-				w.log("[PORT-WATCHDOG] Out of file descriptors watching owners; the rest are checked by the cycle every %s", fmtInterval(w.Interval))
-				continue
-			}
-			if !alive {
-				dead = append(dead, a.Port)
-			}
-		}
-		for id := range owners {
-			if _, ok := next[id]; !ok {
-				ew.Forget(id)
-			}
-		}
-		owners = next
-		if len(dead) > 0 {
+		if dead := ow.sync(reg); len(dead) > 0 {
 			w.checkPorts(ctx, dead)
 		}
 	}
 	sync()
-	w.log("[PORT-WATCHDOG] Watching owner exits (pidfd): %d owners now, new ones within %s", len(owners), PickUpEvery)
+	var exited <-chan probe.Identity // nil without pidfds: never ready
+	if ow.ew != nil {
+		exited = ow.ew.Exited()
+		w.log("[PORT-WATCHDOG] Watching owner exits (pidfd): %d owners now, new ones within %s", len(ow.owners), PickUpEvery)
+	}
 	tick := time.NewTicker(PickUpEvery)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case id := <-ew.Exited():
-			if ports := owners[id]; len(ports) > 0 {
+		case id := <-exited:
+			if ports := ow.owners[id]; len(ports) > 0 {
 				w.checkPorts(ctx, ports)
 			}
 		case id := <-ctrs.events:
@@ -99,6 +72,52 @@ func (w *Watcher) exits(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// ownerWatch holds a pidfd for every owner of the registry.
+type ownerWatch struct {
+	w       *Watcher
+	ew      *probe.ExitWatch         // nil: no pidfds here
+	owners  map[probe.Identity][]int // owner → its ports, as last read
+	limited bool                     // out of file descriptors
+}
+
+// sync watches the owners of reg and forgets those gone from it; it returns
+// the ports of owners already dead.
+func (o *ownerWatch) sync(reg *registry.Registry) (dead []int) {
+	if o.ew == nil {
+		return nil
+	}
+	next := map[probe.Identity][]int{}
+	for _, a := range reg.Sorted() {
+		if a.Reserved() {
+			continue
+		}
+		id := a.Owner()
+		next[id] = append(next[id], a.Port)
+		if o.limited && !o.ew.Watching(id) {
+			continue
+		}
+		alive, err := o.ew.Watch(id)
+		if errors.Is(err, probe.ErrOwnerUnknown) {
+			continue // another PID namespace: the cycle decides
+		}
+		if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+			o.limited = true
+			o.w.log("[PORT-WATCHDOG] Out of file descriptors watching owners; the rest are checked by the cycle every %s", fmtInterval(o.w.Interval))
+			continue
+		}
+		if !alive {
+			dead = append(dead, a.Port)
+		}
+	}
+	for id := range o.owners {
+		if _, ok := next[id]; !ok {
+			o.ew.Forget(id)
+		}
+	}
+	o.owners = next
+	return dead
 }
 
 // checkPorts runs the cycle's rules on some allocations now, outside the
