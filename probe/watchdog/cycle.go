@@ -317,6 +317,11 @@ func (ob *Observation) askEngine(ctx context.Context, a *registry.Allocation, lo
 	}
 	ob.Container, ob.OwnerUnknown = st, false
 	ob.Alive, ob.Process = st.Running, ""
+	if st.Running && st.Publishes(a.Port) && !ob.Listening {
+		// Published through NAT alone (an engine whose userland proxy is
+		// off): no socket listens here, yet the port is the container's.
+		ob.Listening = true
+	}
 	switch {
 	case !st.Running:
 		return 0
