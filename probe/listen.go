@@ -30,6 +30,10 @@ func TakeSnapshot() *Snapshot {
 	return &Snapshot{ports: ports}
 }
 
+// FromTables reports whether the snapshot answers Listening from the
+// kernel's socket tables, without connecting.
+func (s *Snapshot) FromTables() bool { return s.ports != nil }
+
 // Listening reports whether anything listens on port, on any address.
 func (s *Snapshot) Listening(ctx context.Context, port int) bool {
 	if s.ports == nil {

@@ -117,24 +117,65 @@ func isLinkErr(err error) bool {
 // ReadFile reads a file under a state root without following a link. It
 // returns the file's own FileInfo (never a link target's).
 func ReadFile(path string) ([]byte, fs.FileInfo, error) {
+	data, _, info, err := readFileUnlessSame(path, nil)
+	return data, info, err
+}
+
+// readFileUnlessSame is ReadFile for a caller that holds earlier contents
+// of the file, prev: if the file holds exactly those bytes, it is compared
+// through a small buffer and only same is returned, not a second copy.
+func readFileUnlessSame(path string, prev []byte) (data []byte, same bool, info fs.FileInfo, err error) {
 	f, err := openNoFollow(path, os.O_RDONLY, 0)
 	if err != nil {
-		return nil, nil, err
+		return nil, false, nil, err
 	}
 	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return nil, nil, err
+	if info, err = f.Stat(); err != nil {
+		return nil, false, nil, err
 	}
 	if !info.Mode().IsRegular() {
-		return nil, nil, fmt.Errorf("%s is not a regular file", path)
+		return nil, false, nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	if prev != nil && info.Size() == int64(len(prev)) {
+		if same, err = readsAs(f, prev); err != nil || same {
+			return nil, same, info, err
+		}
+		if _, err = f.Seek(0, io.SeekStart); err != nil {
+			return nil, false, nil, err
+		}
 	}
 	// Sized from the file (plus room to see the end, as os.ReadFile does):
 	// io.ReadAll's doublings cost a registry of 5,000 allocations a dozen
 	// copies and their fresh pages.
 	buf := bytes.NewBuffer(make([]byte, 0, info.Size()+bytes.MinRead))
 	_, err = buf.ReadFrom(f)
-	return buf.Bytes(), info, err
+	return buf.Bytes(), false, info, err
+}
+
+// readsAs reports whether r holds exactly want, to its end.
+func readsAs(r io.Reader, want []byte) (bool, error) {
+	buf := make([]byte, 64<<10)
+	for len(want) > 0 {
+		n := min(len(buf), len(want))
+		if _, err := io.ReadFull(r, buf[:n]); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return false, nil
+			}
+			return false, err
+		}
+		if !bytes.Equal(buf[:n], want[:n]) {
+			return false, nil
+		}
+		want = want[n:]
+	}
+	n, err := r.Read(buf[:1])
+	if n > 0 {
+		return false, nil // the file grew
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		return false, err
+	}
+	return true, nil
 }
 
 // ReadFileFrom reads a file under a state root, without following a link,

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -908,5 +909,24 @@ func TestUpdateFromReusesOnlyTheSameBytes(t *testing.T) {
 	}
 	if r := got(prev); r == prev || r.Get(8000).ServiceName != "grace_other__" {
 		t.Error("a registry fn changed without writing was handed on")
+	}
+}
+
+func TestReadsAs(t *testing.T) {
+	want := []byte(strings.Repeat("0123456789", 10000)) // past one 64 KiB chunk
+	for _, tc := range []struct {
+		name string
+		in   []byte
+		same bool
+	}{
+		{"same", want, true},
+		{"last byte differs", append(append([]byte{}, want[:len(want)-1]...), 'x'), false},
+		{"shorter", want[:len(want)-1], false},
+		{"longer", append(append([]byte{}, want...), '\n'), false},
+		{"empty", nil, false},
+	} {
+		if got, err := readsAs(bytes.NewReader(tc.in), want); err != nil || got != tc.same {
+			t.Errorf("%s: %v, %v", tc.name, got, err)
+		}
 	}
 }

@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -250,14 +249,18 @@ func (s *Store) read(prev *Registry) (*Registry, fs.FileInfo, error) {
 	if err := checkDirs(s.Root, RegistryDir); err != nil {
 		return nil, nil, fmt.Errorf("cannot read registry: %w", err)
 	}
-	data, info, err := ReadFile(s.Path())
+	var was []byte
+	if prev != nil {
+		was = prev.src
+	}
+	data, same, info, err := readFileUnlessSame(s.Path(), was)
 	if errors.Is(err, fs.ErrNotExist) {
 		return &Registry{Allocations: Allocations{}}, nil, nil
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("cannot read registry: %w", err)
 	}
-	if prev != nil && prev.src != nil && bytes.Equal(prev.src, data) {
+	if same {
 		return prev, info, nil
 	}
 	r, err := Parse(data)
