@@ -5,9 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -482,4 +485,39 @@ time.sleep(3600)
 		t.Fatal(err)
 	}
 	next(t, reader, `"service_name":"still"`)
+}
+
+// Over a Unix socket a client is its user, as SO_PEERCRED says: the ninth
+// stream of one user is refused, naming the uid.
+func TestEventStreamSlotsOverUnixSocket(t *testing.T) {
+	root := t.TempDir()
+	sock := filepath.Join(root, "api.sock")
+	startWatchAPI(t, root, testPorts(t).String(), "unix:"+sock)
+	c := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		},
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i := 0; i < 9; i++ {
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://gracectl/api/ports/events", nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := http.StatusOK
+		if i == 8 {
+			want = http.StatusTooManyRequests
+		}
+		if resp.StatusCode != want {
+			t.Fatalf("stream %d: %d, want %d", i+1, resp.StatusCode, want)
+		}
+		if i == 8 {
+			body, _ := io.ReadAll(resp.Body)
+			if !strings.Contains(string(body), fmt.Sprintf("uid %d", os.Getuid())) || resp.Header.Get("Retry-After") == "" {
+				t.Fatalf("the refusal: %s", body)
+			}
+		}
+	}
 }
