@@ -46,9 +46,7 @@ func ensureWatchdog(ctx context.Context, g *globals, store *registry.Store, rg r
 	if err != nil {
 		return warn(err)
 	}
-	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if ok, err := start.TryLockContext(lctx, 10*time.Millisecond); err != nil || !ok {
+	if err := start.Wait(ctx, 10*time.Second); err != nil {
 		return warn(fmt.Errorf("another gracectl run is starting one: %v", err))
 	}
 	defer start.Close()

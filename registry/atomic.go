@@ -82,8 +82,10 @@ func writeFileAtomicOpts(path string, write func(io.Writer) error, perm fs.FileM
 	return syncDir(dir)
 }
 
+// syncDir fsyncs a folder, opened as one (O_DIRECTORY: a FIFO or a link
+// in its place is an error, never a wait).
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
+	d, err := os.OpenFile(dir, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}

@@ -98,14 +98,58 @@ func dirOnly(path string, info fs.FileInfo) error {
 	return nil
 }
 
-// openNoFollow opens a file under a state root without following a link
-// at its last component (the folders above were checked by the caller).
+// openNoFollow opens a file under a state root: never through a link at
+// its last component (O_NOFOLLOW; the folders above were checked by the
+// caller), never waiting on a FIFO or a device (O_NONBLOCK), and only if
+// the descriptor it got is a regular file (fstat). Anything else is a
+// LinkError or a NotRegularError: a FIFO planted in place of the registry
+// would otherwise hang every command, holding the lock.
 func openNoFollow(path string, flag int, perm fs.FileMode) (*os.File, error) {
-	f, err := os.OpenFile(path, flag|syscall.O_NOFOLLOW, perm)
-	if err != nil && isLinkErr(err) {
-		return nil, &LinkError{Path: path}
+	f, err := os.OpenFile(path, flag|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, perm)
+	if err != nil {
+		switch {
+		case isLinkErr(err):
+			return nil, &LinkError{Path: path}
+		case errors.Is(err, syscall.ENXIO):
+			// A FIFO without a reader, opened for writing.
+			if info, lerr := os.Lstat(path); lerr == nil && !info.Mode().IsRegular() {
+				return nil, &NotRegularError{Path: path, Mode: info.Mode()}
+			}
+		}
+		return nil, err
 	}
-	return f, err
+	info, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !info.Mode().IsRegular() {
+		f.Close()
+		return nil, &NotRegularError{Path: path, Mode: info.Mode()}
+	}
+	return f, nil
+}
+
+// NotRegularError is something other than a regular file (a FIFO, a
+// socket, a device, a folder) where gracectl keeps one of its files.
+type NotRegularError struct {
+	Path string
+	Mode fs.FileMode
+}
+
+func (e *NotRegularError) Error() string {
+	kind := "not a regular file"
+	switch t := e.Mode.Type(); {
+	case t&fs.ModeNamedPipe != 0:
+		kind = "a FIFO (named pipe)"
+	case t&fs.ModeSocket != 0:
+		kind = "a socket"
+	case t&fs.ModeDevice != 0:
+		kind = "a device"
+	case t&fs.ModeDir != 0:
+		kind = "a folder"
+	}
+	return fmt.Sprintf("%s is %s, not a regular file; gracectl opens only regular files in its state folder (move it aside)", e.Path, kind)
 }
 
 // isLinkErr reports the errno of O_NOFOLLOW meeting a link: ELOOP on
@@ -114,8 +158,14 @@ func isLinkErr(err error) bool {
 	return errors.Is(err, syscall.ELOOP) || errors.Is(err, syscall.EMLINK)
 }
 
-// ReadFile reads a file under a state root without following a link. It
-// returns the file's own FileInfo (never a link target's).
+// MaxFileSize bounds what gracectl reads whole from its state folder: far
+// more than any registry or state file it writes (a full 65,535-port
+// registry is about 40 MiB), so a planted or runaway file is an error, not
+// an exhausted memory.
+const MaxFileSize = 64 << 20
+
+// ReadFile reads a regular file under a state root without following a
+// link (openNoFollow). It returns the file's own FileInfo.
 func ReadFile(path string) ([]byte, fs.FileInfo, error) {
 	data, _, info, err := readFileUnlessSame(path, nil)
 	return data, info, err
@@ -133,8 +183,8 @@ func readFileUnlessSame(path string, prev []byte) (data []byte, same bool, info 
 	if info, err = f.Stat(); err != nil {
 		return nil, false, nil, err
 	}
-	if !info.Mode().IsRegular() {
-		return nil, false, nil, fmt.Errorf("%s is not a regular file", path)
+	if info.Size() > MaxFileSize {
+		return nil, false, nil, fmt.Errorf("%s is %d bytes, more than any file gracectl writes (%d); move it aside", path, info.Size(), MaxFileSize)
 	}
 	if prev != nil && info.Size() == int64(len(prev)) {
 		if same, err = readsAs(f, prev); err != nil || same {
@@ -148,7 +198,10 @@ func readFileUnlessSame(path string, prev []byte) (data []byte, same bool, info 
 	// io.ReadAll's doublings cost a registry of 5,000 allocations a dozen
 	// copies and their fresh pages.
 	buf := bytes.NewBuffer(make([]byte, 0, info.Size()+bytes.MinRead))
-	_, err = buf.ReadFrom(f)
+	_, err = buf.ReadFrom(io.LimitReader(f, MaxFileSize+1))
+	if err == nil && buf.Len() > MaxFileSize {
+		err = fmt.Errorf("%s grew past %d bytes while being read", path, MaxFileSize)
+	}
 	return buf.Bytes(), false, info, err
 }
 
@@ -178,9 +231,10 @@ func readsAs(r io.Reader, want []byte) (bool, error) {
 	return true, nil
 }
 
-// ReadFileFrom reads a file under a state root, without following a link,
-// from byte off to its end; a negative off counts from the end (at most the
-// whole file). It returns the bytes and where they end (the file's size).
+// ReadFileFrom reads a regular file under a state root, without following
+// a link, from byte off to its end; a negative off counts from the end (at
+// most the whole file). It returns the bytes and where they end (the
+// file's size).
 func ReadFileFrom(path string, off int64) ([]byte, int64, error) {
 	f, err := openNoFollow(path, os.O_RDONLY, 0)
 	if err != nil {

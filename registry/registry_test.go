@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
-	"github.com/gofrs/flock"
 	"github.com/gracectl/gracectl/probe"
 
 	"github.com/gracectl/gracectl/registry/testenv"
@@ -460,16 +459,19 @@ func TestLockTimeoutNamesLockFile(t *testing.T) {
 	if err := os.MkdirAll(s.Dir(), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	holder := flock.New(s.LockPath())
-	if err := holder.Lock(); err != nil {
+	holder, err := s.NewLock(s.LockPath())
+	if err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.Allocate(context.Background(), Request{Service: "a", Range: Range(ports)})
+	if ok, err := holder.TryLock(); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	_, err = s.Allocate(context.Background(), Request{Service: "a", Range: Range(ports)})
 	var le *LockError
 	if !errors.As(err, &le) || !strings.Contains(err.Error(), s.LockPath()) {
 		t.Fatalf("want LockError naming %s, got %v", s.LockPath(), err)
 	}
-	holder.Unlock()
+	holder.Close()
 	// The abandoned waiter must not keep the lock once it gets it.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -489,9 +491,12 @@ func TestLockWaitOutlastsTimeoutWhileWritersProgress(t *testing.T) {
 	timeout := testenv.Scale(time.Second)
 	s := Open(t.TempDir(), timeout)
 	writeRegistry(t, s, seedRegistry)
-	holder := flock.New(s.LockPath())
-	if err := holder.Lock(); err != nil {
+	holder, err := s.NewLock(s.LockPath())
+	if err != nil {
 		t.Fatal(err)
+	}
+	if ok, err := holder.TryLock(); !ok || err != nil {
+		t.Fatal(ok, err)
 	}
 	got := make(chan error, 1)
 	start := time.Now()
@@ -509,7 +514,7 @@ func TestLockWaitOutlastsTimeoutWhileWritersProgress(t *testing.T) {
 		t.Fatalf("the waiter gave up while writers progressed: %v", err)
 	default:
 	}
-	holder.Unlock()
+	holder.Close()
 	if err := <-got; err != nil {
 		t.Fatalf("after the holder let go: %v", err)
 	}

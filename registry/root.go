@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -140,11 +141,20 @@ func canWriteRoot(root string) bool {
 
 // InitRoot sets up root as a registry for every user of a host: its
 // folders, the registry file and the lock file. With a group (gid >= 0)
-// the folders become owner:group with the setgid bit and group write
-// (02775), so files made in them belong to the group, and the files are
-// group-writable (registry and logs 0664, lock files 0660): the group's
-// members share one registry without sudo. Without a group the folders
-// are 0755, or stay shared if they already are. It may be run again.
+// the folders belong to owner:group with the setgid bit, so files made in
+// them belong to the group; the two folders gracectl writes in
+// (databases/port_registry and logs/port_manager) are group-writable
+// (02775) and the files in them too (registry and logs 0664, lock files
+// 0660): the group's members share one registry without sudo. The folders
+// above them stay 02755, so no member can rename a folder away and put a
+// link in its place. Without a group the folders are 0755, or stay shared
+// if they already are. It may be run again.
+//
+// Every chown and chmod here acts on a descriptor, each folder opened from
+// the one above it and each file from its folder, none through a link
+// (openat with O_NOFOLLOW): a member of the group who swaps a file for a
+// link to a root-only file between two steps gets an error, never that
+// file's mode changed.
 func InitRoot(root string, gid int, lockTimeout time.Duration, notice func(string)) (*Store, error) {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return nil, err
@@ -157,62 +167,158 @@ func InitRoot(root string, gid int, lockTimeout time.Duration, notice func(strin
 			gid = int(info.Sys().(*syscall.Stat_t).Gid) // already shared: keep it so
 		}
 	}
-	dirMode := fs.FileMode(0o755)
+	top, leaf := fs.FileMode(0o755), fs.FileMode(0o755)
 	if gid >= 0 {
-		dirMode = 0o775 | fs.ModeSetgid
+		top, leaf = 0o755|fs.ModeSetgid, 0o775|fs.ModeSetgid
 	}
-	for _, rel := range []string{".", "databases", RegistryDir, "logs", LogDir} {
-		if err := ensureDir(root, rel, dirMode); err != nil {
-			return nil, err
-		}
-		if err := setOwnerMode(filepath.Join(root, rel), gid, dirMode); err != nil {
+	for _, rel := range []string{RegistryDir, LogDir} {
+		if err := ensureDir(root, rel, top); err != nil {
 			return nil, err
 		}
 	}
 	s := Open(root, lockTimeout)
 	s.Notice = notice
+	regDir, err := initFolders(root, gid, top, leaf)
+	if err != nil {
+		return nil, err
+	}
+	defer regDir.Close()
 	if _, err := os.Lstat(s.Path()); errors.Is(err, fs.ErrNotExist) {
 		// An empty registry, written as every change is.
 		if err := s.Update(context.Background(), func(*Registry, *Tx) error { return nil }); err != nil {
 			return nil, err
 		}
 	}
+	lf, err := s.NewLock(s.LockPath())
+	if err != nil {
+		return nil, err
+	}
+	lf.Close()
 	file, lock := s.modes()
-	entries, err := os.ReadDir(s.Dir())
+	entries, err := regDir.ReadDir(-1)
 	if err != nil {
 		return nil, err
 	}
 	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
 		mode := file
 		if filepath.Ext(e.Name()) == ".lock" {
 			mode = lock
 		}
-		if e.Type().IsRegular() {
-			if err := setOwnerMode(filepath.Join(s.Dir(), e.Name()), gid, mode); err != nil {
-				return nil, err
-			}
+		if err := setOwnerModeAt(regDir, e.Name(), false, gid, mode); err != nil {
+			return nil, err
 		}
 	}
-	if _, err := s.NewLock(s.LockPath()); err != nil {
-		return nil, err
-	}
-	return s, setOwnerMode(s.LockPath(), gid, lock)
+	return s, nil
 }
 
-// setOwnerMode gives path the group gid (unless negative) and mode, without
-// following a link.
-func setOwnerMode(path string, gid int, mode fs.FileMode) error {
-	if gid >= 0 {
-		if err := os.Lchown(path, -1, gid); err != nil {
-			return err
-		}
+// initFolders gives the registry's folders their group and modes, each
+// opened from the one above it, and returns the registry folder, open.
+func initFolders(root string, gid int, top, leaf fs.FileMode) (*os.File, error) {
+	rootDir, err := os.OpenFile(root, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
 	}
-	info, err := os.Lstat(path)
+	defer rootDir.Close()
+	if err := chownChmod(rootDir, gid, top); err != nil {
+		return nil, err
+	}
+	regDir, err := initFolder(rootDir, RegistryDir, gid, top, leaf)
+	if err != nil {
+		return nil, err
+	}
+	logDir, err := initFolder(rootDir, LogDir, gid, top, leaf)
+	if err != nil {
+		regDir.Close()
+		return nil, err
+	}
+	logDir.Close()
+	return regDir, nil
+}
+
+// initFolder gives rel ("databases/port_registry") under the open root
+// folder its group and modes: top for the folder above, leaf for rel
+// itself, which it returns open.
+func initFolder(rootDir *os.File, rel string, gid int, top, leaf fs.FileMode) (*os.File, error) {
+	upper, lower, _ := strings.Cut(rel, "/")
+	p, err := openAt(rootDir, upper, true)
+	if err != nil {
+		return nil, err
+	}
+	defer p.Close()
+	if err := chownChmod(p, gid, top); err != nil {
+		return nil, err
+	}
+	d, err := openAt(p, lower, true)
+	if err != nil {
+		return nil, err
+	}
+	if err := chownChmod(d, gid, leaf); err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// openAt opens name in the folder dir: never through a link (O_NOFOLLOW),
+// never waiting on a FIFO (O_NONBLOCK), a folder if dir is set and
+// otherwise a regular file with no other hard link (a link another user
+// made to a file of root's must not get the registry's mode).
+func openAt(parent *os.File, name string, dir bool) (*os.File, error) {
+	path := filepath.Join(parent.Name(), name)
+	flag := unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC
+	if dir {
+		flag |= unix.O_DIRECTORY
+	}
+	fd, err := unix.Openat(int(parent.Fd()), name, flag, 0)
+	if err != nil {
+		if isLinkErr(err) {
+			return nil, &LinkError{Path: path}
+		}
+		if errors.Is(err, unix.ENOTDIR) {
+			return nil, fmt.Errorf("%s is not a folder", path)
+		}
+		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), path)
+	if dir {
+		return f, nil
+	}
+	info, err := f.Stat()
+	if err == nil && !info.Mode().IsRegular() {
+		err = &NotRegularError{Path: path, Mode: info.Mode()}
+	}
+	if st, ok := info.Sys().(*syscall.Stat_t); err == nil && ok && uint64(st.Nlink) > 1 {
+		err = fmt.Errorf("%s has %d hard links; gracectl makes none, so it leaves it alone (remove the other links)", path, st.Nlink)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// setOwnerModeAt gives name in the folder parent the group gid (unless
+// negative) and mode, through a descriptor opened without following a
+// link.
+func setOwnerModeAt(parent *os.File, name string, dir bool, gid int, mode fs.FileMode) error {
+	f, err := openAt(parent, name, dir)
 	if err != nil {
 		return err
 	}
-	if info.Mode()&fs.ModeSymlink != 0 {
-		return &LinkError{Path: path}
+	defer f.Close()
+	return chownChmod(f, gid, mode)
+}
+
+// chownChmod gives the open file f the group gid (unless negative) and
+// mode: fchown and fchmod, on the descriptor, never on a name.
+func chownChmod(f *os.File, gid int, mode fs.FileMode) error {
+	if gid >= 0 {
+		if err := f.Chown(-1, gid); err != nil {
+			return err
+		}
 	}
-	return os.Chmod(path, mode)
+	return f.Chmod(mode)
 }

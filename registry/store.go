@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
-
-	"github.com/gofrs/flock"
 )
 
 // Paths under the state root, as the seed names them.
@@ -127,39 +125,9 @@ func (s *Store) notice(format string, args ...any) {
 	}
 }
 
-// NewLock returns a lock on path, a lock file in the registry folder: made
-// with the registry's lock mode if missing, tightened to it if this user
-// owns a looser one, and never opened through a link.
-func (s *Store) NewLock(path string) (*flock.Flock, error) {
-	_, perm := s.modes()
-	f, err := openNoFollow(path, os.O_RDONLY|os.O_CREATE, perm)
-	if err != nil {
-		return nil, lockOpenErr(path, err)
-	}
-	info, err := f.Stat()
-	if err == nil && info.Mode().Perm() != perm && ownedBySelf(info) {
-		err = f.Chmod(perm)
-	}
-	f.Close()
-	if err != nil {
-		return nil, lockOpenErr(path, err)
-	}
-	return flock.New(path, flock.SetFlag(os.O_RDONLY|syscall.O_NOFOLLOW)), nil
-}
-
 func ownedBySelf(info fs.FileInfo) bool {
 	st, ok := info.Sys().(*syscall.Stat_t)
 	return ok && int(st.Uid) == os.Geteuid()
-}
-
-// LockError is returned when the lock could not be taken in time.
-type LockError struct {
-	Path    string
-	Timeout time.Duration
-}
-
-func (e *LockError) Error() string {
-	return fmt.Sprintf("timed out waiting for the registry lock %s: another gracectl has held it for %s without finishing a change", e.Path, e.Timeout)
 }
 
 // CorruptError is returned when the registry file cannot be parsed. The
@@ -174,73 +142,6 @@ func (e *CorruptError) Error() string {
 }
 
 func (e *CorruptError) Unwrap() error { return e.Err }
-
-// lock takes the registry lock. flock is taken by a blocking call in a
-// goroutine, so a waiter is woken the moment the holder unlocks instead of
-// polling. The wait gives up after s.LockTimeout without progress: every
-// change replaces the registry file, so while its stamp keeps changing the
-// writers ahead are getting through (a burst of hundreds of allocations
-// queues longer than the timeout, and none of them is stuck); only a holder
-// that keeps the lock that long without finishing a change times the wait
-// out. If it does, the goroutine releases the lock as soon as it gets it.
-// Only writers lock: readers read the file, which is only ever replaced
-// whole by a rename.
-func (s *Store) lock(ctx context.Context) (*flock.Flock, error) {
-	if err := s.EnsureDir(); err != nil {
-		return nil, fmt.Errorf("cannot create registry folder: %w", err)
-	}
-	fl, err := s.NewLock(s.LockPath())
-	if err != nil {
-		return nil, err
-	}
-	ok, err := fl.TryLock()
-	if err != nil {
-		return nil, lockOpenErr(s.LockPath(), err)
-	}
-	if ok {
-		return fl, nil
-	}
-	done := make(chan error, 1)
-	go func() { done <- fl.Lock() }()
-	if err := s.awaitLock(ctx, done); err != nil {
-		go func() {
-			if <-done == nil {
-				fl.Close()
-			}
-		}()
-		return nil, err
-	}
-	return fl, nil
-}
-
-// awaitLock waits for the blocking flock to return on done, for at most
-// s.LockTimeout without a change of the registry file.
-func (s *Store) awaitLock(ctx context.Context, done <-chan error) error {
-	look := time.NewTicker(min(s.LockTimeout/4, 250*time.Millisecond))
-	defer look.Stop()
-	stamp, progress := FileStamp(s.Path()), time.Now()
-	for {
-		select {
-		case err := <-done:
-			if err != nil {
-				return lockOpenErr(s.LockPath(), err)
-			}
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		case now := <-look.C:
-			if st := FileStamp(s.Path()); st != stamp {
-				stamp, progress = st, now
-			} else if now.Sub(progress) >= s.LockTimeout {
-				return &LockError{Path: s.LockPath(), Timeout: s.LockTimeout}
-			}
-		}
-	}
-}
-
-func lockOpenErr(path string, err error) error {
-	return fmt.Errorf("cannot lock %s: %w", path, err)
-}
 
 // read loads the registry file; a missing file is an empty registry. If
 // the file holds exactly the bytes prev was parsed from, prev is returned
