@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -101,8 +102,16 @@ func TestLockWaitHonoursSignalsAndTimeout(t *testing.T) {
 		return exec.Command("flock", "-n", "-s", s.LockPath(), "true").Run() != nil
 	})
 	w := startGracectl(t, root, "allocate", "--service", "waiting", "--range", "27310-27319", "--lock-timeout", "10m")
-	// Give it time to start waiting; the result is the same if it has not.
-	time.Sleep(300 * time.Millisecond)
+	// The kernel lists a waiter in /proc/locks with "->".
+	waitFor(t, "allocate to wait for the lock", 30*time.Second, func() bool {
+		b, _ := os.ReadFile("/proc/locks")
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) > 5 && f[1] == "->" && f[5] == strconv.Itoa(w.cmd.Process.Pid) {
+				return true
+			}
+		}
+		return false
+	})
 	w.cmd.Process.Signal(syscall.SIGTERM)
 	if code := w.wait(t, 30*time.Second); code != 1 || !strings.Contains(w.out.String(), "stopped by a signal while waiting for the registry lock") ||
 		strings.Contains(w.out.String(), "context canceled") {
