@@ -15,7 +15,7 @@ import (
 )
 
 // Files under the state root that are not regular files, and a wait for
-// the lock cut short (ports 27310-27319).
+// the lock cut short.
 
 // runBounded runs c and fails the test if it does not end within timeout
 // (it is killed then): what must never hang.
@@ -43,7 +43,6 @@ func runBounded(t *testing.T, c *exec.Cmd, timeout time.Duration) (string, int) 
 // --lock-timeout and SIGTERM): each command says so in one line and exits
 // 1 at once.
 func TestFIFOInTheStateFolder(t *testing.T) {
-	const rg = "27310-27319"
 	cases := map[string]func(s *registry.Store) string{
 		"registry":       func(s *registry.Store) string { return s.Path() },
 		"lock":           func(s *registry.Store) string { return s.LockPath() },
@@ -54,7 +53,7 @@ func TestFIFOInTheStateFolder(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			root := t.TempDir()
 			s := registry.Open(root, time.Second)
-			if out, err := gracectlCmd(t, root, "allocate", "--service", "before", "--range", rg).CombinedOutput(); err != nil {
+			if out, err := gracectlCmd(t, root, "allocate", "--service", "before").CombinedOutput(); err != nil {
 				t.Fatalf("%v %s", err, out)
 			}
 			p := path(s)
@@ -72,7 +71,7 @@ func TestFIFOInTheStateFolder(t *testing.T) {
 				cmds = [][]string{{"status"}}
 			}
 			for _, args := range cmds {
-				out, code := runBounded(t, gracectlCmd(t, root, append(args, "--range", rg)...), 30*time.Second)
+				out, code := runBounded(t, gracectlCmd(t, root, args...), 30*time.Second)
 				if code != 1 || !strings.Contains(out, filepath.Base(p)+" is a FIFO (named pipe), not a regular file") ||
 					strings.Count(strings.TrimSpace(out), "\n") > 0 {
 					t.Errorf("%v with a FIFO for the %s: exit %d, want 1 and one line naming it:\n%s", args, name, code, out)
@@ -101,7 +100,7 @@ func TestLockWaitHonoursSignalsAndTimeout(t *testing.T) {
 	waitFor(t, "the lock to be held", 10*time.Second, func() bool {
 		return exec.Command("flock", "-n", "-s", s.LockPath(), "true").Run() != nil
 	})
-	w := startGracectl(t, root, "allocate", "--service", "waiting", "--range", "27310-27319", "--lock-timeout", "10m")
+	w := startGracectl(t, root, "allocate", "--service", "waiting", "--lock-timeout", "10m")
 	// The kernel lists a waiter in /proc/locks with "->".
 	waitFor(t, "allocate to wait for the lock", 30*time.Second, func() bool {
 		b, _ := os.ReadFile("/proc/locks")
@@ -117,7 +116,7 @@ func TestLockWaitHonoursSignalsAndTimeout(t *testing.T) {
 		strings.Contains(w.out.String(), "context canceled") {
 		t.Errorf("allocate after SIGTERM: exit %d:\n%s", code, w.out.String())
 	}
-	out, code := runBounded(t, gracectlCmd(t, root, "allocate", "--service", "w", "--range", "27310-27319", "--lock-timeout", "300ms"), 30*time.Second)
+	out, code := runBounded(t, gracectlCmd(t, root, "allocate", "--service", "w", "--lock-timeout", "300ms"), 30*time.Second)
 	if code != 3 || !strings.Contains(out, "timed out after 300ms") {
 		t.Errorf("allocate with --lock-timeout 300ms: exit %d:\n%s", code, out)
 	}

@@ -10,11 +10,13 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gracectl/gracectl/registry/testenv"
 )
 
 // Files under a state root are opened only if they are regular files: a
 // FIFO in place of the registry, its lock, today's log or a file init
-// touches is an error at once, never a wait (ports 27300-27309).
+// touches is an error at once, never a wait.
 func TestFIFOsAreRefused(t *testing.T) {
 	ctx := context.Background()
 	cases := map[string]func(s *Store) string{
@@ -35,9 +37,10 @@ func TestFIFOsAreRefused(t *testing.T) {
 			if err := syscall.Mkfifo(p, 0o644); err != nil {
 				t.Fatal(err)
 			}
+			b := testenv.Ports(t, 10)
 			done := make(chan error, 1)
 			go func() {
-				_, err := s.Allocate(ctx, Request{Service: "x", Range: Range{Start: 27300, End: 27309}})
+				_, err := s.Allocate(ctx, Request{Service: "x", Range: Range{Start: b.Start, End: b.End}})
 				done <- err
 			}()
 			var err error
