@@ -50,7 +50,7 @@ func ensureWatchdog(ctx context.Context, g *globals, store *registry.Store, rg r
 		return warn(fmt.Errorf("another gracectl run is starting one: %v", err))
 	}
 	defer start.Close()
-	held, err := watchdogLockHeld(store)
+	held, err := watchdog.LockHeld(store)
 	if err != nil {
 		return warn(err)
 	}
@@ -61,22 +61,10 @@ func ensureWatchdog(ctx context.Context, g *globals, store *registry.Store, rg r
 		deadline := time.Now().Add(5 * time.Second)
 		for !held && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
-			held, _ = watchdogLockHeld(store)
+			held, _ = watchdog.LockHeld(store)
 		}
 	}
 	return waitRunning(ctx, store)
-}
-
-// watchdogLockHeld reports whether a watchdog holds the registry's
-// watchdog lock (one running, or starting).
-func watchdogLockHeld(store *registry.Store) (bool, error) {
-	fl, err := store.NewLock(watchdog.LockPath(store))
-	if err != nil {
-		return false, err
-	}
-	defer fl.Close()
-	free, err := fl.TryLock()
-	return !free, err
 }
 
 // waitRunning waits (3 s at most) for the registry's watchdog to say it runs.

@@ -17,7 +17,6 @@ import (
 	"github.com/gracectl/gracectl/cmd/fleet"
 	"github.com/gracectl/gracectl/cmd/fleet/etcd"
 	"github.com/gracectl/gracectl/cmd/portserver"
-	"github.com/gracectl/gracectl/probe"
 	"github.com/gracectl/gracectl/probe/watchdog"
 	"github.com/gracectl/gracectl/registry"
 	"github.com/spf13/cobra"
@@ -53,8 +52,11 @@ health statuses and request/error counts, and releases the ports of dead
 services and stale reservations. Log lines go to stderr, timestamped unless
 stderr is journald ($JOURNAL_STREAM).
 
-There is at most one watchdog per registry: a second exits at once naming the
-first. SIGTERM and SIGINT stop it; SIGHUP runs a cycle now. Under systemd
+There is at most one watchdog per registry: a second exits at once (6) naming
+the first. 'gracectl watch --stop' stops the running one and waits for it to
+exit: the process the kernel says holds the watchdog lock, if it is a gracectl
+watch (never a PID read from a file); with none running it says so and exits
+0. SIGTERM and SIGINT stop it; SIGHUP runs a cycle now. Under systemd
 (Type=notify) it sends READY=1 after the first cycle, STATUS= after each,
 WATCHDOG=1 when WatchdogSec= is set, and STOPPING=1 on shutdown. See
 docs/systemd/gracectl-watch.service.` + exitHelp([]int{exitOK, exitFailure, exitUsage, exitLocked, exitStartup}, nil),
@@ -94,7 +96,7 @@ docs/systemd/gracectl-watch.service.` + exitHelp([]int{exitOK, exitFailure, exit
 	f.DurationVar(&o.idle, "exit-when-idle", 0, "exit once the registry has held no allocation this long (0: never)")
 	f.BoolVar(&o.fromRun, "from-run", false, "record that gracectl run started this watchdog")
 	_ = f.MarkHidden("from-run")
-	f.BoolVar(&o.stop, "stop", false, "stop the registry's running watchdog (whoever started it) and wait for it to exit")
+	f.BoolVar(&o.stop, "stop", false, "stop the registry's running watchdog (whoever started it) and wait for it to exit; none running is no error")
 	f.StringVar(&o.portserver, "portserver", "", "serve portpicker's portserver protocol; point PORTSERVER_ADDRESS at it. Alone: on the socket "+
 		"run/"+portserver.SocketName+" of the state root, which no other user can take; or on `ADDRESS`, a path in a folder only you can write, or @name in the abstract namespace (which any user can take first: docs/security.md)")
 	f.Lookup("portserver").NoOptDefVal = portserver.DefaultAddress
@@ -318,7 +320,12 @@ func startupError(err error) *exitError {
 		status += "\nERRNO=" + strconv.Itoa(errno)
 	}
 	_, _ = daemon.SdNotify(false, status)
-	return &exitError{code: exitStartup, err: err}
+	ee := &exitError{code: exitStartup, err: err}
+	var ar *watchdog.AlreadyRunningError
+	if asErr(err, &ar) {
+		ee.hint = ar.Hint()
+	}
+	return ee
 }
 
 func errnoOf(err error) int {
@@ -330,26 +337,18 @@ func errnoOf(err error) int {
 }
 
 // stopWatchdog is `watch --stop`: SIGTERM to the registry's running
-// watchdog, found by pid and start time, then wait until it has exited.
+// watchdog, as the kernel names it (the process holding the watchdog lock,
+// a gracectl watch), then wait until it has exited. None running is no
+// failure: there is nothing to stop.
 func stopWatchdog(ctx context.Context, g *globals) error {
 	store := g.store()
-	st, err := watchdog.LoadState(store)
+	id, err := watchdog.Stop(ctx, store, 30*time.Second)
+	if errors.Is(err, watchdog.ErrNotRunning) {
+		fmt.Fprintf(g.stderr, "gracectl: no watchdog is running for %s; nothing to stop\n", escape(store.Path()))
+		return nil
+	}
 	if err != nil {
 		return err
-	}
-	id := probe.Identity{PID: st.PID, Start: st.PIDStart, Boot: st.BootID}
-	if !st.Running || !probe.Alive(id) {
-		return fmt.Errorf("no watchdog is running for %s", store.Path())
-	}
-	if err := syscall.Kill(id.PID, syscall.SIGTERM); err != nil {
-		return fmt.Errorf("cannot stop the watchdog (pid %d): %w", id.PID, err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for probe.Alive(id) {
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("the watchdog (pid %d) did not exit within 30s of SIGTERM", id.PID)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	fmt.Fprintf(g.stderr, "gracectl: stopped the watchdog (pid %d)\n", id.PID)
 	return nil

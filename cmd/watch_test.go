@@ -46,10 +46,13 @@ func TestWatchReleasesDeadServiceAndReportsState(t *testing.T) {
 		t.Fatalf("status while watching (%v):\n%s", err, st)
 	}
 
-	// A second watchdog is refused at once, naming the first.
-	second, err := gracectlCmd(t, root, "watch", "--range", rg).CombinedOutput()
-	if err == nil || !strings.Contains(string(second), "already watching") || !strings.Contains(string(second), "pid ") {
-		t.Fatalf("second watch: %v\n%s", err, second)
+	// A second watchdog is refused at once (6), naming the first and
+	// pointing at watch --stop.
+	sc := gracectlCmd(t, root, "watch", "--range", rg)
+	second, _ := sc.CombinedOutput()
+	if sc.ProcessState.ExitCode() != 6 || !strings.Contains(string(second), fmt.Sprintf("another gracectl watch (pid %d) is already watching", w.cmd.Process.Pid)) ||
+		!strings.Contains(string(second), "gracectl: hint: use it as it is (status shows it), or stop it first with 'gracectl watch --stop'") {
+		t.Fatalf("second watch: exit %d\n%s", sc.ProcessState.ExitCode(), second)
 	}
 
 	// A service with a health endpoint: counts come through to status.

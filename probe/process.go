@@ -67,6 +67,10 @@ func IdentifyHere(pid int) (Identity, error) {
 	return id, nil
 }
 
+// IdentifyLocal is Identify for a PID in this /proc's view: what
+// /proc/locks, /proc/net and /proc/*/fd name.
+func IdentifyLocal(pid int) (Identity, error) { return Identify(pid) }
+
 // Liveness is what can be told of a recorded owner.
 type Liveness int
 

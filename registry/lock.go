@@ -40,9 +40,11 @@ func (s *Store) NewLock(path string) (*Lock, error) {
 func (l *Lock) Path() string { return l.f.Name() }
 
 // TryLock takes the lock exclusively if nobody holds it, without waiting.
-func (l *Lock) TryLock() (bool, error) {
+func (l *Lock) TryLock() (bool, error) { return l.try(unix.LOCK_EX) }
+
+func (l *Lock) try(how int) (bool, error) {
 	for {
-		err := unix.Flock(int(l.f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		err := unix.Flock(int(l.f.Fd()), how|unix.LOCK_NB)
 		switch {
 		case err == nil:
 			return true, nil
@@ -54,6 +56,10 @@ func (l *Lock) TryLock() (bool, error) {
 		return false, lockOpenErr(l.Path(), err)
 	}
 }
+
+// TryLockShared takes the lock shared if nobody holds it exclusively,
+// without waiting.
+func (l *Lock) TryLockShared() (bool, error) { return l.try(unix.LOCK_SH) }
 
 // Wait takes the lock exclusively, waiting at most timeout or until ctx
 // ends. On any error the Lock is closed.

@@ -73,10 +73,35 @@ func SaveState(store *registry.Store, st *State) error {
 	return registry.WriteFileAtomic(path, b, perm, info)
 }
 
-// LoadState reads the persisted state and decides whether the watchdog is
-// running: its process must be alive (same start time) and its last cycle
-// recent (within two intervals and a margin).
+// LoadState reads the persisted state and says whether the watchdog runs,
+// as the kernel tells it (Running): never because the file says so. When
+// the file is not the running watchdog's own (it has not written one yet,
+// or someone else wrote it), only what the kernel says is shown. A
+// watchdog whose last cycle is more than two intervals (and a margin) old
+// is hung, and shown as not running.
 func LoadState(store *registry.Store) (*State, error) {
+	st, err := readState(store)
+	if err != nil {
+		return nil, err
+	}
+	id, ok, err := Running(store)
+	if err != nil {
+		return nil, err
+	}
+	st.Running = false
+	if !ok {
+		return st, nil
+	}
+	if st.PID != id.PID || st.PIDStart != id.Start {
+		st = &State{IntervalSeconds: DefaultInterval.Seconds(), PID: id.PID, PIDStart: id.Start, BootID: id.Boot}
+	}
+	st.Running = st.fresh(time.Now())
+	return st, nil
+}
+
+// readState reads the state file as it is (a missing one is the empty
+// state), believing nothing in it.
+func readState(store *registry.Store) (*State, error) {
 	st := &State{IntervalSeconds: DefaultInterval.Seconds()}
 	path := StatePath(store)
 	b, _, err := registry.ReadFile(path)
@@ -89,20 +114,18 @@ func LoadState(store *registry.Store) (*State, error) {
 	if err := registry.Unmarshal(b, st); err != nil {
 		return nil, fmt.Errorf("watchdog state %s is not valid: %v", path, err)
 	}
-	st.Running = st.Running && st.isLive(time.Now())
 	return st, nil
 }
 
-func (st *State) isLive(now time.Time) bool {
-	if !probe.Alive(probe.Identity{PID: st.PID, Start: st.PIDStart, Boot: st.BootID}) {
-		return false
-	}
+// fresh reports whether the watchdog's last cycle (or its start, before
+// the first) is recent: within two intervals and a margin.
+func (st *State) fresh(now time.Time) bool {
 	interval := time.Duration(st.IntervalSeconds * float64(time.Second))
 	last := st.LastCycleAt.Time
 	if last.IsZero() {
 		last = st.StartedAt.Time
 	}
-	return now.Sub(last) <= 2*interval+30*time.Second
+	return last.IsZero() || now.Sub(last) <= 2*interval+30*time.Second
 }
 
 // Status is the document that `gracectl status --json` prints and that

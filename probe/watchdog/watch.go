@@ -57,13 +57,27 @@ type flight struct {
 type AlreadyRunningError struct {
 	PID  int
 	Lock string
+	// NotWatchdog: the lock's holder is not a gracectl watch (another
+	// program took the lock file).
+	NotWatchdog bool
 }
 
 func (e *AlreadyRunningError) Error() string {
-	if e.PID > 0 {
+	switch {
+	case e.NotWatchdog:
+		return fmt.Sprintf("pid %d, which is not a gracectl watch, holds the watchdog lock %s", e.PID, e.Lock)
+	case e.PID > 0:
 		return fmt.Sprintf("another gracectl watch (pid %d) is already watching this registry (it holds %s)", e.PID, e.Lock)
 	}
 	return fmt.Sprintf("another gracectl watch is already watching this registry (it holds %s)", e.Lock)
+}
+
+// Hint says what to do about it.
+func (e *AlreadyRunningError) Hint() string {
+	if e.NotWatchdog {
+		return fmt.Sprintf("find out what pid %d is (ps -p %d) and stop it; gracectl watch --stop signals only a gracectl watch", e.PID, e.PID)
+	}
+	return "use it as it is (status shows it), or stop it first with 'gracectl watch --stop'"
 }
 
 func (w *Watcher) log(format string, args ...any) {
@@ -182,8 +196,10 @@ func (w *Watcher) Lock() (release func(), err error) {
 	}
 	if !ok {
 		e := &AlreadyRunningError{Lock: LockPath(w.Store)}
-		if st, err := LoadState(w.Store); err == nil {
-			e.PID = st.PID
+		if id, ok, err := Running(w.Store); err == nil && ok {
+			e.PID = id.PID
+		} else if pids, err := LockHolders(w.Store); err == nil && len(pids) > 0 {
+			e.PID, e.NotWatchdog = pids[0], true
 		}
 		return nil, e
 	}
