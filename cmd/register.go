@@ -8,24 +8,31 @@ import (
 )
 
 type registerOptions struct {
-	g     *globals
-	port  int
-	pid   int
-	force bool
-	json  bool
+	g       *globals
+	port    int
+	pid     int
+	service string
+	id      string
+	force   bool
+	json    bool
 }
 
 func newRegisterCmd(g *globals) *cobra.Command {
 	o := &registerOptions{g: g}
 	c := &cobra.Command{
-		Use:   "register PORT --pid N",
+		Use:   "register PORT --pid N (--service NAME | --id ALLOCATION_ID)",
 		Short: "Bind an allocation to the process that owns it",
 		Long: `Bind an allocation (typically a reservation made by 'allocate' without --pid)
 to its owner. The owner is recorded by PID and start time, so a later process
-that reuses the PID is never taken for it. An owner that is still running is
-replaced only with --force, and the audit log says so.` + exitHelp(writerExits, nil),
+that reuses the PID is never taken for it.
+
+The claim names the allocation it is for: --service NAME (the allocation must
+be that service's) or --id ALLOCATION_ID (allocate --json prints it). A port
+that changed hands since it was allocated to you (your reservation ran out
+and another service got the port) is refused, as is an owner that is still
+running; --force does both anyway, and the audit log says so.` + exitHelp(writerExits, nil),
 		Example: `  PORT=$(gracectl allocate --service api)
-  python serve.py --port "$PORT" & gracectl register "$PORT" --pid $!`,
+  python serve.py --port "$PORT" & gracectl register "$PORT" --pid $! --service api`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return usageErrorf("register takes one port, got %d arguments", len(args))
@@ -38,11 +45,16 @@ replaced only with --force, and the audit log says so.` + exitHelp(writerExits, 
 			if !cmd.Flags().Changed("pid") {
 				return usageErrorf("--pid is required")
 			}
+			if o.service == "" && o.id == "" {
+				return usageErrorf("say which allocation you claim: --service NAME or --id ALLOCATION_ID (a port may have changed hands since you got it)")
+			}
 			return runRegister(cmd, o)
 		},
 	}
 	c.Flags().IntVar(&o.pid, "pid", 0, "PID of the owner (required)")
-	c.Flags().BoolVar(&o.force, "force", false, "replace an owner that is still running")
+	c.Flags().StringVar(&o.service, "service", "", "the service the allocation belongs to")
+	c.Flags().StringVar(&o.id, "id", "", "the `ALLOCATION_ID` claimed (allocate --json prints allocation_id)")
+	c.Flags().BoolVar(&o.force, "force", false, "replace an owner that is still running, or take a port that changed hands")
 	c.Flags().BoolVar(&o.json, "json", false, "print the allocation as JSON")
 	return c
 }
@@ -52,9 +64,10 @@ func runRegister(cmd *cobra.Command, o *registerOptions) error {
 	if err != nil {
 		return err
 	}
-	a, err := o.g.store().Register(cmd.Context(), o.port, id, "registered by user", o.force)
+	a, err := o.g.store().Register(cmd.Context(), registry.Claim{Port: o.port, Owner: id, Service: o.service, ID: o.id,
+		Reason: "registered by user", Force: o.force, TakeOver: o.force})
 	if err != nil {
-		return err
+		return requestError(err)
 	}
 	if o.json {
 		return printJSON(o.g.stdout, a)

@@ -347,65 +347,97 @@ func (e *NotAllocatedError) Error() string {
 	return fmt.Sprintf("port %d is not allocated", e.Port)
 }
 
+// Claim is a request to bind an owner process to an allocation. It names
+// the allocation it claims: by ID, or by service (one of the two must be
+// given), so a port that changed hands since the claimant took it (its
+// reservation expired and another service got the port) is refused
+// instead of taken over.
+type Claim struct {
+	Port    int
+	Owner   probe.Identity
+	ID      string // the allocation_id claimed, or
+	Service string // the service the allocation must belong to
+	Reason  string
+	// Container is the container the owner is the main process of; nil
+	// for a plain process (a container recorded before is dropped).
+	Container *Container
+	// Force replaces an owner that still runs; TakeOver takes an
+	// allocation that is not the one named (`register --force` sets
+	// both). The audit line says it was forced.
+	Force, TakeOver bool
+}
+
 // Register binds an owner process to an allocation (claiming a
 // reservation, or replacing the owner of any allocation).
 //
-// An owner that is still alive is replaced only with force, and the audit
-// line says it was forced.
-func (s *Store) Register(ctx context.Context, port int, owner probe.Identity, reason string, force bool) (*Allocation, error) {
-	return s.RegisterOwner(ctx, RegisterRequest{Port: port, Owner: owner, Reason: reason, Force: force})
-}
-
-// RegisterRequest binds an owner to an allocation: a process, and the
-// container it is the main process of, if any.
-type RegisterRequest struct {
-	Port      int
-	Owner     probe.Identity
-	Container *Container // nil: a plain process (a container recorded before is dropped)
-	Reason    string
-	Force     bool // replace an owner that may still run
-}
-
-// RegisterOwner is Register with the owner's container.
-func (s *Store) RegisterOwner(ctx context.Context, req RegisterRequest) (*Allocation, error) {
-	port, owner, reason, force := req.Port, req.Owner, req.Reason, req.Force
-	if owner.PID <= 0 {
-		return nil, fmt.Errorf("pid %d is not a process", owner.PID)
+// The allocation must be the one the claim names, and an owner that is
+// still alive is replaced only with Force; the audit line then says it was
+// forced.
+func (s *Store) Register(ctx context.Context, c Claim) (*Allocation, error) {
+	if c.Owner.PID <= 0 {
+		return nil, fmt.Errorf("pid %d is not a process", c.Owner.PID)
+	}
+	if c.ID == "" && c.Service == "" {
+		return nil, &ValidationError{Err: errors.New("say which allocation is claimed: its service or its allocation ID")}
 	}
 	var got *Allocation
 	err := s.Update(ctx, func(r *Registry, tx *Tx) error {
-		a := r.Get(port)
+		a := r.Get(c.Port)
 		if a == nil {
-			return &NotAllocatedError{Port: port}
+			return &NotAllocatedError{Port: c.Port}
 		}
-		prev := a.PID
 		forced := false
+		if (c.ID != "" && a.ID != c.ID) || (c.Service != "" && a.ServiceName != c.Service) {
+			if !c.TakeOver {
+				return &ChangedHandsError{Claim: c, Now: a.Clone()}
+			}
+			forced = true
+		}
+		// A live owner, or the live supervisor of a reservation (the
+		// portserver's pool) other than the caller, holds it.
+		prev := a.PID
 		holder := 0
-		if prev > 0 && a.Owner() != owner && ownerMayLive(a) {
+		if prev > 0 && a.Owner() != c.Owner && ownerMayLive(a) {
 			holder = int(prev)
 		} else if a.Reserved() && a.SupervisorPID > 0 {
 			holder = heldBy(a, callers())
 		}
 		if holder > 0 {
-			if !force {
-				return &OwnerAliveError{Port: port, PID: holder, Service: a.ServiceName, Action: fmt.Sprintf("register pid %d", owner.PID)}
+			if !c.Force {
+				return &OwnerAliveError{Port: c.Port, PID: holder, Service: a.ServiceName, Action: fmt.Sprintf("register pid %d", c.Owner.PID)}
 			}
 			forced = true
 		}
-		a.SetOwner(owner)
-		a.Container = req.Container
+		a.SetOwner(c.Owner)
+		a.Container = c.Container
 		a.RegisteredAt = tx.Now()
 		a.HealthFailures = 0
 		a.ListenerPID, a.ListenerName = 0, ""
 		if a.HealthStatus == StatusReserved || a.HealthStatus == StatusDead || a.HealthStatus == StatusOrphaned || a.HealthStatus == "" {
 			a.HealthStatus = StatusStarting
 		}
-		tx.Log(&RegisterEvent{Timestamp: tx.Now(), Action: "register", Port: port, ServiceName: a.ServiceName,
-			PID: owner.PID, PreviousPID: int(prev), Reason: reason, Forced: forced, Container: req.Container})
+		tx.Log(&RegisterEvent{Timestamp: tx.Now(), Action: "register", Port: c.Port, ServiceName: a.ServiceName,
+			PID: c.Owner.PID, PreviousPID: int(prev), Reason: c.Reason, Forced: forced, Container: c.Container})
 		got = a.Clone()
 		return nil
 	})
 	return got, err
+}
+
+// ChangedHandsError refuses a claim on a port whose allocation is not the
+// one claimed: it was released and allocated again since.
+type ChangedHandsError struct {
+	Claim Claim
+	Now   *Allocation
+}
+
+func (e *ChangedHandsError) Error() string {
+	claimed := "service " + Quote(e.Claim.Service)
+	if e.Claim.ID != "" {
+		claimed = "allocation " + Quote(e.Claim.ID)
+	}
+	return fmt.Sprintf("port %d is now allocation %s of service %s (allocated %s), not %s: it changed hands since; allocate a port again, or use --force to take this one anyway",
+		e.Claim.Port, e.Now.ID, Quote(e.Now.ServiceName), e.Now.AllocatedAt, claimed)
 }
 
 // OwnerAliveError refuses to release, or register another owner for, a

@@ -394,7 +394,7 @@ func TestAuditLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Register(ctx, a.Port, probe.Self(), "test", false); err != nil {
+	if _, err := s.Register(ctx, Claim{Port: a.Port, ID: a.ID, Owner: probe.Self(), Reason: "test"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Release(ctx, ReleaseRequest{Port: a.Port, Force: true, By: "cli", ByUser: "tester", Reason: "done"}); err != nil {

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -49,4 +50,21 @@ func SafeText(s string, max int) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// MaxEcho is how much of a user's string a message repeats.
+const MaxEcho = 64
+
+// Quote is s as a message repeats it: quoted, control characters escaped,
+// and cut to MaxEcho bytes (on a rune boundary) with its length said when
+// it is longer, so a 120 KB argument is never echoed whole.
+func Quote(s string) string {
+	if len(s) <= MaxEcho {
+		return strconv.Quote(s)
+	}
+	cut := MaxEcho
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s... (%d bytes)", strconv.Quote(s[:cut]), len(s))
 }

@@ -116,7 +116,7 @@ func (l *launch) registerContainer(st *container.State, untilRemoved bool) {
 		reason = fmt.Sprintf("container %s runs on after its client exited (detached): the port is kept until it is removed", rec.Label())
 	}
 	for _, a := range l.allocs {
-		if _, err := l.cfg.Store.RegisterOwner(l.bg, registry.RegisterRequest{Port: a.Port, Owner: owner, Container: rec, Reason: reason, Force: true}); err != nil {
+		if _, err := l.cfg.Store.Register(l.bg, registry.Claim{Port: a.Port, ID: a.ID, Owner: owner, Container: rec, Reason: reason, Force: true}); err != nil {
 			l.notify(Event{Kind: EventWarning, Msg: fmt.Sprintf("could not register container %s for port %d: %v", rec.Label(), a.Port, err)})
 			return
 		}

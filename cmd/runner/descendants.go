@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gracectl/gracectl/probe"
+	"github.com/gracectl/gracectl/registry"
 )
 
 // awaitDescendants goes on supervising after the child exited, while any
@@ -87,7 +88,7 @@ func (l *launch) followDescendants(self int) {
 			prev = l.owner
 		}
 		reason := fmt.Sprintf("pid %d, a descendant of the service, owns it now (pid %d is gone or not listening)", id.PID, prev.PID)
-		if _, err := l.cfg.Store.Register(l.bg, a.Port, id, reason, true); err != nil {
+		if _, err := l.cfg.Store.Register(l.bg, registry.Claim{Port: a.Port, ID: a.ID, Owner: id, Reason: reason, Force: true}); err != nil {
 			l.notify(Event{Kind: EventWarning, Msg: fmt.Sprintf("could not register pid %d for port %d: %v", id.PID, a.Port, err)})
 			continue
 		}

@@ -261,7 +261,7 @@ func (l *launch) register() {
 	}
 	l.owner = owner
 	for _, a := range l.allocs {
-		if _, err := l.cfg.Store.Register(l.bg, a.Port, owner, "started by gracectl run", false); err != nil {
+		if _, err := l.cfg.Store.Register(l.bg, registry.Claim{Port: a.Port, ID: a.ID, Owner: owner, Reason: "started by gracectl run"}); err != nil {
 			l.notify(Event{Kind: EventWarning, Msg: fmt.Sprintf("could not register pid %d for port %d: %v", child, a.Port, err)})
 		}
 	}
@@ -332,7 +332,7 @@ func (l *launch) settle(code int) {
 		if pids := snap.Owners(a.Port); len(pids) > 0 {
 			if id, err := probe.Identify(pids[0]); err == nil {
 				reason := fmt.Sprintf("pid %d still listens after pid %d exited", id.PID, l.owner.PID)
-				if _, err := l.cfg.Store.Register(l.bg, a.Port, id, reason, false); err == nil {
+				if _, err := l.cfg.Store.Register(l.bg, registry.Claim{Port: a.Port, ID: a.ID, Owner: id, Reason: reason}); err == nil {
 					l.notify(Event{Kind: EventStillInUse, Alloc: a, PID: id.PID})
 					continue
 				}
