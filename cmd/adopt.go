@@ -101,7 +101,7 @@ func adoptRequest(ctx context.Context, eng *container.Engines, port int, pids []
 		if err != nil {
 			// The engine's PIDs are not this host's: the proxy stands for
 			// the container, whose engine says whether it runs.
-			if owner, err = probe.Identify(pids[0]); err != nil {
+			if owner, err = probe.IdentifyLocal(pids[0]); err != nil {
 				return req, fmt.Errorf("pid %d, listening on port %d: %w", pids[0], port, err)
 			}
 		}
@@ -109,11 +109,11 @@ func adoptRequest(ctx context.Context, eng *container.Engines, port int, pids []
 		req.Command, req.Container = probe.Cmdline(owner.PID), registry.NewContainer(st.Info, true)
 		return req, nil
 	}
-	id, err := probe.Identify(pids[0])
+	id, err := probe.IdentifyLocal(pids[0])
 	if err != nil {
 		return req, fmt.Errorf("pid %d, listening on port %d: %w", pids[0], port, err)
 	}
-	argv := probe.Cmdline(id.PID)
+	argv := probe.Cmdline(pids[0])
 	req.Owner, req.Service, req.StartedBy, req.Command = id, registry.ServiceFromCommand(argv), registry.StartedBy(argv), argv
 	return req, nil
 }

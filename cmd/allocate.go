@@ -144,7 +144,11 @@ func identify(pid int) (probe.Identity, error) {
 		return probe.Identity{}, usageErrorf("--pid %d is not a process ID", pid)
 	}
 	id, err := probe.Identify(pid)
-	if err != nil {
+	var fe *probe.ForeignPIDError
+	switch {
+	case asErr(err, &fe):
+		return id, err
+	case err != nil:
 		return id, fmt.Errorf("pid %d is not running", pid)
 	}
 	return id, nil

@@ -188,7 +188,12 @@ type whoOptions struct {
 type Who struct {
 	Port       int                  `json:"port"`
 	Allocation *registry.Allocation `json:"allocation,omitzero"`
-	Listeners  []Listener           `json:"listeners"`
+	// Owner is the allocation's owner as found here: its PID in this view
+	// (another than the recorded one when it runs in another PID
+	// namespace), its command and user; absent when it does not run or
+	// cannot be looked at.
+	Owner     *Listener  `json:"owner,omitzero"`
+	Listeners []Listener `json:"listeners"`
 }
 
 // Listener is a process listening on a port.
@@ -273,13 +278,23 @@ func runWho(cmd *cobra.Command, o *whoOptions, port int) error {
 		return err
 	}
 	w := Who{Port: port, Allocation: r.Get(port), Listeners: []Listener{}}
+	var ownerLive probe.Liveness
+	if a := w.Allocation; a != nil && a.PID > 0 {
+		// The recorded PID is its own namespace's: the process is looked
+		// up by its NSpid, never read from /proc/PID blindly.
+		local, l := probe.Resolve(a.Owner())
+		if ownerLive = l; l == probe.Running {
+			p := listenerOf(local)
+			w.Owner = &p
+		}
+	}
 	snap := probe.TakeSnapshot()
 	if snap.Listening(cmd.Context(), port) {
 		lk := o.g.engines().Lookup()
 		for _, pid := range snap.Owners(port) {
-			w.Listeners = append(w.Listeners, Listener{PID: pid,
-				Command: registry.SafeText(strings.Join(probe.Cmdline(pid), " "), 256), User: probe.ProcessUser(pid),
-				Container: lk.Publisher(cmd.Context(), port, pid)})
+			l := listenerOf(pid)
+			l.Container = lk.Publisher(cmd.Context(), port, pid)
+			w.Listeners = append(w.Listeners, l)
 		}
 		if len(w.Listeners) == 0 {
 			w.Listeners = append(w.Listeners, Listener{}) // listening, but not ours to see
@@ -293,19 +308,12 @@ func runWho(cmd *cobra.Command, o *whoOptions, port int) error {
 	}
 	out := o.g.stdout
 	if a := w.Allocation; a != nil {
-		fmt.Fprintf(out, "port %d: allocated to %s since %s (%s ago), %s\n", port, escape(a.Label()), a.AllocatedAt,
-			time.Since(a.AllocatedAt.Time).Round(time.Second), escape(a.HealthStatus))
+		fmt.Fprintf(out, "port %d: allocated to %s %s, %s\n", port, escape(a.Label()), sinceText(a.AllocatedAt), escape(a.HealthStatus))
 		if c := a.Container; c != nil {
 			in := c.Info()
 			fmt.Fprintf(out, "  owner: %s, id %s, %s\n", escape(in.Describe()), in.Short(), containerPID(int(a.PID)))
-		} else if a.PID > 0 {
-			cmdline := escape(strings.Join(a.Command, " "))
-			if cmdline == "" {
-				cmdline = escape(strings.Join(probe.Cmdline(int(a.PID)), " "))
-			}
-			fmt.Fprintf(out, "  owner: pid %d %s\n", a.PID, cmdline)
 		} else {
-			fmt.Fprintf(out, "  owner: none yet (a reservation)\n")
+			fmt.Fprintf(out, "  owner: %s\n", ownerText(a, w.Owner, ownerLive))
 		}
 	} else {
 		fmt.Fprintf(out, "port %d: not allocated by gracectl\n", port)
@@ -335,4 +343,37 @@ func containerPID(pid int) string {
 		return fmt.Sprintf("main pid %d", pid)
 	}
 	return "stopped (the port is kept for it)"
+}
+
+// listenerOf describes process pid (in this /proc's view).
+func listenerOf(pid int) Listener {
+	return Listener{PID: pid, Command: registry.SafeText(strings.Join(probe.Cmdline(pid), " "), 256), User: probe.ProcessUser(pid)}
+}
+
+// ownerText names an allocation's owner for `who`: the recorded PID and,
+// when this view numbers the process differently (another PID namespace),
+// the PID here; the command of the process found, else the recorded one.
+func ownerText(a *registry.Allocation, found *Listener, l probe.Liveness) string {
+	switch {
+	case a.PID <= 0:
+		return "none yet (a reservation)"
+	case found != nil:
+		here := ""
+		if found.PID != int(a.PID) {
+			here = fmt.Sprintf(" (pid %d here, in PID namespace %d)", found.PID, a.PIDNS)
+		}
+		return fmt.Sprintf("pid %d%s %s (user %s)", a.PID, here, escape(found.Command), orDash(escape(found.User)))
+	case l == probe.Unknown:
+		return fmt.Sprintf("pid %d in PID namespace %d, which cannot be looked into from here; recorded command: %s", a.PID, a.PIDNS, orDash(escape(strings.Join(a.Command, " "))))
+	}
+	return fmt.Sprintf("pid %d, which is gone; recorded command: %s", a.PID, orDash(escape(strings.Join(a.Command, " "))))
+}
+
+// sinceText is "since T (D ago)", or "(allocation time unknown)" for an
+// entry without allocated_at.
+func sinceText(t registry.Time) string {
+	if t.IsZero() {
+		return "(allocation time unknown)"
+	}
+	return fmt.Sprintf("since %s (%s)", t, t.Ago(time.Now()))
 }

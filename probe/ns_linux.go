@@ -56,6 +56,38 @@ func namespacesOf(pid int) (pidNS, netNS uint64) {
 	return nsInode(p, "pid"), nsInode(p, "net")
 }
 
+var procOwn struct {
+	once sync.Once
+	own  bool
+}
+
+// procIsOwn reports whether /proc shows this process's own PID namespace:
+// /proc/self names this process by the PID it has here. Under `unshare
+// --pid --fork` without --mount-proc it does not, and a PID given here
+// means another process in /proc.
+func procIsOwn() bool {
+	procOwn.once.Do(func() {
+		link, err := os.Readlink("/proc/self")
+		procOwn.own = err != nil || link == strconv.Itoa(os.Getpid())
+	})
+	return procOwn.own
+}
+
+// innermostPID is the PID process local (in /proc's view) has in its own
+// PID namespace: the last field of its NSpid line.
+func innermostPID(local int) (int, bool) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(local) + "/status")
+	if err != nil {
+		return 0, false
+	}
+	last, ok := lastNSpid(data)
+	if !ok {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(last)
+	return pid, err == nil && pid > 0
+}
+
 // localPID finds, in this process's view, the process that is pid in the
 // PID namespace ns: the one whose NSpid line ends in pid and whose PID
 // namespace is ns. complete is false when some process could not be

@@ -14,6 +14,7 @@ package probe
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/user"
 	"sort"
@@ -39,17 +40,25 @@ type Identity struct {
 // ErrNoProcess means the PID names no running process.
 var ErrNoProcess = errors.New("no such process")
 
-// Identify returns the identity of the running process pid.
+// Identify returns the identity of the running process pid, a PID in this
+// process's own PID namespace (what a user types, or os/exec returns).
+// Where /proc shows another namespace's processes (gracectl runs in `unshare
+// --pid --fork` without --mount-proc), /proc/pid is someone else: the
+// process is found by its NSpid instead, and refused with a ForeignPIDError
+// when it cannot be.
 func Identify(pid int) (Identity, error) {
 	if pid <= 0 {
 		return Identity{}, ErrNoProcess
 	}
-	start, err := processStart(pid)
-	if err != nil {
-		return Identity{}, err
+	if procIsOwn() {
+		return IdentifyLocal(pid)
 	}
-	pidNS, netNS := namespacesOf(pid)
-	return Identity{PID: pid, Start: start, Boot: BootID(), PIDNS: pidNS, NetNS: netNS}, nil
+	self, _ := SelfNamespaces()
+	local, found, _ := localPID(pid, self)
+	if !found {
+		return Identity{}, &ForeignPIDError{PID: pid}
+	}
+	return IdentifyLocal(local)
 }
 
 // IdentifyHere is Identify for a process that may live in a PID namespace
@@ -68,8 +77,33 @@ func IdentifyHere(pid int) (Identity, error) {
 }
 
 // IdentifyLocal is Identify for a PID in this /proc's view: what
-// /proc/locks, /proc/net and /proc/*/fd name.
-func IdentifyLocal(pid int) (Identity, error) { return Identify(pid) }
+// /proc/locks, /proc/net and /proc/*/fd name. The identity records the PID
+// as the process's own namespace numbers it (the last NSpid), with that
+// namespace, so it means the same process wherever it is read.
+func IdentifyLocal(local int) (Identity, error) {
+	if local <= 0 {
+		return Identity{}, ErrNoProcess
+	}
+	start, err := processStart(local)
+	if err != nil {
+		return Identity{}, err
+	}
+	pidNS, netNS := namespacesOf(local)
+	pid := local
+	if inner, ok := innermostPID(local); ok && pidNS != 0 {
+		pid = inner
+	}
+	return Identity{PID: pid, Start: start, Boot: BootID(), PIDNS: pidNS, NetNS: netNS}, nil
+}
+
+// ForeignPIDError is a PID given in this process's PID namespace that
+// cannot be found: /proc here is another namespace's, where that number is
+// another process.
+type ForeignPIDError struct{ PID int }
+
+func (e *ForeignPIDError) Error() string {
+	return fmt.Sprintf("pid %d is not a process of this PID namespace: gracectl runs in a PID namespace whose /proc shows another namespace's processes (as under unshare --pid --fork without --mount-proc), where pid %d is a different process; give the PID as that /proc numbers it, or mount a /proc of this namespace (unshare --mount-proc)", e.PID, e.PID)
+}
 
 // Liveness is what can be told of a recorded owner.
 type Liveness int
@@ -97,7 +131,9 @@ func resolve(id Identity, startOf func(pid int) (uint64, error)) (local int, l L
 		return 0, Dead
 	}
 	pid := id.PID
-	if self, _ := SelfNamespaces(); id.PIDNS != 0 && self != 0 && id.PIDNS != self {
+	// The PID is the process's own namespace's number: it is looked up
+	// directly only when that namespace is the one /proc shows.
+	if self, _ := SelfNamespaces(); id.PIDNS != 0 && self != 0 && (id.PIDNS != self || !procIsOwn()) {
 		p, found, complete := localPID(id.PID, id.PIDNS)
 		switch {
 		case found:

@@ -49,6 +49,16 @@ func (t Time) String() string {
 	return t.UTC().Format(TimeLayout)
 }
 
+// Ago says how long before now t was, to the second ("1m5s ago"; never
+// negative), or "at an unknown time" for the zero Time: an entry without
+// the time is never shown as 2562047 hours old.
+func (t Time) Ago(now time.Time) string {
+	if t.IsZero() {
+		return "at an unknown time"
+	}
+	return max(now.Sub(t.Time), 0).Round(time.Second).String() + " ago"
+}
+
 // Health statuses. One vocabulary, used by the registry, status, check and
 // the API; docs/health-status.md explains each.
 const (

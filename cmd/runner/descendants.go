@@ -65,7 +65,7 @@ func (l *launch) followDescendants(self int) {
 	}
 	var oldest probe.Identity
 	for _, pid := range kids {
-		if id, err := probe.Identify(pid); err == nil && (oldest.PID == 0 || id.Start < oldest.Start) {
+		if id, err := probe.IdentifyLocal(pid); err == nil && (oldest.PID == 0 || id.Start < oldest.Start) {
 			oldest = id
 		}
 	}
@@ -74,7 +74,7 @@ func (l *launch) followDescendants(self int) {
 		id := oldest
 		for _, pid := range snap.Owners(a.Port) {
 			if pid != self && tab.IsDescendant(pid, self) {
-				if lid, err := probe.Identify(pid); err == nil {
+				if lid, err := probe.IdentifyLocal(pid); err == nil {
 					id = lid
 				}
 				break

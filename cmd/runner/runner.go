@@ -330,7 +330,7 @@ func (l *launch) settle(code int) {
 		}
 		l.handedOn[a.Port] = true
 		if pids := snap.Owners(a.Port); len(pids) > 0 {
-			if id, err := probe.Identify(pids[0]); err == nil {
+			if id, err := probe.IdentifyLocal(pids[0]); err == nil {
 				reason := fmt.Sprintf("pid %d still listens after pid %d exited", id.PID, l.owner.PID)
 				if _, err := l.cfg.Store.Register(l.bg, registry.Claim{Port: a.Port, ID: a.ID, Owner: id, Reason: reason}); err == nil {
 					l.notify(Event{Kind: EventStillInUse, Alloc: a, PID: id.PID})

@@ -399,8 +399,9 @@ func decide(a *registry.Allocation, ob Observation, now time.Time, opts Options)
 		v.Status, v.Health = registry.StatusReserved, "skipped"
 		// A reservation whose supervisor lives (the portserver's pool,
 		// held by the watchdog) has no lease.
-		if age := now.Sub(a.AllocatedAt.Time); !ob.Listening && !ob.Supervised && age > opts.ReservationLease {
-			v.Issue = fmt.Sprintf("stale reservation: never claimed, its %s lease ran out (allocated %s ago)", opts.ReservationLease, age.Round(time.Second))
+		// One without allocated_at has no lease to count: it is stale.
+		if age := now.Sub(a.AllocatedAt.Time); !ob.Listening && !ob.Supervised && (age > opts.ReservationLease || a.AllocatedAt.IsZero()) {
+			v.Issue = fmt.Sprintf("stale reservation: never claimed, its %s lease ran out (allocated %s)", opts.ReservationLease, a.AllocatedAt.Ago(now))
 			v.Release = v.Issue
 		}
 	case ob.OwnerUnknown && ob.Listening:

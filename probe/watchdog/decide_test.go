@@ -68,6 +68,8 @@ func TestDecide(t *testing.T) {
 			status: registry.StatusReserved, health: "skipped"},
 		{name: "reserved past the lease, nothing listens: stale, released", a: reserved(6 * time.Minute),
 			status: registry.StatusReserved, health: "skipped", issue: "stale reservation: never claimed, its 5m0s lease ran out (allocated 6m0s ago)", release: "lease ran out"},
+		{name: "reserved without allocated_at: no lease to count, stale, no made-up age", a: registry.Allocation{Port: 25990, ServiceName: "r", HealthStatus: registry.StatusReserved},
+			status: registry.StatusReserved, health: "skipped", issue: "lease ran out (allocated at an unknown time)", release: "lease ran out"},
 		{name: "reserved past the lease, its supervisor alive (the portserver's pool): kept", a: reserved(6 * time.Minute), ob: Observation{Supervised: true},
 			status: registry.StatusReserved, health: "skipped"},
 		{name: "reserved past the lease, listening: kept", a: reserved(6 * time.Minute), ob: Observation{Listening: true},
