@@ -220,7 +220,7 @@ func (w *Watcher) Epoch() uint64 { return w.epoch }
 
 // newEpoch takes the next epoch and records it; under the watchdog lock.
 func (w *Watcher) newEpoch() error {
-	st, err := LoadState(w.Store)
+	st, err := readState(w.Store) // the file as it is: its epoch, whoever wrote it
 	if err != nil {
 		st = &State{IntervalSeconds: DefaultInterval.Seconds()} // an unreadable state file is replaced by Run
 	}
