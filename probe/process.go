@@ -296,3 +296,22 @@ func (t *ProcessTable) Children(pid int) []int {
 	sort.Ints(out)
 	return out
 }
+
+// Descendants returns every process below pid: its children, theirs, and
+// so on (not pid itself).
+func (t *ProcessTable) Descendants(pid int) []int {
+	var out []int
+	queue := []int{pid}
+	seen := map[int]bool{pid: true}
+	for len(queue) > 0 && len(out) < 4096 {
+		for _, c := range t.Children(queue[0]) {
+			if !seen[c] {
+				seen[c] = true
+				out = append(out, c)
+				queue = append(queue, c)
+			}
+		}
+		queue = queue[1:]
+	}
+	return out
+}

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -22,7 +23,10 @@ type Request struct {
 	// (`gracectl run`): it releases the port or hands it on when the owner
 	// ends, so the watchdog leaves a dead owner's port to it.
 	Supervisor probe.Identity
-	Preferred  int // 0: the port the service held last, else the range start
+	// Mark is the SHA-256 (hex) of the token run puts in its service's
+	// environment: the allocation's DescendantMark.
+	Mark      string
+	Preferred int // 0: the port the service held last, else the range start
 	// PortNames, if set, asks for one port per name, all or none; each
 	// allocation carries its name (`run --port http --port admin`).
 	PortNames  []string
@@ -172,16 +176,17 @@ func allocateIn(r *Registry, tx *Tx, req Request) ([]*Allocation, error) {
 			return nil, err
 		}
 		a := &Allocation{
-			ID:           newID(),
-			Port:         port,
-			ServiceName:  req.Service,
-			PortName:     name,
-			StartedBy:    req.StartedBy,
-			Purpose:      req.Purpose,
-			AllocatedAt:  tx.Now(),
-			HealthStatus: StatusReserved,
-			HealthPath:   req.HealthPath,
-			Command:      req.Command,
+			ID:             newID(),
+			Port:           port,
+			ServiceName:    req.Service,
+			PortName:       name,
+			StartedBy:      req.StartedBy,
+			Purpose:        req.Purpose,
+			AllocatedAt:    tx.Now(),
+			HealthStatus:   StatusReserved,
+			HealthPath:     req.HealthPath,
+			Command:        req.Command,
+			DescendantMark: req.Mark,
 		}
 		if req.Supervisor.PID > 0 {
 			a.SupervisorPID, a.SupervisorStart, a.SupervisorPIDNS = req.Supervisor.PID, req.Supervisor.Start, req.Supervisor.PIDNS
@@ -245,6 +250,9 @@ func reclaimDead(r *Registry, tx *Tx, rg Range) int {
 		// A container's port is settled by the watchdog, which asks its
 		// engine: a main PID that ended may have restarted under a new one.
 		if _, l := probe.Resolve(a.Owner()); !rg.Contains(a.Port) || a.Reserved() || a.Container != nil || l != probe.Dead || a.Supervised() || probe.Bindable(a.Port) != nil {
+			continue
+		}
+		if _, heir := a.LiveDescendant(); heir {
 			continue
 		}
 		tx.Release(r, a, "allocate", "", fmt.Sprintf("owner pid %d is gone (reclaimed: range %s exhausted)", a.PID, rg))
@@ -602,4 +610,40 @@ func (s *Store) Forget(ctx context.Context, service string) (int, error) {
 		return nil
 	})
 	return n, err
+}
+
+// RecordDescendants adds the processes of a service that `gracectl run`
+// sees to its allocations (by ID), keeping those already recorded that
+// still run, at most MaxDescendants, the oldest first. Nothing is written
+// when nothing is new.
+func (s *Store) RecordDescendants(ctx context.Context, ids []string, procs []probe.Identity) error {
+	return s.Update(ctx, func(r *Registry, tx *Tx) error {
+		changed := false
+		for _, a := range r.Allocations {
+			if !slices.Contains(ids, a.ID) {
+				continue
+			}
+			var next []Descendant
+			for _, d := range a.Descendants {
+				if probe.Alive(probe.Identity{PID: d.PID, Start: d.PIDStart, Boot: a.BootID, PIDNS: d.PIDNS}) {
+					next = append(next, d)
+				}
+			}
+			for _, p := range procs {
+				d := Descendant{PID: p.PID, PIDStart: p.Start, PIDNS: p.PIDNS}
+				if !slices.Contains(next, d) {
+					next = append(next, d)
+				}
+			}
+			slices.SortFunc(next, func(x, y Descendant) int { return cmp.Compare(x.PIDStart, y.PIDStart) })
+			next = next[:min(len(next), MaxDescendants)]
+			if !slices.Equal(next, a.Descendants) {
+				a.Descendants, changed = next, true
+			}
+		}
+		if !changed {
+			return ErrNoChange
+		}
+		return nil
+	})
 }

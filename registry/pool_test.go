@@ -50,10 +50,10 @@ func TestSupervisedReservationIsHeld(t *testing.T) {
 		t.Fatalf("release of the service without force: %v", err)
 	}
 	other := sleeper(t)
-	if _, err := s.Register(ctx, a.Port, other, "t", false); !errors.As(err, &oe) || !strings.Contains(err.Error(), "register pid "+strconv.Itoa(other.PID)) {
+	if _, err := s.Register(ctx, Claim{Port: a.Port, Service: serviceAt(t, s, a.Port), Owner: other, Reason: "t"}); !errors.As(err, &oe) || !strings.Contains(err.Error(), "register pid "+strconv.Itoa(other.PID)) {
 		t.Fatalf("register without force: %v", err)
 	}
-	if _, err := s.Register(ctx, a.Port, other, "t", true); err != nil {
+	if _, err := s.Register(ctx, Claim{Port: a.Port, Service: serviceAt(t, s, a.Port), Owner: other, Reason: "t", Force: true}); err != nil {
 		t.Fatal(err)
 	}
 	if ev := lastEvent(t, s); !strings.Contains(ev, `"forced":true`) || !strings.Contains(ev, `"action":"register"`) {
@@ -64,7 +64,7 @@ func TestSupervisedReservationIsHeld(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Register(ctx, own.Port, other, "t", false); err != nil {
+	if _, err := s.Register(ctx, Claim{Port: own.Port, Service: serviceAt(t, s, own.Port), Owner: other, Reason: "t"}); err != nil {
 		t.Fatalf("the supervisor registering its own reservation: %v", err)
 	}
 	// A supervisor that has ended holds nothing.
@@ -110,7 +110,7 @@ func TestPoolChecksEveryHandOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	other := sleeper(t)
-	if _, err := s.Register(ctx, port(2), other, "t", true); err != nil {
+	if _, err := s.Register(ctx, Claim{Port: port(2), Service: serviceAt(t, s, port(2)), Owner: other, Reason: "t", Force: true}); err != nil {
 		t.Fatal(err)
 	}
 	l, err := net.Listen("tcp", b.Addr(3))
@@ -128,7 +128,7 @@ func TestPoolChecksEveryHandOut(t *testing.T) {
 	if err != nil || last.Port != port(5) {
 		t.Fatalf("third take: %v, %v", last, err)
 	}
-	if _, err := s.Register(ctx, port(5), other, "t", true); err != nil {
+	if _, err := s.Register(ctx, Claim{Port: port(5), Service: serviceAt(t, s, port(5)), Owner: other, Reason: "t", Force: true}); err != nil {
 		t.Fatal(err)
 	}
 	me := probe.Self()
@@ -152,4 +152,14 @@ func TestPoolChecksEveryHandOut(t *testing.T) {
 	if err := p.Close(ctx, "t"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// serviceAt is the service that holds port now: a claim on it names it.
+func serviceAt(t *testing.T, s *Store, port int) string {
+	t.Helper()
+	r, err := s.Read(context.Background())
+	if err != nil || r.Get(port) == nil {
+		t.Fatalf("port %d: %v", port, err)
+	}
+	return r.Get(port).ServiceName
 }

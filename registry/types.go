@@ -130,6 +130,16 @@ type Allocation struct {
 	// Container is set when the owner is a container (Docker, Podman): PID
 	// is then its main process, 0 while it is stopped.
 	Container *Container `json:"container,omitzero"`
+	// DescendantMark and Descendants let the watchdog tell that a service
+	// `gracectl run` launched lives on in processes it started, once the
+	// owner has ended and run is gone (SIGKILLed, say, before it could
+	// follow a daemon that has not bound yet): DescendantMark is the
+	// SHA-256 (hex) of the random token run put in the service's
+	// environment (GRACECTL_RUN_TOKEN), which every process the service
+	// starts inherits; Descendants are the processes of the service run
+	// saw. Such a process, alive, gets the port instead of its release.
+	DescendantMark string       `json:"descendant_mark,omitzero"`
+	Descendants    []Descendant `json:"descendants,omitempty"`
 
 	// Unknown holds the fields gracectl does not know, kept as read and
 	// written back after the known ones.
@@ -169,6 +179,42 @@ func (c *Container) Label() string {
 // Info is what the engine is asked about.
 func (c *Container) Info() container.Info {
 	return container.Info{ID: c.ID, Name: c.Name, Image: c.Image, Engine: c.Engine, Socket: c.Socket}
+}
+
+// Descendant is a process a service started, as `gracectl run` saw it.
+type Descendant struct {
+	PID      int    `json:"pid"`
+	PIDStart uint64 `json:"pid_start"`
+	PIDNS    uint64 `json:"pid_ns,omitzero"`
+}
+
+// MaxDescendants bounds the processes recorded per allocation.
+const MaxDescendants = 32
+
+// RunTokenEnv is the variable that carries `gracectl run`'s token into the
+// service's environment (DescendantMark).
+const RunTokenEnv = "GRACECTL_RUN_TOKEN"
+
+// LiveDescendant finds a process the owner's service started that is
+// still running, when the owner is not: one run recorded, else one that
+// carries run's token in its environment (found through
+// /proc/PID/environ, which shows only processes of this user, or all to
+// root). The token cannot be forged by another user: only its hash is
+// stored, and a process's environment is readable only by its own user.
+// Of several, the one that started first.
+func (a *Allocation) LiveDescendant() (probe.Identity, bool) {
+	owner := a.Owner()
+	var best probe.Identity
+	for _, d := range a.Descendants {
+		id := probe.Identity{PID: d.PID, Start: d.PIDStart, Boot: a.BootID, PIDNS: d.PIDNS}
+		if id.PID != owner.PID && probe.Alive(id) && (best.PID == 0 || id.Start < best.Start) {
+			best = id
+		}
+	}
+	if best.PID == 0 && a.DescendantMark != "" {
+		best, _ = probe.FindByEnv(RunTokenEnv, a.DescendantMark)
+	}
+	return best, best.PID != 0
 }
 
 // Reserved reports whether nobody has claimed the port yet.
@@ -305,6 +351,7 @@ func envChar(r rune) byte {
 func (a *Allocation) Clone() *Allocation {
 	c := *a
 	c.Command = slices.Clone(a.Command)
+	c.Descendants = slices.Clone(a.Descendants)
 	c.Unknown = slices.Clone(a.Unknown)
 	if a.Container != nil {
 		ctr := *a.Container

@@ -1,6 +1,9 @@
 package runner
 
 import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -42,6 +45,7 @@ func (l *launch) awaitDescendants() {
 	defer poll.Stop()
 	for {
 		l.followDescendants(self)
+		l.recordDescendants()
 		select {
 		case <-gone:
 			return
@@ -97,5 +101,42 @@ func (l *launch) followDescendants(self int) {
 		}
 		l.owners[a.Port] = id
 		l.notify(Event{Kind: EventOwner, Alloc: a, PID: id.PID})
+	}
+}
+
+// recordEvery is how often run records the service's processes once it
+// is up (they are recorded at every poll while it starts).
+const recordEvery = 2 * time.Second
+
+// newRunToken is a random token for the service's environment and its
+// SHA-256 (hex), which the allocations record (DescendantMark).
+func newRunToken() (token, mark string) {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	token = hex.EncodeToString(b[:])
+	sum := sha256.Sum256([]byte(token))
+	return token, hex.EncodeToString(sum[:])
+}
+
+// recordDescendants writes the service's processes that run sees now into
+// its allocations (Store.RecordDescendants), so that if run is killed the
+// watchdog can tell the service lives on and keep its port for it.
+func (l *launch) recordDescendants() {
+	self := os.Getpid()
+	var procs []probe.Identity
+	for _, pid := range probe.TakeProcessTable().Descendants(self) {
+		if id, err := probe.IdentifyLocal(pid); err == nil {
+			procs = append(procs, id)
+		}
+	}
+	if len(procs) == 0 {
+		return
+	}
+	ids := make([]string, len(l.allocs))
+	for i, a := range l.allocs {
+		ids[i] = a.ID
+	}
+	if err := l.cfg.Store.RecordDescendants(l.bg, ids, procs); err != nil {
+		l.notify(Event{Kind: EventWarning, Msg: fmt.Sprintf("could not record the service's processes: %v", err)})
 	}
 }

@@ -134,6 +134,9 @@ type launch struct {
 	owners map[int]probe.Identity
 	// ctr is set when the command is a container run (container.go).
 	ctr *containerRun
+	// token goes into the service's environment (RunTokenEnv); its hash
+	// is the allocations' DescendantMark.
+	token string
 }
 
 // Run does the whole run and returns the exit status gracectl should exit
@@ -209,6 +212,7 @@ func (l *launch) allocate(ctx context.Context) error {
 	req := l.cfg.Request
 	req.Command = l.cfg.Argv
 	req.Supervisor = probe.Self() // until run ends, run answers for the port
+	l.token, req.Mark = newRunToken()
 	all, err := l.cfg.Store.AllocateAll(ctx, req)
 	if err != nil {
 		return err
@@ -226,7 +230,7 @@ func (l *launch) start() error {
 	if l.ctr != nil {
 		cfg.Argv = l.ctr.argv(cfg.Argv)
 	}
-	c, parentFiles, err := buildCommand(cfg, l.path, l.allocs)
+	c, parentFiles, err := buildCommand(cfg, l.path, l.allocs, l.token)
 	if err != nil {
 		l.reason = "could not prepare the command: " + err.Error()
 		return err
@@ -274,6 +278,10 @@ func (l *launch) supervise() int {
 	child := l.cmd.Process.Pid
 	poll := time.NewTicker(l.cfg.PollEvery)
 	defer poll.Stop()
+	// The service's processes are recorded as they appear: at every poll
+	// while it starts, then every few seconds.
+	record := time.NewTicker(recordEvery)
+	defer record.Stop()
 	up := map[int]bool{}
 	var waitErr error
 loop:
@@ -286,6 +294,8 @@ loop:
 			forward(child, sig)
 		case waitErr = <-l.waited:
 			break loop
+		case <-record.C:
+			l.recordDescendants()
 		case <-poll.C:
 			if l.ctr != nil {
 				l.followContainer()
@@ -294,6 +304,7 @@ loop:
 				poll.Stop()
 				continue
 			}
+			l.recordDescendants()
 			snap := probe.TakeSnapshot()
 			for _, a := range l.allocs {
 				if !up[a.Port] && snap.Listening(l.bg, a.Port) {
@@ -304,6 +315,9 @@ loop:
 			}
 		}
 	}
+	// What the child left running, before anything else: should run be
+	// killed now, the watchdog finds them for the port.
+	l.recordDescendants()
 	l.fg.restore()
 	code := exitCode(l.cmd.ProcessState, waitErr)
 	l.notify(Event{Kind: EventExited, Alloc: l.alloc, PID: child, Code: code})
@@ -378,9 +392,9 @@ func (l *launch) cleanup() {
 // and $GRACECTL_PORT, a named port also in $PORT_NAME, {port} and
 // {port.NAME} replaced in the arguments. It returns what the parent must
 // close once the child has started.
-func buildCommand(cfg Config, path string, allocs []*registry.Allocation) (*exec.Cmd, []io.Closer, error) {
+func buildCommand(cfg Config, path string, allocs []*registry.Allocation, token string) (*exec.Cmd, []io.Closer, error) {
 	first := strconv.Itoa(allocs[0].Port)
-	env := append(os.Environ(), cfg.EnvName+"="+first, "GRACECTL_PORT="+first)
+	env := append(os.Environ(), cfg.EnvName+"="+first, "GRACECTL_PORT="+first, registry.RunTokenEnv+"="+token)
 	pairs := []string{"{port}", first}
 	for _, a := range allocs {
 		if a.PortName != "" {

@@ -93,7 +93,7 @@ type Result struct {
 	LastCheck    registry.Time   `json:"last_check"`
 	RequestCount int64           `json:"request_count"`
 	ErrorCount   int64           `json:"error_count"`
-	Action       string          `json:"action,omitzero"` // "released", "would release", "skipped: changed during the cycle"
+	Action       string          `json:"action,omitzero"` // "released", "would release", "owner now pid N, …", "skipped: changed during the cycle"
 
 	verdict Verdict              // what apply writes
 	probed  *registry.Allocation // the allocation as it was probed
@@ -188,6 +188,9 @@ func Cycle(ctx context.Context, store *registry.Store, opts Options) (*Report, e
 			if r.verdict.Release != "" {
 				r.Action = "would release (" + r.verdict.Release + ")"
 			}
+			if r.verdict.Heir {
+				r.Action = fmt.Sprintf("would make pid %d, which the service started, the owner", r.verdict.Owner.PID)
+			}
 		}
 	}
 	for _, r := range rep.Results {
@@ -227,9 +230,13 @@ type Observation struct {
 	// Supervised: the `gracectl run` that launched the owner still runs,
 	// and settles the port itself when the owner ends.
 	Supervised bool
-	Process    string // the owner's process name, when alive
-	Listening  bool   // a LISTEN socket exists for the port
-	Listeners  []int  // the processes holding it, where /proc shows them
+	// Heir is a process the owner's service started that lives on when
+	// the owner has ended and its gracectl run is gone
+	// (Allocation.LiveDescendant); PID 0 when there is none.
+	Heir      probe.Identity
+	Process   string // the owner's process name, when alive
+	Listening bool   // a LISTEN socket exists for the port
+	Listeners []int  // the processes holding it, where /proc shows them
 	// Foreign is the first listener that is neither the owner nor one of
 	// its descendants (0: none, or unknown).
 	Foreign     int
@@ -272,6 +279,9 @@ type Verdict struct {
 	// stopped. OwnerReason says why, for the audit log.
 	Owner       *probe.Identity
 	OwnerReason string
+	// Heir: Owner is a process the owner's service started, which lives on
+	// after the owner and its gracectl run ended (Observation.Heir).
+	Heir bool
 }
 
 // observe looks at one allocation; it touches no shared state and changes
@@ -293,6 +303,9 @@ func observe(ctx context.Context, a *registry.Allocation, listening bool, listen
 	}
 	if !ob.Alive {
 		ob.Supervised = a.Supervised()
+		if !ob.Supervised && !ob.OwnerUnknown && !a.Reserved() {
+			ob.Heir, _ = a.LiveDescendant()
+		}
 	}
 	// An owner in another network namespace listens where this watchdog's
 	// socket table cannot see: look in its own.
@@ -418,6 +431,16 @@ func decide(a *registry.Allocation, ob Observation, now time.Time, opts Options)
 		if now.Sub(since) > opts.ReservationLease {
 			v.Release = fmt.Sprintf("owner pid %d cannot be verified (another PID namespace) and the port has not listened for over %s", a.PID, opts.ReservationLease)
 		}
+	case !ob.Alive && ob.Heir.PID != 0:
+		// The owner ended and its gracectl run is gone, but a process the
+		// service started lives on (a daemon that has not bound yet, or
+		// the one that has): the port is its, not free.
+		v.Status, v.Health = registry.StatusStarting, "skipped"
+		if ob.Listening {
+			v.Status = registry.StatusActive
+		}
+		h := ob.Heir
+		v.Owner, v.OwnerReason, v.Heir = &h, heirReason(a, h), true
 	case !ob.Alive && !ob.Listening && ob.Supervised:
 		// The owner ended, but the gracectl run that launched it lives:
 		// it hands the port to a descendant or releases it.
@@ -562,6 +585,11 @@ func apply(ctx context.Context, store *registry.Store, read *registry.Registry, 
 				}
 				continue
 			}
+			if v.Heir {
+				cur.HealthFailures = 0
+				r.Action = fmt.Sprintf("owner now pid %d, which the service started", v.Owner.PID)
+				r.PID = v.Owner.PID
+			}
 			cur.LastHealthCheck = r.LastCheck
 			cur.HealthStatus = v.Status
 			cur.HealthFailures = v.Failures
@@ -587,6 +615,12 @@ func apply(ctx context.Context, store *registry.Store, read *registry.Registry, 
 // error counts on its health endpoint (now, or at an earlier check).
 func (r *Result) CountsKnown() bool {
 	return r.verdict.Counts || (r.probed != nil && !r.probed.CountsAt.IsZero())
+}
+
+// heirReason is the audit line's reason for handing a port to a process
+// its service started.
+func heirReason(a *registry.Allocation, heir probe.Identity) string {
+	return fmt.Sprintf("pid %d, started by the service, lives on after owner pid %d and its gracectl run ended", heir.PID, a.PID)
 }
 
 // IssueLine is how the watchdog log names a finding: the seed's

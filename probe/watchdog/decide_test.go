@@ -119,6 +119,15 @@ func TestDecide(t *testing.T) {
 			status: registry.StatusNotListening, health: "skipped"},
 		{name: "portserver client exited, something still listens: orphaned", a: handedOut(time.Hour), ob: Observation{Listening: true},
 			status: registry.StatusOrphaned, health: "skipped", issue: "orphaned"},
+		{name: "owner gone, its gracectl run gone, a process the service started lives and does not listen yet: the port is its", a: owned(time.Hour),
+			ob: Observation{Heir: probe.Identity{PID: 4343, Start: 9}}, status: registry.StatusStarting, health: "skipped",
+			check: func(t *testing.T, v Verdict) {
+				if v.Owner == nil || v.Owner.PID != 4343 || !v.Heir || v.Release != "" {
+					t.Errorf("verdict %+v: want the heir as the owner, no release", v)
+				}
+			}},
+		{name: "owner gone, its gracectl run gone, the service's heir listens: active, the heir's", a: owned(time.Hour),
+			ob: Observation{Heir: probe.Identity{PID: 4343, Start: 9}, Listening: true, Listeners: []int{4343}}, status: registry.StatusActive, health: "skipped"},
 		{name: "owner gone, its gracectl run still supervises: left to run", a: owned(time.Hour), ob: Observation{Supervised: true},
 			status: registry.StatusStarting, health: "skipped"},
 		{name: "orphaned: owner gone, a named process listens: kept", a: owned(time.Hour),

@@ -3,6 +3,7 @@ package watchdog
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -168,6 +169,9 @@ func (w *Watcher) logFindings(rep *Report, started, ended []string) {
 		w.log("[PORT-WATCHDOG] %s", line)
 	}
 	for _, r := range rep.Results {
+		if r.verdict.Heir && !strings.HasPrefix(r.Action, "skipped") {
+			w.log("[PORT-WATCHDOG] Port %d (%s): %s", r.Port, r.Label(), r.verdict.OwnerReason)
+		}
 		switch {
 		case r.Action != "released":
 		case r.verdict.Ended:
