@@ -56,7 +56,7 @@ Without --pid the allocation is a reservation: bind it to its owner with
 	f.StringVar(&o.purpose, "purpose", "", "why the service needs the port")
 	f.StringVar(&o.startedBy, "started-by", "", "what started the service (default: the calling program)")
 	f.IntVar(&o.pid, "pid", 0, "PID of the process that owns the port (default: none, a reservation)")
-	f.IntVar(&o.preferred, "preferred", 0, "port to try first (default: the port the service held last, else the range start)")
+	f.IntVar(&o.preferred, "preferred", 0, "port to try first (default, or 0: the port the service held last, else the range start)")
 	f.StringVar(&o.name, "name", "", "a `PORTNAME` for this port, when the service holds several (e.g. admin)")
 	f.StringVar(&o.healthPath, "health-path", "", "HTTP path the watchdog checks, e.g. /health")
 	f.BoolVar(&o.json, "json", false, "print the whole allocation as JSON")
@@ -87,7 +87,7 @@ func runAllocate(cmd *cobra.Command, o *allocateOptions) error {
 	if err != nil {
 		return requestError(err)
 	}
-	if cmd.Flags().Changed("preferred") {
+	if o.preferred != 0 {
 		notePreferred(cmd.Context(), o.g, o.preferred, a.Port)
 	}
 	if o.json {
@@ -161,7 +161,7 @@ func callerName() string {
 
 func noArgs(cmd *cobra.Command, args []string) error {
 	if len(args) > 0 {
-		return usageErrorf("%s takes no arguments, got %q", cmd.Name(), args[0])
+		return usageErrorf("%s takes no arguments, got %s", cmd.Name(), registry.Quote(args[0]))
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/gracectl/gracectl/cmd/fleet"
 	"github.com/gracectl/gracectl/cmd/fleet/etcd"
 	"github.com/gracectl/gracectl/probe/watchdog"
+	"github.com/gracectl/gracectl/registry"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -130,7 +131,7 @@ func fleetPort(cmd *cobra.Command, g *globals, o *fleetFlags, service, portName 
 	}
 	found := v.Services(service, portName)
 	if len(found) == 0 {
-		return &exitError{code: exitFailure, err: fmt.Errorf("service %q holds no port on any host of the fleet", service)}
+		return &exitError{code: exitFailure, err: fmt.Errorf("service %s holds no port on any host of the fleet", registry.Quote(service))}
 	}
 	if asJSON {
 		return printJSON(g.stdout, found)

@@ -134,7 +134,7 @@ func runEnv(cmd *cobra.Command, o *envOptions, services []string) error {
 	want := map[string]bool{}
 	for _, s := range services {
 		if len(r.OfService(s, "")) == 0 {
-			return &exitError{code: exitFailure, err: fmt.Errorf("service %q holds no port", s)}
+			return &exitError{code: exitFailure, err: fmt.Errorf("service %s holds no port", registry.Quote(s))}
 		}
 		want[s] = true
 	}

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gracectl/gracectl/probe/container"
 	"github.com/gracectl/gracectl/registry"
@@ -285,7 +286,7 @@ func flagMessage(c *cobra.Command, err error) string {
 			}
 		}
 	}
-	return fmt.Sprintf("--%s: %q is not %s", name, value, want)
+	return fmt.Sprintf("--%s: %s is not %s", name, registry.Quote(value), want)
 }
 
 var flagErrRE = regexp.MustCompile(`^invalid argument "(.*)" for "(?:-\w, )?--([\w-]+)" flag`)
@@ -301,8 +302,23 @@ func isCobraUsageError(err error) bool {
 	return false
 }
 
-// oneLine keeps an error on one line and free of control characters.
-func oneLine(s string) string { return escape(strings.TrimSpace(s)) }
+// oneLine keeps an error on one line, free of control characters, and
+// short: whatever a message quotes, it is never longer than maxMessage
+// bytes (a 120 KB argument is not echoed back whole).
+func oneLine(s string) string {
+	s = escape(strings.TrimSpace(s))
+	if len(s) <= maxMessage {
+		return s
+	}
+	cut := maxMessage
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s... (%d more bytes)", s[:cut], len(s)-cut)
+}
+
+// maxMessage bounds one line of an error or a warning.
+const maxMessage = 1024
 
 func newRootCmd(stdout, stderr io.Writer, args []string) *cobra.Command {
 	env := readEnv()
@@ -373,7 +389,7 @@ their port, watches them, and keeps a daily audit log.` + exitHelp([]int{exitOK,
 		if c.Name() == "completion" {
 			c.RunE = func(cmd *cobra.Command, args []string) error {
 				if len(args) > 0 {
-					return usageErrorf("no completion for shell %q: choose bash, zsh, fish or powershell", args[0])
+					return usageErrorf("no completion for shell %s: choose bash, zsh, fish or powershell", registry.Quote(args[0]))
 				}
 				return cmd.Help()
 			}

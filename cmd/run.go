@@ -111,7 +111,7 @@ EXIT STATUS
 	f.StringVar(&o.service, "service", "", "service `NAME` (default: derived from the command: python serve.py → serve)")
 	f.StringVar(&o.purpose, "purpose", "", "why the service needs the port")
 	f.StringVar(&o.startedBy, "started-by", "", "what started the service (default: the script or program run)")
-	f.IntVar(&o.preferred, "preferred", 0, "port to try first (default: the range start)")
+	f.IntVar(&o.preferred, "preferred", 0, "port to try first (default, or 0: the port the service held last, else the range start)")
 	f.StringVar(&o.healthPath, "health-path", "", "HTTP path the watchdog checks, e.g. /health")
 	f.StringVar(&o.envName, "env", "PORT", "environment variable that receives the port")
 	f.BoolVar(&o.listenFD, "listen-fd", false, "bind the port in gracectl and pass the socket as fd 3 (LISTEN_FDS)")
@@ -128,7 +128,7 @@ func runRun(cmd *cobra.Command, o *runOptions) error {
 		return err
 	}
 	if !validEnvName(o.envName) {
-		return usageErrorf("--env %q is not a valid environment variable name", o.envName)
+		return usageErrorf("--env %s is not a valid environment variable name", registry.Quote(o.envName))
 	}
 	if !cmd.Flags().Changed("service") {
 		noteSameName(cmd.Context(), o.g, o.service)

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -169,6 +170,14 @@ basic_auth_users:
 	resp.Body.Close()
 	if !strings.Contains(string(metrics), fmt.Sprintf("gracectl_api_auth_failures_total %d", fails)) {
 		t.Errorf("auth failures not counted (want %d):\n%s", fails, grepLines(string(metrics), "auth_failures"))
+	}
+	// The refused handshake is a line of the watchdog's log, in its
+	// format (issue 22: it came in the log package's "2006/01/02 15:04:05").
+	waitFor(t, "the handshake error in the log", 10*time.Second, func() bool {
+		return regexp.MustCompile(`(?m)^\d{4}-\d\d-\d\dT\S+ \[PORT-WATCHDOG\] API: http: TLS handshake error from 127\.0\.0\.1:\d+: `).MatchString(w.out.String())
+	})
+	if regexp.MustCompile(`(?m)^\d{4}/\d\d/\d\d `).MatchString(w.out.String()) {
+		t.Errorf("a line in Go's default log format:\n%s", w.out)
 	}
 }
 

@@ -82,15 +82,16 @@ func (req *Request) validate() error {
 	if req.Range.Start == 0 {
 		req.Range = DefaultRange
 	}
+	req.Command = CutCommand(req.Command, MaxCommand)
 	for i, n := range req.PortNames {
 		if isNumber(n) {
 			return &NumericPortNameError{Name: n}
 		}
 		if !validPortName(n) {
-			return fmt.Errorf("port name %q: use 1-32 letters, digits, - or _", n)
+			return fmt.Errorf("port name %s: use 1-32 letters, digits, - or _", Quote(n))
 		}
 		if slices.Contains(req.PortNames[:i], n) {
-			return fmt.Errorf("port name %q is given twice", n)
+			return fmt.Errorf("port name %s is given twice", Quote(n))
 		}
 	}
 	if req.Preferred != 0 && !req.Range.Contains(req.Preferred) {
@@ -113,14 +114,21 @@ func CheckRange(r Range) error {
 	return nil
 }
 
-// ExhaustedError means no port in the range is free.
+// ExhaustedError means no port in the range is free, or fewer than a
+// request for several (all or none) asked for.
 type ExhaustedError struct {
 	Range     Range
-	Managed   int // held by gracectl allocations
+	Managed   int // held by gracectl allocations (before this request)
 	Unmanaged int // in use by processes gracectl does not manage
+	Wanted    int // ports asked for at once (0 or 1: one)
+	Free      int // of those, how many were free
 }
 
 func (e *ExhaustedError) Error() string {
+	if e.Wanted > 1 {
+		return fmt.Sprintf("only %d of the %d ports asked for are free in range %s (%d held by gracectl, %d in use by unmanaged processes); none was allocated",
+			e.Free, e.Wanted, e.Range, e.Managed, e.Unmanaged)
+	}
 	return fmt.Sprintf("no free port in range %s: %d held by gracectl, %d in use by unmanaged processes", e.Range, e.Managed, e.Unmanaged)
 }
 
@@ -171,6 +179,12 @@ func allocateIn(r *Registry, tx *Tx, req Request) ([]*Allocation, error) {
 		var xe *ExhaustedError
 		if errors.As(err, &xe) && reclaimDead(r, tx, req.Range) > 0 {
 			port, err = pickPort(r, req, name)
+		}
+		if errors.As(err, &xe) && len(names) > 1 {
+			// The ports this request took before count as free, not
+			// held: none of them is kept.
+			xe.Managed -= len(got)
+			xe.Wanted, xe.Free = len(names), len(got)
 		}
 		if err != nil {
 			return nil, err
@@ -336,7 +350,7 @@ func (s *Store) Adopt(ctx context.Context, req AdoptRequest) (*Allocation, error
 		a := &Allocation{
 			ID: newID(), Port: req.Port, ServiceName: req.Service, StartedBy: SafeText(req.StartedBy, MaxStartedBy),
 			Purpose: "adopted: was listening without an allocation", AllocatedAt: tx.Now(), RegisteredAt: tx.Now(),
-			HealthStatus: StatusActive, Command: req.Command, Container: req.Container,
+			HealthStatus: StatusActive, Command: CutCommand(req.Command, MaxCommand), Container: req.Container,
 		}
 		a.SetOwner(req.Owner)
 		r.Put(a)
@@ -508,7 +522,7 @@ func (s *Store) Release(ctx context.Context, req ReleaseRequest) ([]*Allocation,
 				}
 			}
 			if len(targets) == 0 {
-				return fmt.Errorf("service %q holds no port", req.Service)
+				return fmt.Errorf("service %s holds no port", Quote(req.Service))
 			}
 		} else {
 			a := r.Get(req.Port)

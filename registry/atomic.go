@@ -3,6 +3,7 @@ package registry
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -33,7 +34,29 @@ func writeFileAtomicFunc(path string, write func(io.Writer) error, perm fs.FileM
 // writeFileAtomicOpts is writeFileAtomicFunc that may also leave the file's
 // contents to the kernel's writeback (syncFile false): the rename still
 // replaces the file whole for every reader.
-func writeFileAtomicOpts(path string, write func(io.Writer) error, perm fs.FileMode, old fs.FileInfo, syncFile, syncFolder bool) (err error) {
+func writeFileAtomicOpts(path string, write func(io.Writer) error, perm fs.FileMode, old fs.FileInfo, syncFile, syncFolder bool) error {
+	return systemErr(writeAtomic(path, write, perm, old, syncFile, syncFolder))
+}
+
+// systemErr reduces a failed write to what the system said (its errno,
+// "no space left on device"), without the wrapping it came in (a temp
+// file's name, the JSON encoder's "jsontext: write error"), and says what
+// to do about a full disk or quota. Other errors pass as they are.
+func systemErr(err error) error {
+	var errno syscall.Errno
+	if err == nil || !errors.As(err, &errno) {
+		return err
+	}
+	switch errno {
+	case syscall.ENOSPC:
+		return fmt.Errorf("%w: the file system is full; free some space and try again", errno)
+	case syscall.EDQUOT:
+		return fmt.Errorf("%w: free some space or raise the quota and try again", errno)
+	}
+	return errno
+}
+
+func writeAtomic(path string, write func(io.Writer) error, perm fs.FileMode, old fs.FileInfo, syncFile, syncFolder bool) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {

@@ -161,7 +161,7 @@ func flushPending(root string, lines []string, perm fs.FileMode) ([]*pendingLog,
 			Timestamp Time `json:"timestamp"`
 		}
 		if err := Unmarshal([]byte(l), &head); err != nil || head.Timestamp.IsZero() {
-			return nil, fmt.Errorf("pending audit line %q has no timestamp", l)
+			return nil, fmt.Errorf("pending audit line %s has no timestamp", Quote(l))
 		}
 		path := LogPath(dir, head.Timestamp.Time)
 		if byPath[path] == nil {

@@ -87,7 +87,7 @@ func (t *Time) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
 	}
 	v, err := time.Parse(time.RFC3339, s)
 	if err != nil {
-		return fmt.Errorf("timestamp %q is not RFC 3339", s)
+		return fmt.Errorf("timestamp %s is not RFC 3339", Quote(s))
 	}
 	*t = Time{v.UTC()}
 	return nil
@@ -139,7 +139,7 @@ func Parse(data []byte) (*Registry, error) {
 	}
 	for key, a := range r.Allocations {
 		if a == nil {
-			return nil, fmt.Errorf("allocation %q: is null", key)
+			return nil, fmt.Errorf("allocation %s: is null", Quote(key))
 		}
 		if err := a.validateStored(key); err != nil {
 			return nil, err
@@ -244,7 +244,7 @@ func (r *Registry) Encode(w io.Writer) error { return WriteIndented(w, r) }
 func (a *Allocation) validateStored(key string) error {
 	port, ok := portKey(key)
 	if !ok {
-		return fmt.Errorf("allocation key %q is not a port number", key)
+		return fmt.Errorf("allocation key %s is not a port number", Quote(key))
 	}
 	if a.Port != port {
 		return fmt.Errorf("allocation %q: field \"port\" is %d, not %d", key, a.Port, port)

@@ -321,7 +321,7 @@ func (s *Store) update(ctx context.Context, fn func(r *Registry, tx *Tx) error, 
 	if len(tx.lines) > 0 {
 		l, err := appendLog(s.Root, tx.now.Time, tx.lines, filePerm)
 		if err != nil {
-			return fmt.Errorf("registry updated, but the audit log could not be written (the next change will append it): %w", err)
+			return fmt.Errorf("registry updated, but the audit log could not be written (the next change will append it): %w", systemErr(err))
 		}
 		logs = append(logs, l)
 	}

@@ -15,6 +15,10 @@ const (
 	MaxPurpose     = 1024
 	MaxStartedBy   = 256
 	MaxHealthPath  = 512
+	// MaxCommand bounds the command line stored with an allocation (its
+	// arguments together); a longer one is stored cut (CutCommand): the
+	// service still runs with all of it.
+	MaxCommand = 4096
 )
 
 // CheckText validates a user-supplied string that will be stored: valid
@@ -67,4 +71,35 @@ func Quote(s string) string {
 		cut--
 	}
 	return fmt.Sprintf("%s... (%d bytes)", strconv.Quote(s[:cut]), len(s))
+}
+
+// CutCommand is argv as it is stored: whole arguments while they fit in
+// max bytes together, the first that does not cut to what is left, and a
+// last element saying how much was left out. argv itself is unchanged.
+func CutCommand(argv []string, max int) []string {
+	total := 0
+	for _, a := range argv {
+		total += len(a)
+	}
+	if total <= max {
+		return argv
+	}
+	var out []string
+	used := 0
+	for _, a := range argv {
+		if used+len(a) > max {
+			if rest := max - used; rest > 0 {
+				cut := rest
+				for cut > 0 && !utf8.RuneStart(a[cut]) {
+					cut--
+				}
+				out = append(out, a[:cut])
+				used += cut
+			}
+			break
+		}
+		out = append(out, a)
+		used += len(a)
+	}
+	return append(out, fmt.Sprintf("[... %d more bytes of the command line not stored]", total-used))
 }

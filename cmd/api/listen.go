@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"net"
 	"net/http"
 	"os"
@@ -155,6 +156,10 @@ func Listen(ctx context.Context, cfg ListenConfig) (*Listener, error) {
 // gracefully, ending the event streams.
 func Serve(l *Listener, s *Server, logf func(string)) (shutdown func()) {
 	srv := NewHTTPServer(s.Handler())
+	// net/http's own complaints (TLS handshake errors, accept errors) go
+	// to the watchdog's log as its other lines do, not to stderr in the
+	// log package's time format.
+	srv.ErrorLog = log.New(logLines(func(line string) { logf("[PORT-WATCHDOG] API: " + line) }), "", 0)
 	srv.RegisterOnShutdown(s.Close)
 	go func() {
 		if err := serveWeb(l.Listener, srv, l.WebConfig, s.metrics.authFailures.Inc); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -167,4 +172,15 @@ func Serve(l *Listener, s *Server, logf func(string)) (shutdown func()) {
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 	}
+}
+
+// logLines is an io.Writer that hands each line written to it to a log
+// function.
+type logLines func(line string)
+
+func (f logLines) Write(p []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		f(line)
+	}
+	return len(p), nil
 }
