@@ -629,9 +629,11 @@ func (s *Store) Forget(ctx context.Context, service string) (int, error) {
 // RecordDescendants adds the processes of a service that `gracectl run`
 // sees to its allocations (by ID), keeping those already recorded that
 // still run, at most MaxDescendants, the oldest first. Nothing is written
-// when nothing is new.
+// when nothing is new, and nothing is fsynced (as the portserver's
+// changes): the record matters while the processes run, and a power cut
+// ends them.
 func (s *Store) RecordDescendants(ctx context.Context, ids []string, procs []probe.Identity) error {
-	return s.Update(ctx, func(r *Registry, tx *Tx) error {
+	return s.update(ctx, func(r *Registry, tx *Tx) error {
 		changed := false
 		for _, a := range r.Allocations {
 			if !slices.Contains(ids, a.ID) {
@@ -659,5 +661,5 @@ func (s *Store) RecordDescendants(ctx context.Context, ids []string, procs []pro
 			return ErrNoChange
 		}
 		return nil
-	})
+	}, writeOpts{})
 }

@@ -45,7 +45,7 @@ func (l *launch) awaitDescendants() {
 	defer poll.Stop()
 	for {
 		l.followDescendants(self)
-		l.recordDescendants()
+		l.recordDescendants(false)
 		select {
 		case <-gone:
 			return
@@ -120,15 +120,23 @@ func newRunToken() (token, mark string) {
 
 // recordDescendants writes the service's processes that run sees now into
 // its allocations (Store.RecordDescendants), so that if run is killed the
-// watchdog can tell the service lives on and keep its port for it.
-func (l *launch) recordDescendants() {
+// watchdog can tell the service lives on and keep its port for it. Only
+// those seen at the last look too are written, so that a service that
+// keeps running short commands does not rewrite the registry for each;
+// all are when the command has just exited (all).
+func (l *launch) recordDescendants(all bool) {
 	self := os.Getpid()
+	now := map[probe.Identity]bool{}
 	var procs []probe.Identity
 	for _, pid := range probe.TakeProcessTable().Descendants(self) {
 		if id, err := probe.IdentifyLocal(pid); err == nil {
-			procs = append(procs, id)
+			now[id] = true
+			if all || l.seen[id] {
+				procs = append(procs, id)
+			}
 		}
 	}
+	l.seen = now
 	if len(procs) == 0 {
 		return
 	}

@@ -137,6 +137,9 @@ type launch struct {
 	// token goes into the service's environment (RunTokenEnv); its hash
 	// is the allocations' DescendantMark.
 	token string
+	// seen are the service's processes at the last look
+	// (recordDescendants).
+	seen map[probe.Identity]bool
 }
 
 // Run does the whole run and returns the exit status gracectl should exit
@@ -295,7 +298,7 @@ loop:
 		case waitErr = <-l.waited:
 			break loop
 		case <-record.C:
-			l.recordDescendants()
+			l.recordDescendants(false)
 		case <-poll.C:
 			if l.ctr != nil {
 				l.followContainer()
@@ -304,7 +307,7 @@ loop:
 				poll.Stop()
 				continue
 			}
-			l.recordDescendants()
+			l.recordDescendants(false)
 			snap := probe.TakeSnapshot()
 			for _, a := range l.allocs {
 				if !up[a.Port] && snap.Listening(l.bg, a.Port) {
@@ -317,7 +320,7 @@ loop:
 	}
 	// What the child left running, before anything else: should run be
 	// killed now, the watchdog finds them for the port.
-	l.recordDescendants()
+	l.recordDescendants(true)
 	l.fg.restore()
 	code := exitCode(l.cmd.ProcessState, waitErr)
 	l.notify(Event{Kind: EventExited, Alloc: l.alloc, PID: child, Code: code})
