@@ -148,7 +148,7 @@ func (d *dash) orphan(t *testing.T, service string, port int) (owner, listener i
 	t.Helper()
 	d.gracectl(t, "allocate", "--service", service, "--preferred", strconv.Itoa(port), "--purpose", "background jobs")
 	sleeper := background(t, "sleep", "600")
-	d.gracectl(t, "register", strconv.Itoa(port), "--pid", strconv.Itoa(sleeper.Process.Pid))
+	d.gracectl(t, "register", strconv.Itoa(port), "--pid", strconv.Itoa(sleeper.Process.Pid), "--service", service)
 	l := httpServer(t, port)
 	syscall.Kill(-sleeper.Process.Pid, syscall.SIGKILL)
 	sleeper.Wait()

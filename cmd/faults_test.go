@@ -116,7 +116,7 @@ func TestChaos(t *testing.T) {
 					}
 				case 2:
 					if rand.Intn(2) == 0 {
-						run("register", pick(), "--pid", self)
+						run("register", pick(), "--pid", self, "--service", "chaos")
 					} else {
 						run("release", pick(), "--force")
 					}

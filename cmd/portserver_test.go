@@ -576,7 +576,7 @@ func TestPortserverPoolIsHeld(t *testing.T) {
 	}{
 		{[]string{"release", "--service", "gracectl_portserver"}, b.P(1) + " (pid " + watchPID + "), "},
 		{[]string{"release", b.P(3)}, held + " to release it anyway"},
-		{[]string{"register", b.P(5), "--pid", other}, held + " to register pid " + other + " anyway"},
+		{[]string{"register", b.P(5), "--pid", other, "--service", "gracectl_portserver"}, held + " to register pid " + other + " anyway"},
 	} {
 		out, err := gracectlCmd(t, root, c.args...).CombinedOutput()
 		if err == nil || !strings.Contains(string(out), c.want) {
@@ -586,7 +586,7 @@ func TestPortserverPoolIsHeld(t *testing.T) {
 	for _, args := range [][]string{
 		{"release", b.P(3), "--force"},
 		{"allocate", "--service", "victim", "--preferred", b.P(3), "--range", b.String()},
-		{"register", b.P(5), "--pid", other, "--force"},
+		{"register", b.P(5), "--pid", other, "--service", "gracectl_portserver", "--force"},
 	} {
 		if out, err := gracectlCmd(t, root, args...).CombinedOutput(); err != nil {
 			t.Fatalf("%v: %v\n%s", args, err, out)

@@ -224,7 +224,7 @@ def bench_watchdog(binary, hanging, cycles, timeout="2s", api=None):
         e.run("allocate", "--service", "s%d" % i, "--range", rg, "--preferred", str(first + i), "--health-path", "/health")
     helper = start_helpers(first, 101, hanging)
     for i in range(101):
-        e.run("register", str(first + i), "--pid", str(helper.pid))
+        e.run("register", str(first + i), "--pid", str(helper.pid), "--service", "s%d" % i)
     args = ["watch", "--interval", "1s", "--health-timeout", timeout, "--range", rg]
     if api:
         args += ["--api", api]

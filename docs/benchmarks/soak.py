@@ -33,7 +33,7 @@ def main():
         e.run("allocate", "--service", "s%d" % i, "--range", rg, "--preferred", str(first + i), "--health-path", "/health")
     helper = bench.start_helpers(first, 101, 0)
     for i in range(101):
-        e.run("register", str(first + i), "--pid", str(helper.pid))
+        e.run("register", str(first + i), "--pid", str(helper.pid), "--service", "s%d" % i)
     w = subprocess.Popen([binary, "watch", "--interval", "1s", "--range", rg, "--api", api], env=e.env,
                          stderr=subprocess.DEVNULL)
     while e.watchdog().get("checks_performed", 0) < 5:
