@@ -117,7 +117,7 @@ func TestLockWaitHonoursSignalsAndTimeout(t *testing.T) {
 		t.Errorf("allocate after SIGTERM: exit %d:\n%s", code, w.out.String())
 	}
 	out, code := runBounded(t, gracectlCmd(t, root, "allocate", "--service", "w", "--lock-timeout", "300ms"), 30*time.Second)
-	if code != 3 || !strings.Contains(out, "timed out after 300ms") {
+	if code != 3 || !strings.Contains(out, "has held it for 300ms without finishing a change") {
 		t.Errorf("allocate with --lock-timeout 300ms: exit %d:\n%s", code, out)
 	}
 }

@@ -67,10 +67,11 @@ func Identify(pid int) (Identity, error) {
 // network namespace is recorded (a container's published port is served in
 // this one, by its engine's proxy).
 func IdentifyHere(pid int) (Identity, error) {
-	id, err := Identify(pid)
+	id, err := IdentifyLocal(pid)
 	if err != nil {
 		return Identity{}, err
 	}
+	id.PID = pid // not its own namespace's number, which IdentifyLocal records
 	id.PIDNS, _ = SelfNamespaces()
 	id.NetNS = 0
 	return id, nil
