@@ -18,7 +18,6 @@ import (
 
 	"github.com/gracectl/gracectl/registry"
 	"github.com/gracectl/gracectl/registry/testenv"
-	"golang.org/x/sys/unix"
 )
 
 // gracectl as a test suite's portserver. Every test takes its ports from
@@ -512,7 +511,7 @@ func TestPortserverRecoversFromDescriptorExhaustion(t *testing.T) {
 		t.Fatal(err)
 	}
 	limit := uint64(len(fds) + 8)
-	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: limit, Max: limit}, nil); err != nil {
+	if err := lowerOpenFileLimit(pid, limit); err != nil {
 		t.Skipf("cannot lower the watchdog's open-file limit: %v", err)
 	}
 	var flood []net.Conn
