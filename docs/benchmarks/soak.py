@@ -26,6 +26,7 @@ def scrape(addr):
 
 def main():
     binary, seconds = os.path.abspath(sys.argv[1]), float(sys.argv[2])
+    bench.header("Soak: the watchdog for %.0f s" % seconds, binary)
     e = bench.Env(binary)
     first, api = 20000, "127.0.0.1:20150"
     rg = "%d-%d" % (first, first + 100)
@@ -43,9 +44,15 @@ def main():
     time.sleep(seconds)
     g1, r1 = scrape(api)
     c1 = e.watchdog()["checks_performed"]
-    print("soak: %d cycles in %.0f s over 101 allocations" % (c1 - c0, seconds))
-    print("goroutines: start %d, end %d" % (g0, g1))
-    print("RSS: start %.1f MB, end %.1f MB" % (r0, r1))
+    print("`python3 docs/benchmarks/soak.py %s %.0f`: `watch --interval 1s --api` over 101 allocations, each "
+          "with a health endpoint (one Python process serves them all); /metrics read after the fifth cycle and "
+          "at the end." % (sys.argv[1], seconds))
+    print()
+    print("| cycles | goroutines, start → end | RSS, start → end |")
+    print("| --- | --- | --- |")
+    print("| %d in %.0f s | %d → %d | %.1f → %.1f MB |" % (c1 - c0, seconds, g0, g1, r0, r1))
+    print()
+    print("At the end: " + bench.load())
     w.send_signal(signal.SIGTERM)
     w.wait()
     helper.kill()
