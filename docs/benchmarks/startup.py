@@ -98,6 +98,31 @@ def ratio(xs, ys):
     return statistics.median(x / y for x, y in zip(xs, ys))
 
 
+# Package groups for the init table, by import path prefix (first match).
+GROUPS = [
+    ("the Prometheus client (client_golang, client_model, common, procfs, protobuf, expvar, runtime/metrics)",
+     ("github.com/prometheus/client_golang", "github.com/prometheus/client_model", "github.com/prometheus/common/model",
+      "github.com/prometheus/common/expfmt", "github.com/prometheus/procfs", "google.golang.org/protobuf", "expvar",
+      "runtime/metrics", "github.com/beorn7", "github.com/cespare", "github.com/munnerz")),
+    ("exporter-toolkit's web config and what it brings (yaml, common/config, conntrack, x/net/trace, html/template, oauth2, jwt, x/crypto)",
+     ("github.com/prometheus/exporter-toolkit", "github.com/prometheus/common", "go.yaml.in", "github.com/mwitkow",
+      "golang.org/x/net/trace", "html/template", "golang.org/x/oauth2", "github.com/golang-jwt", "github.com/google/uuid",
+      "golang.org/x/crypto", "github.com/jpillora", "github.com/mdlayher", "golang.org/x/text", "golang.org/x/sync")),
+    ("tablewriter and go-runewidth", ("github.com/olekukonko", "github.com/mattn/go-runewidth", "github.com/clipperhouse")),
+    ("cobra and pflag", ("github.com/spf13",)),
+    ("gracectl's own packages", ("github.com/gracectl",)),
+    ("other modules", ("github.com/", "golang.org/", "go.", "google.golang.org/")),
+    ("the Go standard library", ("",)),
+]
+
+
+def group_of(pkg):
+    for name, prefixes in GROUPS:
+        if any(pkg.startswith(p) for p in prefixes):
+            return name
+    return GROUPS[-1][0]
+
+
 def inittrace(binary, runs=30):
     """Per package: the median of its init time over runs; and the median
     of the runs' totals."""
@@ -157,6 +182,17 @@ def main():
     print("| --- | --- | --- |")
     for t, b, k in rows[:10]:
         print("| %s | %.3f ms | %d B |" % (k, t, b))
+    print()
+    print("The same, by what brings the packages in (sums of the medians):")
+    print()
+    print("| packages | count | init | allocated |")
+    print("| --- | --- | --- | --- |")
+    agg = {}
+    for t, b, k in rows:
+        g = agg.setdefault(group_of(k), [0, 0.0, 0])
+        g[0], g[1], g[2] = g[0] + 1, g[1] + t, g[2] + b
+    for name, (count, t, b) in sorted(agg.items(), key=lambda kv: -kv[1][1]):
+        print("| %s | %d | %.2f ms | %d KB |" % (name, count, t, b // 1024))
     print()
     print("At the end: " + bench.load())
 
