@@ -41,8 +41,8 @@ def main():
             units.setdefault(unit, []).append(float(value))
     if out.returncode != 0:
         print("`go test` failed:\n\n```\n%s\n```" % (out.stdout[-2000:] + out.stderr[-2000:]))
-    print("`%s` (from `python3 docs/benchmarks/gobench.py --count %d`): medians of %d runs, min-max." % (
-        " ".join(cmd), a.count, a.count))
+    print("`%s` (from `python3 docs/benchmarks/gobench.py --count %d%s`): medians of %d runs, min-max." % (
+        " ".join(cmd), a.count, "" if a.bench == "." else " --bench '%s'" % a.bench, a.count))
     print()
     print("| package | benchmark | time/op | other |")
     print("| --- | --- | --- | --- |")
