@@ -24,7 +24,7 @@ import (
 
 type watchOptions struct {
 	g          *globals
-	probe      watchdog.Options
+	checks     watchdog.Options // what each cycle checks, and how
 	interval   time.Duration
 	journal    bool
 	api        string
@@ -78,7 +78,7 @@ docs/systemd/gracectl-watch.service.` + exitHelp([]int{exitOK, exitFailure, exit
 			if o.heartbeat < 100*time.Millisecond {
 				return usageErrorf("--event-heartbeat must be at least 100ms, got %s", o.heartbeat)
 			}
-			if err := checkProbeFlags(&o.probe); err != nil {
+			if err := checkProbeFlags(&o.checks); err != nil {
 				return err
 			}
 			return runWatch(cmd, o)
@@ -103,7 +103,7 @@ docs/systemd/gracectl-watch.service.` + exitHelp([]int{exitOK, exitFailure, exit
 	f.Var(&o.psLimits[0], "portserver-max-user-ports", "ports the portserver's clients of one user may hold at once (default: half the range; 0: no limit)")
 	f.Var(&o.psLimits[1], "portserver-max-client-ports", "ports one portserver client process may hold at once (default: half the range; 0: no limit)")
 	f.Var(&o.psLimits[2], "portserver-max-user-conns", "connections to the portserver one user may have open at once (default 64; 0: no limit)")
-	addProbeFlags(f, &o.probe)
+	addProbeFlags(f, &o.checks)
 	return c
 }
 
@@ -111,12 +111,88 @@ func runWatch(cmd *cobra.Command, o *watchOptions) error {
 	if o.stop {
 		return stopWatchdog(cmd.Context(), o.g)
 	}
-	rg, err := o.g.watchedRange()
+	s, err := newWatchSession(o)
 	if err != nil {
 		return err
 	}
+	defer s.close()
+	ctx := cmd.Context()
+	fleetClient, err := s.startFleet(ctx)
+	if err != nil {
+		return err
+	}
+	psAddr, err := s.portserverAddress(cmd)
+	if err != nil {
+		return err
+	}
+	if o.api != "" || psAddr != "" {
+		// The API and the portserver are bound under the watchdog lock, so
+		// a second watchdog is refused as such rather than failing on
+		// their addresses.
+		unlock, err := s.w.Lock()
+		if err != nil {
+			return startupError(err)
+		}
+		s.onClose(unlock)
+	}
+	if psAddr != "" {
+		if err := s.startPortserver(psAddr); err != nil {
+			return err
+		}
+	}
+	if o.api != "" {
+		if err := s.startAPI(ctx, fleetClient); err != nil {
+			return err
+		}
+	}
+	now, stopHUP := cycleOnSIGHUP()
+	defer stopHUP()
+	err = s.w.Run(ctx, now)
+	var ar *watchdog.AlreadyRunningError
+	if errors.As(err, &ar) {
+		return startupError(err)
+	}
+	return err
+}
+
+// watchSession is one `gracectl watch`: the watchdog, what runs beside it
+// (fleet publisher, portserver, API) and what stops them, in reverse order.
+type watchSession struct {
+	o        *watchOptions
+	w        *watchdog.Watcher
+	store    *registry.Store
+	rg       registry.Range
+	logf     func(string)
+	hooks    []func(*watchdog.Report) // run after every cycle
+	cleanups []func()
+}
+
+func newWatchSession(o *watchOptions) (*watchSession, error) {
+	rg, err := o.g.watchedRange()
+	if err != nil {
+		return nil, err
+	}
+	s := &watchSession{o: o, store: o.g.store(), rg: rg, logf: watchLogger(o)}
+	o.checks.Range = rg
+	o.checks.Engines = o.g.engines()
+	s.w = &watchdog.Watcher{Store: s.store, Options: o.checks, Interval: o.interval, Log: s.logf,
+		ExitWhenIdle: o.idle}
+	if o.fromRun {
+		s.w.StartedBy = "run"
+	}
+	s.w.OnCycle = func(rep *watchdog.Report) {
+		for _, h := range s.hooks {
+			h(rep)
+		}
+	}
+	return s, nil
+}
+
+// watchLogger writes the watchdog's log lines to stderr, one at a time,
+// timestamped unless stderr is journald (which stamps them itself).
+func watchLogger(o *watchOptions) func(string) {
 	var mu sync.Mutex
-	logf := func(line string) {
+	return func(line string) {
 		mu.Lock()
 		defer mu.Unlock()
 		if o.journal {
@@ -125,121 +201,124 @@ func runWatch(cmd *cobra.Command, o *watchOptions) error {
 			fmt.Fprintf(o.g.stderr, "%s %s\n", time.Now().Format("2006-01-02T15:04:05.000Z07:00"), escape(line))
 		}
 	}
-	store := o.g.store()
-	o.probe.Range = rg
-	o.probe.Engines = o.g.engines()
-	w := &watchdog.Watcher{Store: store, Options: o.probe, Interval: o.interval, Range: rg, Log: logf,
-		ExitWhenIdle: o.idle}
-	if o.fromRun {
-		w.StartedBy = "run"
+}
+
+// onClose adds what close runs, last added first.
+func (s *watchSession) onClose(f func()) { s.cleanups = append(s.cleanups, f) }
+
+func (s *watchSession) close() {
+	for i := len(s.cleanups) - 1; i >= 0; i-- {
+		s.cleanups[i]()
 	}
-	var hooks []func(*watchdog.Report)
-	w.OnCycle = func(rep *watchdog.Report) {
-		for _, h := range hooks {
-			h(rep)
-		}
-	}
+}
+
+// startFleet publishes this host to etcd when the fleet is on (a flag or
+// $GRACECTL_FLEET) and returns the client the API's fleet view reads
+// through; nil when the fleet is off.
+func (s *watchSession) startFleet(ctx context.Context) (*etcd.Client, error) {
+	o := s.o
 	if o.fleet.spec == "" && o.g.env.fleet != "" {
 		o.fleet.spec = fleetFromEnv
 	}
-	var fleetClient *etcd.Client
-	if o.fleet.enabled() {
-		cli, err := o.fleet.connect(o.g)
-		if err != nil {
-			return err
-		}
-		defer cli.Close()
-		fleetClient = cli
-		id, err := fleet.HostID(o.hostID)
-		if err != nil {
-			return &usageError{msg: err.Error()}
-		}
-		pub := &fleet.Publisher{Client: cli, Store: store, HostID: id, Range: rg,
-			Version: versionString(), Interval: o.interval, Log: logf}
-		hooks = append(hooks, func(rep *watchdog.Report) {
-			st := w.State()
-			pub.Cycle(rep.StartedAt, fleet.Watchdog{IntervalSeconds: st.IntervalSeconds, ChecksPerformed: st.ChecksPerformed,
-				IssuesDetected: st.IssuesDetected, StaleCleaned: st.StaleCleaned, MonitoredPorts: st.MonitoredPorts})
-		})
-		pubCtx, stopPub := context.WithCancel(cmd.Context())
-		pubDone := make(chan struct{})
-		go func() { defer close(pubDone); pub.Run(pubCtx) }()
-		// On the way out the host leaves the fleet at once (its lease is
-		// revoked), not after the TTL.
-		defer func() { stopPub(); <-pubDone }()
-		logf(fmt.Sprintf("[PORT-WATCHDOG] Fleet: publishing host %s to etcd (lease %s)", pub.HostID, pub.TTL()))
+	if !o.fleet.enabled() {
+		return nil, nil
 	}
-	psAddr := ""
-	if cmd.Flags().Changed("portserver") {
-		if psAddr, err = portserver.Resolve(o.portserver, store); err != nil {
-			var ae *portserver.AddressError
-			if errors.As(err, &ae) {
-				return &usageError{msg: err.Error()}
-			}
-			return startupError(err)
-		}
+	cli, err := o.fleet.connect(o.g)
+	if err != nil {
+		return nil, err
 	}
-	if o.api != "" || psAddr != "" {
-		// The API and the portserver are bound under the watchdog lock, so
-		// a second watchdog is refused as such rather than failing on
-		// their addresses.
-		unlock, err := w.Lock()
-		if err != nil {
-			return startupError(err)
-		}
-		defer unlock()
+	s.onClose(func() { cli.Close() })
+	id, err := fleet.HostID(o.hostID)
+	if err != nil {
+		return nil, &usageError{msg: err.Error()}
 	}
-	if psAddr != "" {
-		stop, err := servePortserver(o, psAddr, store, rg, logf)
-		if err != nil {
-			return err
-		}
-		// On the way out: stop accepting, record what is pending, give
-		// back the pool.
-		defer stop()
-		w.Portserver = psAddr
+	pub := &fleet.Publisher{Client: cli, Store: s.store, HostID: id, Range: s.rg,
+		Version: versionString(), Interval: o.interval, Log: s.logf}
+	s.hooks = append(s.hooks, func(rep *watchdog.Report) {
+		st := s.w.State()
+		pub.Cycle(rep.StartedAt, fleet.Watchdog{IntervalSeconds: st.IntervalSeconds, ChecksPerformed: st.ChecksPerformed,
+			IssuesDetected: st.IssuesDetected, StaleCleaned: st.StaleCleaned, MonitoredPorts: st.MonitoredPorts})
+	})
+	pubCtx, stopPub := context.WithCancel(ctx)
+	pubDone := make(chan struct{})
+	go func() { defer close(pubDone); pub.Run(pubCtx) }()
+	// On the way out the host leaves the fleet at once (its lease is
+	// revoked), not after the TTL.
+	s.onClose(func() { stopPub(); <-pubDone })
+	s.logf(fmt.Sprintf("[PORT-WATCHDOG] Fleet: publishing host %s to etcd (lease %s)", pub.HostID, pub.TTL()))
+	return cli, nil
+}
+
+// portserverAddress is where --portserver asks to serve, resolved against
+// the state root; "" without the flag.
+func (s *watchSession) portserverAddress(cmd *cobra.Command) (string, error) {
+	if !cmd.Flags().Changed("portserver") {
+		return "", nil
 	}
-	if o.api != "" {
-		l, err := api.Listen(cmd.Context(), api.ListenConfig{Addr: o.api, AllowRemote: o.remote, Store: store, Range: rg, Log: logf,
-			WebConfig: o.webConfig, Hosts: o.apiHosts})
-		var ae *api.AddrError
-		if errors.As(err, &ae) {
-			return &usageError{msg: err.Error()}
-		}
-		if err != nil {
-			return startupError(err)
-		}
-		defer l.Close()
-		w.API = l.Addr().Network() + ":" + l.Addr().String()
-		w.APIAccess = l.Access.String()
-		srv := api.New(store, w, rg, l.Hosts, api.Build{Version: versionString(), Revision: vcsRevision()})
-		srv.Fleet, srv.FleetTimeout = fleetClient, o.fleet.timeout
-		srv.Heartbeat = o.heartbeat
-		hooks = append(hooks, srv.ObserveCycle)
-		w.OnCycleError, w.OnExitCheck = srv.ObserveCycleError, srv.ObserveExitCheck
-		followCtx, stopFollowing := context.WithCancel(cmd.Context())
-		defer stopFollowing()
-		go srv.FollowChanges(followCtx)
-		defer api.Serve(l, srv, logf)()
+	addr, err := portserver.Resolve(s.o.portserver, s.store)
+	var ae *portserver.AddressError
+	switch {
+	case errors.As(err, &ae):
+		return "", &usageError{msg: err.Error()}
+	case err != nil:
+		return "", startupError(err)
 	}
+	return addr, nil
+}
+
+func (s *watchSession) startPortserver(addr string) error {
+	stop, err := servePortserver(s.o, addr, s.store, s.rg, s.logf)
+	if err != nil {
+		return err
+	}
+	// On the way out: stop accepting, record what is pending, give back
+	// the pool.
+	s.onClose(stop)
+	s.w.Portserver = addr
+	return nil
+}
+
+func (s *watchSession) startAPI(ctx context.Context, fleetClient *etcd.Client) error {
+	o := s.o
+	l, err := api.Listen(ctx, api.ListenConfig{Addr: o.api, AllowRemote: o.remote, Store: s.store, Range: s.rg, Log: s.logf,
+		WebConfig: o.webConfig, Hosts: o.apiHosts})
+	var ae *api.AddrError
+	switch {
+	case errors.As(err, &ae):
+		return &usageError{msg: err.Error()}
+	case err != nil:
+		return startupError(err)
+	}
+	s.onClose(func() { l.Close() })
+	s.w.API = l.Addr().Network() + ":" + l.Addr().String()
+	s.w.APIAccess = l.Access.String()
+	srv := api.New(s.store, s.w, s.rg, l.Hosts, api.Build{Version: versionString(), Revision: vcsRevision()})
+	srv.Fleet, srv.FleetTimeout = fleetClient, o.fleet.timeout
+	srv.Heartbeat = o.heartbeat
+	s.hooks = append(s.hooks, srv.ObserveCycle)
+	s.w.OnCycleError, s.w.OnExitCheck = srv.ObserveCycleError, srv.ObserveExitCheck
+	followCtx, stopFollowing := context.WithCancel(ctx)
+	s.onClose(stopFollowing)
+	go srv.FollowChanges(followCtx)
+	s.onClose(api.Serve(l, srv, s.logf))
+	return nil
+}
+
+// cycleOnSIGHUP turns SIGHUP into a request for a cycle now; one that
+// arrives during a cycle is kept for after it.
+func cycleOnSIGHUP() (now <-chan struct{}, stop func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	now := make(chan struct{}, 1) // a SIGHUP during a cycle is kept for after it
+	ch := make(chan struct{}, 1)
 	go func() {
 		for range hup {
 			select {
-			case now <- struct{}{}:
+			case ch <- struct{}{}:
 			default:
 			}
 		}
 	}()
-	err = w.Run(cmd.Context(), now)
-	var ar *watchdog.AlreadyRunningError
-	if asErr(err, &ar) {
-		return startupError(err)
-	}
-	return err
+	return ch, func() { signal.Stop(hup) }
 }
 
 // servePortserver starts the portserver on addr and returns what stops it.

@@ -158,14 +158,30 @@ func Cycle(ctx context.Context, store *registry.Store, opts Options) (*Report, e
 		}
 	}
 
-	rep.Results = make([]*Result, len(allocs))
+	rep.Results = probeAll(ctx, allocs, socks, owners, procs, lk, opts)
+
+	if opts.DryRun {
+		rep.wouldApply()
+	} else if err := apply(ctx, store, reg, rep); err != nil {
+		return nil, err
+	}
+	rep.count()
+	rep.DurationMS = float64(time.Since(start).Microseconds()) / 1000
+	return rep, nil
+}
+
+// probeAll probes allocs: at once those that wait on nothing, the others
+// in parallel, opts.Concurrency at a time.
+func probeAll(ctx context.Context, allocs []*registry.Allocation, socks *probe.Snapshot, owners map[int][]int,
+	procs *probe.ProcessTable, lk *container.Lookup, opts Options) []*Result {
+	results := make([]*Result, len(allocs))
 	sem := make(chan struct{}, opts.Concurrency)
 	var wg sync.WaitGroup
 	for i, a := range allocs {
 		if !waitsOnNetwork(a, socks, owners[a.Port], lk) {
 			// Probed here (at thousands of allocations, a goroutine
 			// each cost a tenth of the cycle).
-			rep.Results[i] = probeOne(ctx, a, socks.Listening(ctx, a.Port), owners[a.Port], procs, lk, opts)
+			results[i] = probeOne(ctx, a, socks.Listening(ctx, a.Port), owners[a.Port], procs, lk, opts)
 			continue
 		}
 		wg.Add(1)
@@ -174,40 +190,40 @@ func Cycle(ctx context.Context, store *registry.Store, opts Options) (*Report, e
 			defer wg.Done()
 			defer func() { <-sem }()
 			// Off Linux, Listening connects; it runs here, in parallel.
-			rep.Results[i] = probeOne(ctx, a, socks.Listening(ctx, a.Port), owners[a.Port], procs, lk, opts)
+			results[i] = probeOne(ctx, a, socks.Listening(ctx, a.Port), owners[a.Port], procs, lk, opts)
 		}()
 	}
 	wg.Wait()
+	return results
+}
 
-	if !opts.DryRun {
-		if err := apply(ctx, store, reg, rep); err != nil {
-			return nil, err
+// wouldApply says, in a dry run, what apply would have done.
+func (r *Report) wouldApply() {
+	for _, res := range r.Results {
+		if res.verdict.Release != "" {
+			res.Action = "would release (" + res.verdict.Release + ")"
 		}
-	} else {
-		for _, r := range rep.Results {
-			if r.verdict.Release != "" {
-				r.Action = "would release (" + r.verdict.Release + ")"
-			}
-			if r.verdict.Heir {
-				r.Action = fmt.Sprintf("would make pid %d, which the service started, the owner", r.verdict.Owner.PID)
-			}
+		if res.verdict.Heir {
+			res.Action = fmt.Sprintf("would make pid %d, which the service started, the owner", res.verdict.Owner.PID)
 		}
 	}
-	for _, r := range rep.Results {
-		switch r.Status {
+}
+
+// count fills the report's totals from its results.
+func (r *Report) count() {
+	for _, res := range r.Results {
+		switch res.Status {
 		case registry.StatusActive:
-			rep.Active++
+			r.Active++
 		case registry.StatusDead:
-			rep.Dead++
+			r.Dead++
 		}
-		if r.Issue != "" {
-			rep.Issues++
+		if res.Issue != "" {
+			r.Issues++
 		}
 	}
-	rep.Issues += len(rep.Unmanaged)
-	rep.NewIssues = rep.Issues
-	rep.DurationMS = float64(time.Since(start).Microseconds()) / 1000
-	return rep, nil
+	r.Issues += len(r.Unmanaged)
+	r.NewIssues = r.Issues
 }
 
 // waitsOnNetwork reports whether probing a may wait on another program: a
@@ -382,21 +398,7 @@ func decide(a *registry.Allocation, ob Observation, now time.Time, opts Options)
 	if ob.Foreign != 0 {
 		v.ListenerPID, v.ListenerName = ob.Foreign, ob.ForeignName
 	}
-	describe := func(pid int, name string) string {
-		var who string
-		switch {
-		case pid == 0:
-			return "an unknown process"
-		case name != "":
-			who = fmt.Sprintf("pid %d (%s)", pid, name)
-		default:
-			who = fmt.Sprintf("pid %d", pid)
-		}
-		if c := ob.ForeignContainer; c != nil && pid == ob.Foreign {
-			return c.Describe() + " through " + who
-		}
-		return who
-	}
+	describe := ob.describe
 	if ob.NewOwner != nil {
 		v.Owner = ob.NewOwner
 		v.OwnerReason = fmt.Sprintf("container %s runs under a new main process (it restarted)", a.Container.Label())
@@ -477,30 +479,54 @@ func decide(a *registry.Allocation, ob Observation, now time.Time, opts Options)
 		if ob.OtherNetNS != 0 {
 			v.Health = fmt.Sprintf("skipped: listens in network namespace %d", ob.OtherNetNS)
 		}
-		if h := ob.Health; h != nil {
-			if h.RequestCount != nil {
-				v.RequestCount, v.Counts = *h.RequestCount, true
-			}
-			if h.ErrorCount != nil {
-				v.ErrorCount, v.Counts = *h.ErrorCount, true
-			}
-			if h.OK {
-				v.Health, v.Failures = "ok", 0
-			} else {
-				v.Failures++
-				v.LastError = h.Err
-				v.Health = fmt.Sprintf("failing (%d/%d): %s", v.Failures, opts.UnhealthyAfter, h.Err)
-				if v.Failures >= opts.UnhealthyAfter {
-					v.Status = registry.StatusUnhealthy
-					v.Issue = fmt.Sprintf("failed health check: %s, %d times in a row", h.Err, v.Failures)
-				}
-			}
+		if ob.Health != nil {
+			v.health(ob.Health, opts.UnhealthyAfter)
 		}
 		if ob.Foreign != 0 && v.Issue == "" {
 			v.Issue = fmt.Sprintf("port served by %s, which is not the owner (pid %d) or its child", describe(ob.Foreign, ob.ForeignName), a.PID)
 		}
 	}
 	return v
+}
+
+// describe names the process pid (called name), and the container it
+// serves when it is the foreign listener of a container's port.
+func (ob *Observation) describe(pid int, name string) string {
+	var who string
+	switch {
+	case pid == 0:
+		return "an unknown process"
+	case name != "":
+		who = fmt.Sprintf("pid %d (%s)", pid, name)
+	default:
+		who = fmt.Sprintf("pid %d", pid)
+	}
+	if c := ob.ForeignContainer; c != nil && pid == ob.Foreign {
+		return c.Describe() + " through " + who
+	}
+	return who
+}
+
+// health is decide for an active service's health check h: the counts it
+// reported, and unhealthy after unhealthyAfter failures in a row.
+func (v *Verdict) health(h *probe.HealthResult, unhealthyAfter int) {
+	if h.RequestCount != nil {
+		v.RequestCount, v.Counts = *h.RequestCount, true
+	}
+	if h.ErrorCount != nil {
+		v.ErrorCount, v.Counts = *h.ErrorCount, true
+	}
+	if h.OK {
+		v.Health, v.Failures = "ok", 0
+		return
+	}
+	v.Failures++
+	v.LastError = h.Err
+	v.Health = fmt.Sprintf("failing (%d/%d): %s", v.Failures, unhealthyAfter, h.Err)
+	if v.Failures >= unhealthyAfter {
+		v.Status = registry.StatusUnhealthy
+		v.Issue = fmt.Sprintf("failed health check: %s, %d times in a row", h.Err, v.Failures)
+	}
 }
 
 // containerDown is decide for a container that is not running: its run

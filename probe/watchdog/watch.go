@@ -17,7 +17,6 @@ type Watcher struct {
 	Store    *registry.Store
 	Options  Options
 	Interval time.Duration
-	Range    registry.Range
 	API      string // where the HTTP API listens, for the state file
 	// Portserver is where the portserver listens, for the state file.
 	Portserver string
@@ -252,23 +251,12 @@ func (w *Watcher) Run(ctx context.Context, now <-chan struct{}) error {
 		}
 		defer unlock()
 	}
-	self := probe.Self()
-	w.mu.Lock()
-	w.state = State{
-		Running: true, PID: self.PID, PIDStart: self.Start, BootID: self.Boot,
-		StartedAt: registry.Now(), IntervalSeconds: w.Interval.Seconds(), API: w.API, APIAccess: w.APIAccess, StartedBy: w.StartedBy,
-		EventEpoch: w.epoch,
-		Portserver: w.Portserver,
+	if err := w.started(); err != nil {
+		return err
 	}
-	if err := SaveState(w.Store, &w.state); err != nil {
-		w.mu.Unlock()
-		return fmt.Errorf("cannot save watchdog state: %w", err)
-	}
-	w.mu.Unlock()
 	defer w.stopped()
-
 	w.log("[PORT-WATCHDOG] Started (checking every %s)", fmtInterval(w.Interval))
-	w.log("[PORT-WATCHDOG] Monitoring ports %s", w.Range)
+	w.log("[PORT-WATCHDOG] Monitoring ports %s", w.Options.Range)
 
 	var wdC <-chan time.Time
 	if d, err := daemon.SdWatchdogEnabled(false); err == nil && d > 0 {
@@ -276,16 +264,7 @@ func (w *Watcher) Run(ctx context.Context, now <-chan struct{}) error {
 		defer t.Stop()
 		wdC = t.C
 	}
-	cycle := func() {
-		rep, err := w.Trigger(ctx)
-		status := "cycle failed"
-		if err == nil {
-			status = rep.Summary()
-		}
-		_, _ = daemon.SdNotify(false, "STATUS="+status)
-		_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
-	}
-	cycle()
+	w.notifiedCycle(ctx)
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
 	// Owner exits, between cycles.
 	exitsCtx, stopExits := context.WithCancel(ctx)
@@ -294,23 +273,12 @@ func (w *Watcher) Run(ctx context.Context, now <-chan struct{}) error {
 	defer func() { stopExits(); <-exitsDone }()
 	ticker := time.NewTicker(w.Interval)
 	defer ticker.Stop()
-	var idleC <-chan time.Time
-	var idleSince time.Time // zero while the registry holds allocations
-	if w.ExitWhenIdle > 0 {
-		t := time.NewTicker(max(w.ExitWhenIdle/4, 100*time.Millisecond))
-		defer t.Stop()
-		idleC = t.C
-	}
+	idle := w.newIdleTimer()
+	defer idle.stop()
 	for {
 		select {
-		case <-idleC:
-			r, err := w.Store.Read(ctx)
-			switch {
-			case err != nil || len(r.Allocations) > 0:
-				idleSince = time.Time{}
-			case idleSince.IsZero():
-				idleSince = time.Now()
-			case time.Since(idleSince) >= w.ExitWhenIdle:
+		case <-idle.C:
+			if idle.expired(ctx) {
 				w.log("[PORT-WATCHDOG] No allocation for %s: exiting", w.ExitWhenIdle)
 				_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 				return nil
@@ -319,14 +287,83 @@ func (w *Watcher) Run(ctx context.Context, now <-chan struct{}) error {
 			_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 			return nil
 		case <-ticker.C:
-			cycle()
+			w.notifiedCycle(ctx)
 		case <-now:
-			cycle()
+			w.notifiedCycle(ctx)
 			ticker.Reset(w.Interval)
 		case <-wdC:
 			_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
 		}
 	}
+}
+
+// started records in the state file that this process is the running
+// watchdog.
+func (w *Watcher) started() error {
+	self := probe.Self()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.state = State{
+		Running: true, PID: self.PID, PIDStart: self.Start, BootID: self.Boot,
+		StartedAt: registry.Now(), IntervalSeconds: w.Interval.Seconds(), API: w.API, APIAccess: w.APIAccess, StartedBy: w.StartedBy,
+		EventEpoch: w.epoch,
+		Portserver: w.Portserver,
+	}
+	if err := SaveState(w.Store, &w.state); err != nil {
+		return fmt.Errorf("cannot save watchdog state: %w", err)
+	}
+	return nil
+}
+
+// notifiedCycle runs a cycle and tells systemd how it went (STATUS=) and
+// that the watchdog is alive (WATCHDOG=1).
+func (w *Watcher) notifiedCycle(ctx context.Context) {
+	rep, err := w.Trigger(ctx)
+	status := "cycle failed"
+	if err == nil {
+		status = rep.Summary()
+	}
+	_, _ = daemon.SdNotify(false, "STATUS="+status)
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+}
+
+// idleTimer tells when the registry has held no allocation for
+// ExitWhenIdle; its C never fires when ExitWhenIdle is 0.
+type idleTimer struct {
+	C     <-chan time.Time
+	w     *Watcher
+	t     *time.Ticker
+	since time.Time // zero while the registry holds allocations
+}
+
+func (w *Watcher) newIdleTimer() *idleTimer {
+	it := &idleTimer{w: w}
+	if w.ExitWhenIdle > 0 {
+		it.t = time.NewTicker(max(w.ExitWhenIdle/4, 100*time.Millisecond))
+		it.C = it.t.C
+	}
+	return it
+}
+
+func (it *idleTimer) stop() {
+	if it.t != nil {
+		it.t.Stop()
+	}
+}
+
+// expired reads the registry: true once it has been empty for
+// ExitWhenIdle; a registry that cannot be read counts as not empty.
+func (it *idleTimer) expired(ctx context.Context) bool {
+	r, err := it.w.Store.Read(ctx)
+	switch {
+	case err != nil || len(r.Allocations) > 0:
+		it.since = time.Time{}
+	case it.since.IsZero():
+		it.since = time.Now()
+	case time.Since(it.since) >= it.w.ExitWhenIdle:
+		return true
+	}
+	return false
 }
 
 func (w *Watcher) stopped() {
