@@ -505,9 +505,10 @@ type ReleaseRequest struct {
 	By      string // "cli", "run", "watchdog"
 	ByUser  string
 	Reason  string
-	// Only, when set, must approve each allocation under the lock; the
-	// watchdog uses it to act only on allocations it probed unchanged.
-	Only func(*Allocation) bool
+	// ID, when set, releases the port only while it still holds that
+	// allocation (allocation_id): a caller giving back what it took never
+	// releases whoever holds the port after it.
+	ID string
 }
 
 // Release gives back ports and logs each with its duration and counts.
@@ -533,7 +534,7 @@ func (s *Store) Release(ctx context.Context, req ReleaseRequest) ([]*Allocation,
 		}
 		var live []OwnerAliveError
 		for _, a := range targets {
-			if req.Only != nil && !req.Only(a) {
+			if req.ID != "" && a.ID != req.ID {
 				continue
 			}
 			if holder := heldBy(a, req.Callers); !req.Force && holder > 0 {
@@ -548,7 +549,7 @@ func (s *Store) Release(ctx context.Context, req ReleaseRequest) ([]*Allocation,
 			return &LiveOwnersError{Held: live}
 		}
 		for _, a := range targets {
-			if req.Only != nil && !req.Only(a) {
+			if req.ID != "" && a.ID != req.ID {
 				continue
 			}
 			tx.Release(r, a, req.By, req.ByUser, req.Reason)

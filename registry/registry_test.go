@@ -20,6 +20,39 @@ import (
 	"github.com/gracectl/gracectl/registry/testenv"
 )
 
+// A release by allocation id gives back only that allocation: once the
+// port has changed hands, the late release of the old one is no change.
+func TestReleaseByIDSparesTheNextHolder(t *testing.T) {
+	ports := testenv.Ports(t, 1)
+	s := newStore(t)
+	ctx := context.Background()
+	first, err := s.Allocate(ctx, Request{Service: "first", Range: Range(ports)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Release(ctx, ReleaseRequest{Port: first.Port, Force: true, By: "cli", Reason: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	next, err := s.Allocate(ctx, Request{Service: "next", Range: Range(ports)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err := s.Release(ctx, ReleaseRequest{Port: first.Port, Force: true, By: "run", Reason: "late", ID: first.ID})
+	if err != nil || len(rel) != 0 {
+		t.Fatalf("late release of %s: released %v, err %v; want no change", first.ID, rel, err)
+	}
+	r, err := s.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := r.Get(next.Port); a == nil || a.ID != next.ID {
+		t.Fatalf("port %d after the late release: %+v, want %s", next.Port, a, next.ID)
+	}
+	if _, err := s.Release(ctx, ReleaseRequest{Port: next.Port, Force: true, By: "run", Reason: "t", ID: next.ID}); err != nil {
+		t.Fatalf("release of the holder by its own id: %v", err)
+	}
+}
+
 // Ports: each test takes its own from testenv.Ports.
 
 func newStore(t *testing.T) *Store {

@@ -249,40 +249,30 @@ type writeOpts struct {
 	prev *Registry
 }
 
-// update is Update with opts.
+// update is Update with opts: under the lock, read, append what an
+// interrupted change left, apply fn, write the registry, append its audit
+// lines; unlocked, wait for the folder and the log to reach the disk.
 func (s *Store) update(ctx context.Context, fn func(r *Registry, tx *Tx) error, opts writeOpts) (err error) {
-	durable := opts.durable
 	fl, err := s.lock(ctx)
 	if err != nil {
 		return err
 	}
-	unlocked := false
 	defer func() {
-		if !unlocked {
+		if fl != nil {
 			fl.Close()
 		}
 	}()
+	c := &change{s: s, durable: opts.durable}
+	defer c.syncLogs(&err)
 	r, info, err := s.read(opts.prev)
 	if err != nil {
 		return err
 	}
 	r.src = nil // fn changes r: it no longer stands for those bytes
 	s.removeStaleTemps()
-	filePerm, _ := s.modes()
-	var logs []*pendingLog
-	defer func() {
-		for _, l := range logs {
-			if !durable {
-				l.f.Close()
-				continue
-			}
-			if serr := l.sync(); serr != nil && err == nil {
-				err = fmt.Errorf("the audit log could not be written: %w", serr)
-			}
-		}
-	}()
-	repaired, err := flushPending(s.Root, r.PendingAudit, filePerm)
-	logs = append(logs, repaired...)
+	c.filePerm, _ = s.modes()
+	repaired, err := flushPending(s.Root, r.PendingAudit, c.filePerm)
+	c.logs = append(c.logs, repaired...)
 	if err != nil {
 		return fmt.Errorf("cannot append the audit lines an interrupted change left: %w", err)
 	}
@@ -300,44 +290,85 @@ func (s *Store) update(ctx context.Context, fn func(r *Registry, tx *Tx) error, 
 		return tx.err
 	}
 	if tx.derived && len(tx.lines) == 0 && len(repaired) == 0 {
-		durable = false
+		c.durable = false
 	}
-	r.LastUpdated = tx.now
-	r.AuditSeq = tx.seq
-	r.PendingAudit = tx.lines
-	perm := filePerm
-	if info != nil {
-		perm = info.Mode().Perm()
-	}
-	if err := writeFileAtomicOpts(s.Path(), r.Encode, perm, info, durable, false); err != nil {
-		return fmt.Errorf("cannot write registry %s: %w", s.Path(), err)
-	}
-	if info == nil {
-		s.notice("created registry %s", s.Path())
+	if err := c.write(r, tx, info); err != nil {
+		return err
 	}
 	if opts.written != nil {
 		opts.written(r)
 	}
-	if len(tx.lines) > 0 {
-		l, err := appendLog(s.Root, tx.now.Time, tx.lines, filePerm)
-		if err != nil {
-			return fmt.Errorf("registry updated, but the audit log could not be written (the next change will append it): %w", systemErr(err))
-		}
-		logs = append(logs, l)
+	if err := c.appendLog(tx); err != nil {
+		return err
 	}
 	// Everything another gracectl reads is in place: the registry file is
 	// written, synced and renamed, the log lines are appended. Waiting for
 	// the folder and the log to reach the disk need not hold the others up;
 	// this call still returns only after both have.
 	fl.Close()
-	unlocked = true
-	if !durable {
+	fl = nil
+	if !c.durable {
 		return nil
 	}
 	if err := syncDir(s.Dir()); err != nil {
 		return fmt.Errorf("cannot write registry %s: %w", s.Path(), err)
 	}
 	return nil
+}
+
+// change is one update's writing: whether it must reach the disk before
+// update returns, and the audit log files it appended to.
+type change struct {
+	s        *Store
+	durable  bool
+	filePerm fs.FileMode
+	logs     []*pendingLog
+}
+
+// write replaces the registry file with r, keeping the permissions of the
+// file it replaces (info; nil when there was none).
+func (c *change) write(r *Registry, tx *Tx, info fs.FileInfo) error {
+	r.LastUpdated = tx.now
+	r.AuditSeq = tx.seq
+	r.PendingAudit = tx.lines
+	perm := c.filePerm
+	if info != nil {
+		perm = info.Mode().Perm()
+	}
+	if err := writeFileAtomicOpts(c.s.Path(), r.Encode, perm, info, c.durable, false); err != nil {
+		return fmt.Errorf("cannot write registry %s: %w", c.s.Path(), err)
+	}
+	if info == nil {
+		c.s.notice("created registry %s", c.s.Path())
+	}
+	return nil
+}
+
+// appendLog appends the change's audit lines to the day's log.
+func (c *change) appendLog(tx *Tx) error {
+	if len(tx.lines) == 0 {
+		return nil
+	}
+	l, err := appendLog(c.s.Root, tx.now.Time, tx.lines, c.filePerm)
+	if err != nil {
+		return fmt.Errorf("registry updated, but the audit log could not be written (the next change will append it): %w", systemErr(err))
+	}
+	c.logs = append(c.logs, l)
+	return nil
+}
+
+// syncLogs closes the log files appended to, first making them durable if
+// the change is; a failure becomes *err unless that is already set.
+func (c *change) syncLogs(err *error) {
+	for _, l := range c.logs {
+		if !c.durable {
+			l.f.Close()
+			continue
+		}
+		if serr := l.sync(); serr != nil && *err == nil {
+			*err = fmt.Errorf("the audit log could not be written: %w", serr)
+		}
+	}
 }
 
 // removeStaleTemps deletes temp files left by writers that died between

@@ -72,56 +72,20 @@ type ListenConfig struct {
 func Listen(ctx context.Context, cfg ListenConfig) (*Listener, error) {
 	spec := cfg.Addr
 	if path, ok := strings.CutPrefix(spec, "unix:"); ok {
-		if path == "" {
-			return nil, &AddrError{"--api unix: needs a path"}
-		}
-		if info, err := os.Lstat(path); err == nil && info.Mode()&os.ModeSocket != 0 {
-			os.Remove(path) // a stale socket of an earlier run; the watchdog lock says none runs
-		}
-		l, err := net.Listen("unix", path)
-		if err != nil {
-			return nil, fmt.Errorf("cannot serve the API on %s: %w", spec, err)
-		}
-		return &Listener{Listener: l}, nil
+		return listenUnix(spec, path)
 	}
-	host, portStr, err := net.SplitHostPort(spec)
+	host, port, err := parseTCPAddr(spec)
 	if err != nil {
-		return nil, &AddrError{fmt.Sprintf("--api %q: want HOST:PORT, :PORT or unix:/path", spec)}
+		return nil, err
 	}
-	if host == "" {
-		host = "127.0.0.1"
-	}
-	port, err := registry.ParsePort(portStr)
+	access, err := cfg.access(spec, host)
 	if err != nil {
-		return nil, &AddrError{fmt.Sprintf("--api %q: %v", spec, err)}
-	}
-	ip := net.ParseIP(host)
-	loopback := host == "localhost" || (ip != nil && ip.IsLoopback())
-	if !loopback && !cfg.AllowRemote {
-		return nil, &AddrError{fmt.Sprintf("--api %s listens beyond loopback; add --api-allow-remote if that is meant", spec)}
-	}
-	access := Access{Remote: !loopback}
-	if cfg.WebConfig != "" {
-		var err error
-		if access.TLS, access.Auth, err = ReadWebConfig(cfg.WebConfig); err != nil {
-			return nil, &AddrError{err.Error()}
-		}
-	}
-	if !access.Safe() && cfg.Log != nil {
-		cfg.Log(fmt.Sprintf("[PORT-WATCHDOG] WARNING: the API on %s is reachable from other hosts (%s): anyone who reaches it reads every service, command and pid and can run health checks; give --api-web-config with TLS and authentication (docs/security.md)", spec, access))
+		return nil, err
 	}
 	out := &Listener{Access: access, WebConfig: cfg.WebConfig}
 	if cfg.Range.Contains(port) {
-		a, err := cfg.Store.Allocate(ctx, registry.Request{
-			Service: "gracectl_watchdog", Purpose: "gracectl watch HTTP API", StartedBy: "gracectl watch",
-			Owner: probe.Self(), Preferred: port, Range: registry.Range{Start: port, End: port},
-		})
-		if err != nil {
+		if out.release, err = cfg.reservePort(ctx, port); err != nil {
 			return nil, fmt.Errorf("cannot serve the API on %s: %w", spec, err)
-		}
-		out.release = func() {
-			_, _ = cfg.Store.Release(context.Background(), registry.ReleaseRequest{Port: a.Port, Force: true, By: "watchdog", Reason: "watchdog stopped",
-				Only: func(cur *registry.Allocation) bool { return cur.ID == a.ID }})
 		}
 	}
 	l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
@@ -137,18 +101,94 @@ func Listen(ctx context.Context, cfg ListenConfig) (*Listener, error) {
 		out.Hosts = append(out.Hosts, "localhost:"+strconv.Itoa(port))
 	}
 	if access.Remote {
-		// Reached from elsewhere by this host's name or address, or a name
-		// given with --api-host; any other Host is DNS rebinding.
-		names := append([]string{host}, cfg.Hosts...)
-		if hn, err := os.Hostname(); err == nil {
-			names = append(names, hn)
-		}
-		for _, n := range names {
-			n = strings.ToLower(n)
-			out.Hosts = append(out.Hosts, n, n+":"+strconv.Itoa(port))
-		}
+		out.Hosts = append(out.Hosts, remoteHosts(host, port, cfg.Hosts)...)
 	}
 	return out, nil
+}
+
+// listenUnix listens on the Unix socket path, replacing a stale socket of
+// an earlier run (the watchdog lock says none runs).
+func listenUnix(spec, path string) (*Listener, error) {
+	if path == "" {
+		return nil, &AddrError{"--api unix: needs a path"}
+	}
+	if info, err := os.Lstat(path); err == nil && info.Mode()&os.ModeSocket != 0 {
+		os.Remove(path)
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot serve the API on %s: %w", spec, err)
+	}
+	return &Listener{Listener: l}, nil
+}
+
+// parseTCPAddr reads HOST:PORT or :PORT (host 127.0.0.1).
+func parseTCPAddr(spec string) (host string, port int, err error) {
+	host, portStr, err := net.SplitHostPort(spec)
+	if err != nil {
+		return "", 0, &AddrError{fmt.Sprintf("--api %q: want HOST:PORT, :PORT or unix:/path", spec)}
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	if port, err = registry.ParsePort(portStr); err != nil {
+		return "", 0, &AddrError{fmt.Sprintf("--api %q: %v", spec, err)}
+	}
+	return host, port, nil
+}
+
+// access is how an API on host can be reached: beyond loopback only with
+// AllowRemote, with TLS and authentication from the web config; an API
+// that others reach without both is warned about in the log.
+func (cfg *ListenConfig) access(spec, host string) (Access, error) {
+	ip := net.ParseIP(host)
+	loopback := host == "localhost" || (ip != nil && ip.IsLoopback())
+	if !loopback && !cfg.AllowRemote {
+		return Access{}, &AddrError{fmt.Sprintf("--api %s listens beyond loopback; add --api-allow-remote if that is meant", spec)}
+	}
+	access := Access{Remote: !loopback}
+	if cfg.WebConfig != "" {
+		var err error
+		if access.TLS, access.Auth, err = ReadWebConfig(cfg.WebConfig); err != nil {
+			return Access{}, &AddrError{err.Error()}
+		}
+	}
+	if !access.Safe() && cfg.Log != nil {
+		cfg.Log(fmt.Sprintf("[PORT-WATCHDOG] WARNING: the API on %s is reachable from other hosts (%s): anyone who reaches it reads every service, command and pid and can run health checks; give --api-web-config with TLS and authentication (docs/security.md)", spec, access))
+	}
+	return access, nil
+}
+
+// reservePort allocates port, inside the managed range, to the watchdog
+// itself, so that nothing else is handed it; release gives it back.
+func (cfg *ListenConfig) reservePort(ctx context.Context, port int) (release func(), err error) {
+	a, err := cfg.Store.Allocate(ctx, registry.Request{
+		Service: "gracectl_watchdog", Purpose: "gracectl watch HTTP API", StartedBy: "gracectl watch",
+		Owner: probe.Self(), Preferred: port, Range: registry.Range{Start: port, End: port},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		_, _ = cfg.Store.Release(context.Background(), registry.ReleaseRequest{Port: a.Port, Force: true, By: "watchdog", Reason: "watchdog stopped", ID: a.ID})
+	}, nil
+}
+
+// remoteHosts are the Host values a remote API accepts beyond its
+// address: the host it listens on, the names given with --api-host and
+// this host's name, each with and without the port. Any other Host is DNS
+// rebinding.
+func remoteHosts(host string, port int, given []string) []string {
+	names := append([]string{host}, given...)
+	if hn, err := os.Hostname(); err == nil {
+		names = append(names, hn)
+	}
+	var out []string
+	for _, n := range names {
+		n = strings.ToLower(n)
+		out = append(out, n, n+":"+strconv.Itoa(port))
+	}
+	return out
 }
 
 // Serve serves s on l in the background, with TLS and authentication when

@@ -379,7 +379,7 @@ func (l *launch) cleanup() {
 		}
 		rel, err := l.cfg.Store.Release(l.bg, registry.ReleaseRequest{
 			Port: a.Port, Force: true, By: "run", Reason: reason,
-			Only: func(cur *registry.Allocation) bool { return cur.ID == a.ID },
+			ID: a.ID,
 		})
 		if err != nil {
 			l.notify(Event{Kind: EventWarning, Msg: fmt.Sprintf("could not release port %d: %v", a.Port, err)})
