@@ -154,6 +154,9 @@ func writeCheckTable(w io.Writer, rep *watchdog.Report) {
 	for _, u := range rep.Unmanaged {
 		fmt.Fprintf(w, "issue: port %d: %s (gracectl adopt %d takes it in)\n", u.Port, escape(u.Issue()), u.Port)
 	}
+	if k := rep.KernelReserved; k != nil && k.Reserved != "unknown" {
+		fmt.Fprintf(w, "kernel reserved: %s\n", reserveText(*k))
+	}
 	for _, r := range rep.Results {
 		if r.Action != "" {
 			fmt.Fprintf(w, "action: port %d (%s): %s\n", r.Port, escape(r.Label()), escape(r.Action))

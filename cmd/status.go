@@ -104,6 +104,10 @@ func writeReport(w io.Writer, st *watchdog.Status, wdLines []string) error {
 	if n := len(st.Unmanaged); n > 0 {
 		fmt.Fprintf(b, "Unmanaged: %d\n", n) // listened on without an allocation
 	}
+	if k := st.KernelReserved; k.Ports > 0 {
+		// Only when it is: the seed's report has no such line.
+		fmt.Fprintf(b, "Kernel Reserved: %s\n", reserveText(k))
+	}
 	b.WriteString("\n")
 	section(b, "ALLOCATED PORTS")
 	if len(st.Allocations) == 0 {
@@ -144,6 +148,19 @@ func writeReport(w io.Writer, st *watchdog.Status, wdLines []string) error {
 		b.WriteByte('\n')
 	}
 	return b.Flush()
+}
+
+// reserveText says how much of rg the kernel's reserved ports hold.
+func reserveText(k watchdog.KernelReserve) string {
+	switch k.Reserved {
+	case "yes":
+		return "yes (net.ipv4.ip_local_reserved_ports)"
+	case "partly":
+		return fmt.Sprintf("partly, %d of %d ports (net.ipv4.ip_local_reserved_ports is %s)", k.Ports, k.Range.Size(), k.List)
+	case "no":
+		return "no (gracectl init --reserve keeps outgoing connections off the range)"
+	}
+	return "unknown (the kernel's reserved ports cannot be read here)"
 }
 
 func pyBool(v bool) string {

@@ -118,6 +118,9 @@ type Report struct {
 	// NewIssues counts the issues that were not there at the watchdog's
 	// cycle before (all of them for a one-off check).
 	NewIssues int `json:"new_issues"`
+	// KernelReserved says whether the kernel keeps the range from
+	// outgoing connections; absent for a cycle over some ports only.
+	KernelReserved *KernelReserve `json:"kernel_reserved,omitzero"`
 }
 
 // Cleaned counts the ports released as cleanups: dead services and stale
@@ -156,6 +159,8 @@ func Cycle(ctx context.Context, store *registry.Store, opts Options) (*Report, e
 		if u := FindUnmanaged(ctx, socks, opts.Range, reg, lk); u != nil {
 			rep.Unmanaged = u
 		}
+		k := ReadKernelReserve(opts.Range)
+		rep.KernelReserved = &k
 	}
 
 	rep.Results = probeAll(ctx, allocs, socks, owners, procs, lk, opts)

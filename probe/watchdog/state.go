@@ -139,6 +139,38 @@ type Status struct {
 	Allocations []*registry.Allocation `json:"allocations"`
 	Unmanaged   []Unmanaged            `json:"unmanaged"` // listeners in the range without an allocation
 	Watchdog    *State                 `json:"watchdog"`
+	// KernelReserved says whether the kernel keeps the range from
+	// outgoing connections (gracectl init --reserve).
+	KernelReserved KernelReserve `json:"kernel_reserved"`
+}
+
+// KernelReserve says whether the kernel's reserved ports
+// (net.ipv4.ip_local_reserved_ports, of this network namespace) hold the
+// managed range: then no outgoing connection and no bind to port 0 takes
+// one of its ports.
+type KernelReserve struct {
+	Range    registry.Range `json:"range"`
+	Reserved string         `json:"reserved"` // "yes", "partly", "no", or "unknown" (the list cannot be read, as off Linux)
+	Ports    int            `json:"ports"`    // how many ports of the range the list holds
+	List     string         `json:"list"`     // the kernel's list as read, "8000-8100,9090"
+}
+
+// ReadKernelReserve reads the kernel's reserved ports for rg.
+func ReadKernelReserve(rg registry.Range) KernelReserve {
+	l, err := probe.ReservedPorts()
+	if err != nil {
+		return KernelReserve{Range: rg, Reserved: "unknown"}
+	}
+	k := KernelReserve{Range: rg, Ports: l.Covered(probe.PortSpan{Lo: rg.Start, Hi: rg.End}), List: l.String()}
+	switch k.Ports {
+	case rg.Size():
+		k.Reserved = "yes"
+	case 0:
+		k.Reserved = "no"
+	default:
+		k.Reserved = "partly"
+	}
+	return k
 }
 
 // ReadStatus reads the registry and the watchdog state. Allocated counts
@@ -160,7 +192,8 @@ func ReadStatus(ctx context.Context, store *registry.Store, rg registry.Range, e
 // BuildStatus assembles the status document from a registry snapshot and
 // the unmanaged listeners found in the range.
 func BuildStatus(path string, rg registry.Range, r *registry.Registry, wd *State, unmanaged []Unmanaged) *Status {
-	st := &Status{Registry: path, Range: rg, TotalPorts: rg.Size(), Allocations: r.Sorted(), Watchdog: wd, Unmanaged: unmanaged}
+	st := &Status{Registry: path, Range: rg, TotalPorts: rg.Size(), Allocations: r.Sorted(), Watchdog: wd, Unmanaged: unmanaged,
+		KernelReserved: ReadKernelReserve(rg)}
 	if st.Unmanaged == nil {
 		st.Unmanaged = []Unmanaged{}
 	}
