@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -129,11 +130,11 @@ func requestError(err error) error {
 		return nil
 	}
 	var ne *registry.NumericPortNameError
-	if asErr(err, &ne) {
+	if errors.As(err, &ne) {
 		return &usageError{msg: err.Error(), hint: fmt.Sprintf("to ask for port %s, use --preferred %s", ne.Name, ne.Name)}
 	}
 	var ve *registry.ValidationError
-	if asErr(err, &ve) {
+	if errors.As(err, &ve) {
 		return &usageError{msg: err.Error()}
 	}
 	return err
@@ -146,7 +147,7 @@ func identify(pid int) (probe.Identity, error) {
 	id, err := probe.Identify(pid)
 	var fe *probe.ForeignPIDError
 	switch {
-	case asErr(err, &fe):
+	case errors.As(err, &fe):
 		return id, err
 	case err != nil:
 		return id, fmt.Errorf("pid %d is not running", pid)

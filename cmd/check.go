@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -78,7 +79,7 @@ func runCheck(cmd *cobra.Command, o *checkOptions) error {
 	o.probe.Engines = o.g.engines()
 	rep, err := watchdog.Cycle(cmd.Context(), o.g.store(), o.probe)
 	var le *registry.LockError
-	if err != nil && !asErr(err, &le) {
+	if err != nil && !errors.As(err, &le) {
 		// Not "an issue was found": the check itself could not run.
 		return &exitError{code: exitCheckFailed, err: err, hint: permissionHint(err)}
 	}

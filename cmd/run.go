@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -154,13 +155,13 @@ func runRun(cmd *cobra.Command, o *runOptions) error {
 	}
 	if !o.quiet {
 		b := &banner{w: o.g.stderr, emoji: isTerminal(o.g.stderr), store: cfg.Store, rg: rg,
-			purpose: o.purpose, api: o.healthPath != "" || o.startedBy == "serve.py"}
+			purpose: o.purpose, api: o.printsURL()}
 		cfg.Notify = b.event
 	}
 	code, err := runner.Run(cmd.Context(), cfg)
 	if err != nil {
 		var se *runner.StartError
-		if asErr(err, &se) {
+		if errors.As(err, &se) {
 			return &exitError{code: se.Code, err: err}
 		}
 		return requestError(err) // a bad name or range: a usage error, exit 2
@@ -169,6 +170,14 @@ func runRun(cmd *cobra.Command, o *runOptions) error {
 		return &exitError{code: code}
 	}
 	return nil
+}
+
+// printsURL: the banner gives the service's URL ("API: http://...") for an
+// HTTP service, which is one with a health path, or the seed's own
+// serve.py, whose start-up lines (PORT_MANAGER.md, "Integration with
+// serve.py") end with its API's URL.
+func (o *runOptions) printsURL() bool {
+	return o.healthPath != "" || o.startedBy == "serve.py"
 }
 
 // noteSameName says on stderr when a service name derived from the command
@@ -196,8 +205,7 @@ type banner struct {
 	store   *registry.Store
 	rg      registry.Range
 	purpose string
-	// api: the service is an HTTP API (it has a health path, or is the
-	// seed's serve.py), so its URL is worth a line.
+	// api: the service's URL is worth a line (runOptions.printsURL).
 	api       bool
 	allocated int // allocation events seen
 }

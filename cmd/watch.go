@@ -401,7 +401,7 @@ func startupError(err error) *exitError {
 	_, _ = daemon.SdNotify(false, status)
 	ee := &exitError{code: exitStartup, err: err}
 	var ar *watchdog.AlreadyRunningError
-	if asErr(err, &ar) {
+	if errors.As(err, &ar) {
 		ee.hint = ar.Hint()
 	}
 	return ee
@@ -409,7 +409,7 @@ func startupError(err error) *exitError {
 
 func errnoOf(err error) int {
 	var e syscall.Errno
-	if asErr(err, &e) {
+	if errors.As(err, &e) {
 		return int(e)
 	}
 	return 0

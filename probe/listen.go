@@ -2,6 +2,7 @@ package probe
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"time"
 )
@@ -45,27 +46,7 @@ func (s *Snapshot) Listening(ctx context.Context, port int) bool {
 // Owners returns the PIDs holding port's listening sockets, sorted, or nil
 // where they cannot be found (no /proc, or another user's process when not
 // running as root).
-func (s *Snapshot) Owners(port int) []int {
-	if s.ports == nil || len(s.ports[port]) == 0 {
-		return nil
-	}
-	want := map[uint64]bool{}
-	for _, ino := range s.ports[port] {
-		want[ino] = true
-	}
-	seen := map[int]bool{}
-	var pids []int
-	for _, ps := range SocketOwners(want) {
-		for _, p := range ps {
-			if !seen[p] {
-				seen[p] = true
-				pids = append(pids, p)
-			}
-		}
-	}
-	sort.Ints(pids)
-	return pids
-}
+func (s *Snapshot) Owners(port int) []int { return s.OwnersOf([]int{port})[port] }
 
 // OwnersOf is Owners for many ports with one pass over /proc/*/fd.
 func (s *Snapshot) OwnersOf(ports []int) map[int][]int {
@@ -81,10 +62,13 @@ func (s *Snapshot) OwnersOf(ports []int) map[int][]int {
 			portOf[ino] = p
 		}
 	}
+	if len(want) == 0 {
+		return out
+	}
 	for ino, pids := range SocketOwners(want) {
 		p := portOf[ino]
 		for _, pid := range pids {
-			if !containsInt(out[p], pid) {
+			if !slices.Contains(out[p], pid) {
 				out[p] = append(out[p], pid)
 			}
 		}
@@ -93,15 +77,6 @@ func (s *Snapshot) OwnersOf(ports []int) map[int][]int {
 		sort.Ints(out[p])
 	}
 	return out
-}
-
-func containsInt(s []int, v int) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // ListeningIn returns the ports from lo to hi that something listens on,

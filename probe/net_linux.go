@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -78,7 +79,7 @@ func SocketOwners(inodes map[uint64]bool) map[uint64][]int {
 			if err != nil || !inodes[ino] {
 				continue
 			}
-			if !containsInt(out[ino], pid) {
+			if !slices.Contains(out[ino], pid) {
 				out[ino] = append(out[ino], pid)
 			}
 		}

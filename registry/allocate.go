@@ -33,11 +33,9 @@ type Request struct {
 	Range      Range
 	HealthPath string
 	Command    []string
-	// Portserver marks a request of portpicker's portserver protocol: the
-	// port must be free for UDP as well as TCP, the service's last port is
-	// neither used nor remembered, and the change is not fsynced (its owner
-	// is a live process that a power cut kills anyway).
-	Portserver bool
+	// UDP asks for a port free for UDP as well as TCP (portpicker's
+	// portserver protocol promises both).
+	UDP bool
 	// Count asks for this many unnamed ports at once (default 1): the
 	// portserver's pool.
 	Count int
@@ -160,7 +158,7 @@ func (s *Store) AllocateAll(ctx context.Context, req Request) ([]*Allocation, er
 	err := s.update(ctx, func(r *Registry, tx *Tx) (err error) {
 		got, err = allocateIn(r, tx, req)
 		return err
-	}, writeOpts{durable: !req.Portserver})
+	}, writeOpts{durable: true})
 	if err != nil {
 		return nil, err
 	}
@@ -209,9 +207,6 @@ func allocateIn(r *Registry, tx *Tx, req Request) ([]*Allocation, error) {
 			a.SetOwner(req.Owner)
 			a.RegisteredAt = tx.Now()
 			a.HealthStatus = StatusStarting
-		}
-		if req.Portserver {
-			a.StartedBy = PortserverStartedBy
 		}
 		r.Put(a)
 		r.remember(a, tx.Now())
@@ -282,7 +277,7 @@ func reclaimDead(r *Registry, tx *Tx, rg Range) int {
 func pickPort(r *Registry, req Request, name string) (int, error) {
 	rg := req.Range
 	start := req.Preferred
-	if start == 0 && !req.Portserver {
+	if start == 0 {
 		if lp, ok := r.LastPorts[lastPortKey(req.Service, name)]; ok && rg.Contains(lp.Port) {
 			start = lp.Port
 		} else {
@@ -291,7 +286,7 @@ func pickPort(r *Registry, req Request, name string) (int, error) {
 	}
 	others := r.rememberedForOthers(req.Service)
 	bindable := probe.Bindable
-	if req.Portserver {
+	if req.UDP {
 		bindable = probe.BindableTCPUDP
 	}
 	var managed, unmanaged int

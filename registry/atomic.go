@@ -18,22 +18,18 @@ import (
 // over path; then the folder is synced so the rename itself is durable. On
 // any error the temp file is removed and path is untouched.
 func WriteFileAtomic(path string, data []byte, perm fs.FileMode, old fs.FileInfo) error {
-	return writeFileAtomicFunc(path, func(w io.Writer) error {
+	return writeFileAtomicOpts(path, func(w io.Writer) error {
 		_, err := w.Write(data)
 		return err
-	}, perm, old, true)
+	}, perm, old, true, true)
 }
 
-// writeFileAtomicFunc is WriteFileAtomic with the contents written by
-// write, which may write in pieces. Without syncFolder the caller syncs the
-// folder itself (syncDir) before it calls the change durable.
-func writeFileAtomicFunc(path string, write func(io.Writer) error, perm fs.FileMode, old fs.FileInfo, syncFolder bool) (err error) {
-	return writeFileAtomicOpts(path, write, perm, old, true, syncFolder)
-}
-
-// writeFileAtomicOpts is writeFileAtomicFunc that may also leave the file's
-// contents to the kernel's writeback (syncFile false): the rename still
-// replaces the file whole for every reader.
+// writeFileAtomicOpts is WriteFileAtomic with the contents written by
+// write, which may write in pieces, and with a choice of what to sync:
+// without syncFile the contents are left to the kernel's writeback (the
+// rename still replaces the file whole for every reader); without
+// syncFolder the caller syncs the folder itself (syncDir) before it calls
+// the change durable.
 func writeFileAtomicOpts(path string, write func(io.Writer) error, perm fs.FileMode, old fs.FileInfo, syncFile, syncFolder bool) error {
 	return systemErr(writeAtomic(path, write, perm, old, syncFile, syncFolder))
 }

@@ -105,7 +105,8 @@ func (p *Pool) takeChecked(ctx context.Context) (*Allocation, error) {
 
 // Refill reserves ports until the pool holds Size, round-robin through the
 // range, each free for TCP and UDP; fewer if the range has fewer free. The
-// change is not fsynced (Request.Portserver).
+// change is not fsynced (its owner is a live process that a power cut
+// kills anyway: docs/file-formats.md).
 func (p *Pool) Refill(ctx context.Context) error {
 	var got []*Allocation
 	return p.Store.update(ctx, func(r *Registry, tx *Tx) (err error) {
@@ -126,7 +127,9 @@ func (p *Pool) reserve(r *Registry, tx *Tx, always bool) ([]*Allocation, error) 
 	if !always && p.Size-need >= p.Low {
 		return nil, nil
 	}
-	req := Request{Service: p.Service, Purpose: p.Purpose, Range: p.Range, Supervisor: p.Supervisor, Portserver: true}
+	// The pool's ports are free for UDP too, and never remembered as the
+	// service's last port (StartedBy).
+	req := Request{Service: p.Service, Purpose: p.Purpose, StartedBy: PortserverStartedBy, Range: p.Range, Supervisor: p.Supervisor, UDP: true}
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
@@ -151,7 +154,7 @@ func (p *Pool) reserve(r *Registry, tx *Tx, always bool) ([]*Allocation, error) 
 }
 
 // Record makes the ports handed out allocations owned by their clients, in
-// one change that is not fsynced (Request.Portserver), each logged as a
+// one change that is not fsynced, each logged as a
 // register line; releases the ports Take found in use; and tops the pool
 // up if it runs low. A port that is no longer this pool's reservation when
 // the change is made (released, or registered to another process with

@@ -301,11 +301,15 @@ func (r *Registry) OfService(service, portName string) []*Allocation {
 
 // Label is the service name with the port name, as reports show it:
 // "grace_backend" or "grace_backend (admin)".
-func (a *Allocation) Label() string {
-	if a.PortName == "" {
-		return a.ServiceName
+func (a *Allocation) Label() string { return Label(a.ServiceName, a.PortName) }
+
+// Label names a service's port in messages: the service, with its port
+// name if it has one: "api (admin)".
+func Label(service, portName string) string {
+	if portName == "" {
+		return service
 	}
-	return a.ServiceName + " (" + a.PortName + ")"
+	return service + " (" + portName + ")"
 }
 
 // EnvName is the environment variable that holds a service's port:

@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"sort"
 	"strconv"
@@ -51,7 +52,7 @@ func ParseEndpoints(spec string) ([]string, error) {
 		if e == "" {
 			continue
 		}
-		if _, _, err := splitHostPort(e); err != nil {
+		if !validEndpoint(e) {
 			return nil, fmt.Errorf("fleet endpoint %q: want HOST:PORT", e)
 		}
 		out = append(out, e)
@@ -62,16 +63,14 @@ func ParseEndpoints(spec string) ([]string, error) {
 	return out, nil
 }
 
-func splitHostPort(e string) (string, int, error) {
-	i := strings.LastIndexByte(e, ':')
-	if i <= 0 {
-		return "", 0, errors.New("no port")
+// validEndpoint: HOST:PORT ([V6]:PORT for an IPv6 address).
+func validEndpoint(e string) bool {
+	host, port, err := net.SplitHostPort(e)
+	if err != nil || host == "" {
+		return false
 	}
-	p, err := strconv.Atoi(e[i+1:])
-	if err != nil || p < 1 || p > 65535 {
-		return "", 0, errors.New("bad port")
-	}
-	return e[:i], p, nil
+	_, err = registry.ParsePort(port)
+	return err == nil
 }
 
 // Connect makes a client of etcd's JSON gateway (it does not wait for

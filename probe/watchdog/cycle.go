@@ -123,6 +123,11 @@ type Report struct {
 	KernelReserved *KernelReserve `json:"kernel_reserved,omitzero"`
 }
 
+// ActionChanged is a Result's Action when the allocation changed between
+// the cycle's probe and its change (another process or a watchdog event
+// got there first): nothing was done to it.
+const ActionChanged = "skipped: changed during the cycle"
+
 // Cleaned counts the ports released as cleanups: dead services and stale
 // reservations, not the portserver clients that exited.
 func (r *Report) Cleaned() int { return len(r.Released) - len(r.Ended) }
@@ -602,7 +607,7 @@ func apply(ctx context.Context, store *registry.Store, read *registry.Registry, 
 		for _, r := range rep.Results {
 			cur := reg.Get(r.Port)
 			if cur == nil || !cur.SameAs(r.probed) {
-				r.Action = "skipped: changed during the cycle"
+				r.Action = ActionChanged
 				r.verdict.Release = ""
 				continue
 			}
@@ -661,9 +666,4 @@ func (r *Result) IssueLine() string {
 }
 
 // Label is the service with its port name, if any: "api (admin)".
-func (r *Result) Label() string {
-	if r.PortName == "" {
-		return r.Service
-	}
-	return r.Service + " (" + r.PortName + ")"
-}
+func (r *Result) Label() string { return registry.Label(r.Service, r.PortName) }

@@ -133,7 +133,7 @@ func (w *Watcher) checkPorts(ctx context.Context, ports []int) {
 	// A cycle running meanwhile may have released them first.
 	var mine []*Result
 	for _, r := range rep.Results {
-		if r.Action != "skipped: changed during the cycle" {
+		if r.Action != ActionChanged {
 			mine = append(mine, r)
 		}
 	}
