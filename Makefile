@@ -25,6 +25,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed on: $$out"; exit 1; fi
 	$(GO) mod tidy -diff
+	@if git grep -nE '^(<<<<<<<|>>>>>>>)( |$$)' 2>/dev/null; then echo "merge conflict markers left in the files above"; exit 1; fi
 
 # go test's own deadline per package: 20 minutes, times the one knob that
 # scales every test deadline (docs/testing.md).
