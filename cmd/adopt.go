@@ -34,12 +34,9 @@ and the port is kept for it until the container is removed.` + exitHelp(writerEx
 		Example: `  gracectl check          # issue: port 8050: unmanaged listener: ... python3 serve.py
   gracectl adopt 8050 --service legacy_api`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) != 1 {
-				return usageErrorf("adopt takes one port, got %d arguments", len(args))
-			}
-			p, err := registry.ParsePort(args[0])
+			p, err := portArg("adopt", args)
 			if err != nil {
-				return &usageError{msg: err.Error()}
+				return err
 			}
 			o.port = p
 			return runAdopt(cmd, o)

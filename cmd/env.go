@@ -1,102 +1,103 @@
 package cmd
 
 import (
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
-	"time"
+	"fmt"
+	"sort"
 
-	"github.com/gracectl/gracectl/cmd/fleet"
-	"github.com/gracectl/gracectl/registry"
+	"github.com/spf13/cobra"
 )
 
-// environment is every environment variable gracectl reads, read here and
-// nowhere else. Each is named in the help of the flag it sets a default for.
-type environment struct {
-	root        string        // GRACECTL_ROOT
-	rangeSpec   string        // GRACECTL_RANGE
-	lockTimeout time.Duration // GRACECTL_LOCK_TIMEOUT
-	journal     bool          // JOURNAL_STREAM: stderr goes to journald, which stamps lines itself
-	// hostRoot is GRACECTL_HOST_ROOT: where the host registry is, when
-	// not /var/lib/gracectl (tests point it at a temp folder).
-	hostRoot string
-	// privateRoot is ${XDG_STATE_HOME:-$HOME/.local/state}/gracectl.
-	privateRoot string
-	// fleet is GRACECTL_FLEET: the etcd endpoints of the fleet view.
-	fleet string
-	// fleetTimeout is GRACECTL_FLEET_TIMEOUT: how long a read of the fleet
-	// waits for etcd (-1 when it does not parse: a usage error).
-	fleetTimeout time.Duration
-	// noWatchdog is GRACECTL_WATCHDOG=off: run starts no watchdog.
-	noWatchdog bool
-	// watchdogIdle is GRACECTL_WATCHDOG_IDLE: how long a watchdog run
-	// started waits with an empty registry before it exits.
-	watchdogIdle time.Duration
-	// dockerHost is DOCKER_HOST: a unix:// socket there is the first
-	// container engine asked about containers.
-	dockerHost string
+// envOptions are the flags of `gracectl env`: the ports of services as
+// environment variables.
+type envOptions struct {
+	g      *globals
+	export bool
+	json   bool
+	fleet  fleetFlags
+	host   string
 }
 
-func readEnv() environment {
-	e := environment{
-		root:         os.Getenv("GRACECTL_ROOT"),
-		rangeSpec:    registry.DefaultRange.String(),
-		lockTimeout:  registry.DefaultLockTimeout,
-		journal:      stderrIsJournal(os.Getenv("JOURNAL_STREAM")),
-		hostRoot:     os.Getenv("GRACECTL_HOST_ROOT"),
-		noWatchdog:   os.Getenv("GRACECTL_WATCHDOG") == "off",
-		fleet:        os.Getenv("GRACECTL_FLEET"),
-		watchdogIdle: DefaultAutoWatchIdle,
-		fleetTimeout: fleet.ReadTimeout,
-		dockerHost:   os.Getenv("DOCKER_HOST"),
+func newEnvCmd(g *globals) *cobra.Command {
+	o := &envOptions{g: g}
+	c := &cobra.Command{
+		Use:   "env [SERVICE...]",
+		Short: "Print SERVICE_PORT=N lines for a shell or a .env file",
+		Long: `Print a SERVICE_PORT=N line for every allocated service (or the ones named),
+sorted by variable name: the service name, character by character, with
+A-Z and 0-9 kept, other letters upper-cased without their accents (ü → U)
+and anything else turned into _, then _PORT (a name starting with a digit
+gets a leading _); a named port is SERVICE_PORTNAME_PORT. "grace-backend"
+is GRACE_BACKEND_PORT, "café" CAFE_PORT, "ünï☃" UNI__PORT. A service holding
+several ports under one name gets its lowest (the others are named on
+stderr). --export prefixes "export "; --json prints one object, variable
+name to value.
+
+With --fleet, three lines per service from the fleet in etcd: SERVICE_HOST
+(the name of the host it runs on, to connect to), SERVICE_HOST_ID (its host
+id in the fleet) and SERVICE_PORT. A service that runs on several hosts is
+refused, naming them (exit 1): give --host HOST-ID to take the variables of
+that one host.` + exitHelp(fleetReaderExits, map[int]string{exitFailure: "a service named holds no port, or (--fleet) runs on several hosts without --host (or the registry could not be read)"}),
+		Example: `  eval "$(gracectl env --export)"
+  gracectl env grace_backend worker > .env
+  gracectl env --json | jq .GRACE_BACKEND_PORT`,
+		RunE: func(cmd *cobra.Command, args []string) error { return runEnv(cmd, o, args) },
 	}
-	if v := os.Getenv("GRACECTL_FLEET_TIMEOUT"); v != "" {
-		if d, err := time.ParseDuration(v); err == nil {
-			e.fleetTimeout = d
-		} else {
-			e.fleetTimeout = -1
-		}
-	}
-	if d, err := time.ParseDuration(os.Getenv("GRACECTL_WATCHDOG_IDLE")); err == nil && d > 0 {
-		e.watchdogIdle = d
-	}
-	if v := os.Getenv("XDG_STATE_HOME"); v != "" {
-		e.privateRoot = filepath.Join(v, "gracectl")
-	} else if v := os.Getenv("HOME"); v != "" {
-		e.privateRoot = filepath.Join(v, ".local", "state", "gracectl")
-	}
-	if v := os.Getenv("GRACECTL_RANGE"); v != "" {
-		e.rangeSpec = v
-	}
-	if v := os.Getenv("GRACECTL_LOCK_TIMEOUT"); v != "" {
-		if d, err := time.ParseDuration(v); err == nil {
-			e.lockTimeout = d
-		} else {
-			e.lockTimeout = -1 // reported as a usage error
-		}
-	}
-	return e
+	c.Flags().BoolVar(&o.export, "export", false, `prefix every line with "export "`)
+	c.Flags().BoolVar(&o.json, "json", false, "print one JSON object: variable name to value")
+	addFleetFlags(c.Flags(), g, &o.fleet, "SERVICE_HOST, SERVICE_HOST_ID and SERVICE_PORT lines from the fleet (etcd)", true)
+	c.Flags().StringVar(&o.host, "host", "", "with --fleet: the services of this one host (`HOST-ID`, or a host name no other host has)")
+	return c
 }
 
-// stderrIsJournal: systemd sets JOURNAL_STREAM to the device and inode of
-// the stream it connects stdout and stderr to (systemd.exec(5)); stderr is
-// the journal only if it is still that stream, not a file or a pipe a child
-// of the service redirected it to.
-func stderrIsJournal(v string) bool {
-	d, i, ok := strings.Cut(v, ":")
-	if !ok {
-		return false
+func runEnv(cmd *cobra.Command, o *envOptions, services []string) error {
+	if o.export && o.json {
+		return usageErrorf("--export is for shell lines; --json prints one object without it")
 	}
-	dev, err1 := strconv.ParseUint(d, 10, 64)
-	ino, err2 := strconv.ParseUint(i, 10, 64)
-	if err1 != nil || err2 != nil {
-		return false
+	if o.host != "" && !o.fleet.enabled() {
+		return usageErrorf("--host is for --fleet: without it, env reads this host's registry")
 	}
-	var st syscall.Stat_t
-	if err := syscall.Fstat(2, &st); err != nil {
-		return false
+	if o.fleet.enabled() {
+		vars, err := fleetEnv(cmd, o.g, &o.fleet, services, o.host)
+		if err != nil {
+			return err
+		}
+		return printEnv(o, vars)
 	}
-	return uint64(st.Dev) == dev && uint64(st.Ino) == ino
+	r, err := o.g.store().Read(cmd.Context())
+	if err != nil {
+		return err
+	}
+	vars, shadowed, err := r.EnvPorts(services)
+	if err != nil {
+		return &exitError{code: exitFailure, err: err}
+	}
+	for _, sh := range shadowed {
+		fmt.Fprintf(o.g.stderr, "gracectl: note: %s is port %d; %s also holds port %d\n", sh.Name, sh.Kept.Port, escape(sh.Lost.Label()), sh.Lost.Port)
+	}
+	out := make(map[string]any, len(vars))
+	for n, a := range vars {
+		out[n] = a.Port
+	}
+	return printEnv(o, out)
+}
+
+// printEnv prints variables as NAME=VALUE lines sorted by name, or as one
+// JSON object.
+func printEnv(o *envOptions, vars map[string]any) error {
+	if o.json {
+		return printJSON(o.g.stdout, vars)
+	}
+	names := make([]string, 0, len(vars))
+	for n := range vars {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	prefix := ""
+	if o.export {
+		prefix = "export "
+	}
+	for _, n := range names {
+		fmt.Fprintf(o.g.stdout, "%s%s=%v\n", prefix, n, vars[n])
+	}
+	return nil
 }

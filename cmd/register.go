@@ -34,12 +34,9 @@ running; --force does both anyway, and the audit log says so.` + exitHelp(writer
 		Example: `  PORT=$(gracectl allocate --service api)
   python serve.py --port "$PORT" & gracectl register "$PORT" --pid $! --service api`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) != 1 {
-				return usageErrorf("register takes one port, got %d arguments", len(args))
-			}
-			p, err := registry.ParsePort(args[0])
+			p, err := portArg("register", args)
 			if err != nil {
-				return &usageError{msg: err.Error()}
+				return err
 			}
 			o.port = p
 			if !cmd.Flags().Changed("pid") {

@@ -39,9 +39,9 @@ or one of its ancestors), is only released with --force.` + exitHelp(writerExits
 			case len(args) == 0 && o.service == "":
 				return usageErrorf("give a port to release, or --service NAME")
 			case len(args) == 1:
-				p, err := registry.ParsePort(args[0])
+				p, err := parsePortArg(args[0])
 				if err != nil {
-					return &usageError{msg: err.Error()}
+					return err
 				}
 				o.port = p
 			}

@@ -170,10 +170,7 @@ func pyBool(v bool) string {
 	return "False"
 }
 
-// seconds prints an interval as the seed does ("30s").
+// seconds prints an interval given in seconds as the seed does ("30s").
 func seconds(s float64) string {
-	if s == float64(int64(s)) {
-		return fmt.Sprintf("%ds", int64(s))
-	}
-	return (time.Duration(s * float64(time.Second))).String()
+	return watchdog.FormatInterval(time.Duration(s * float64(time.Second)))
 }

@@ -103,3 +103,14 @@ func CutCommand(argv []string, max int) []string {
 	}
 	return append(out, fmt.Sprintf("[... %d more bytes of the command line not stored]", total-used))
 }
+
+// LogFunc receives the log lines of the watchdog and what runs beside it
+// (the portserver, the fleet publisher); nil drops them.
+type LogFunc func(line string)
+
+// Printf formats a line and hands it on; a nil LogFunc does nothing.
+func (f LogFunc) Printf(format string, args ...any) {
+	if f != nil {
+		f(fmt.Sprintf(format, args...))
+	}
+}

@@ -19,6 +19,7 @@
 package registry
 
 import (
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -324,6 +325,40 @@ func EnvName(service, portName string) string {
 		w = "_" + w // a variable name cannot start with a digit
 	}
 	return w + "_PORT"
+}
+
+// EnvShadow is an allocation whose variable name (EnvName) another
+// allocation, on a lower port, already has.
+type EnvShadow struct {
+	Name       string
+	Kept, Lost *Allocation
+}
+
+// EnvPorts maps variable names (EnvName) to the allocations of services
+// (every service when none is named): where two allocations give the same
+// name, the lower port keeps it and the other is in shadowed. A service
+// named that holds no port is an error.
+func (r *Registry) EnvPorts(services []string) (vars map[string]*Allocation, shadowed []EnvShadow, err error) {
+	want := map[string]bool{}
+	for _, s := range services {
+		if len(r.OfService(s, "")) == 0 {
+			return nil, nil, fmt.Errorf("service %s holds no port", Quote(s))
+		}
+		want[s] = true
+	}
+	vars = map[string]*Allocation{}
+	for _, a := range r.Sorted() { // by port: the lowest wins a name
+		if len(want) > 0 && !want[a.ServiceName] {
+			continue
+		}
+		name := EnvName(a.ServiceName, a.PortName)
+		if first, ok := vars[name]; ok {
+			shadowed = append(shadowed, EnvShadow{Name: name, Kept: first, Lost: a})
+			continue
+		}
+		vars[name] = a
+	}
+	return vars, shadowed, nil
 }
 
 // EnvWord is s as part of an environment variable's name, one character

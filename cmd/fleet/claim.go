@@ -130,11 +130,11 @@ func (p *Publisher) watchConflicts(ctx context.Context) {
 		key := string(ev.KV.Key)
 		switch {
 		case ev.Deleted && who[key] != "":
-			p.log("[PORT-WATCHDOG] Fleet: the other watchdog (%s) no longer claims host-id %s", who[key], p.HostID)
+			p.Log.Printf("[PORT-WATCHDOG] Fleet: the other watchdog (%s) no longer claims host-id %s", who[key], p.HostID)
 			delete(who, key)
 		case !ev.Deleted && ev.KV.Version == 1 && string(ev.KV.Value) != p.self:
 			who[key] = string(ev.KV.Value)
-			p.log("[PORT-WATCHDOG] Fleet: another watchdog (%s) also claims host-id %s; it is not publishing", ev.KV.Value, p.HostID)
+			p.Log.Printf("[PORT-WATCHDOG] Fleet: another watchdog (%s) also claims host-id %s; it is not publishing", ev.KV.Value, p.HostID)
 		}
 	})
 }

@@ -30,7 +30,7 @@ type Publisher struct {
 	Range    registry.Range
 	Version  string
 	Interval time.Duration // the watchdog's: the lease is 3 of them, at least 15 s
-	Log      func(string)
+	Log      registry.LogFunc
 
 	mu        sync.Mutex
 	lastCycle registry.Time
@@ -65,12 +65,6 @@ func (p *Publisher) wake() {
 	select {
 	case p.kick <- struct{}{}:
 	default:
-	}
-}
-
-func (p *Publisher) log(format string, args ...any) {
-	if p.Log != nil {
-		p.Log(fmt.Sprintf(format, args...))
 	}
 }
 
@@ -131,13 +125,13 @@ func (p *Publisher) settle(err error) {
 	wasConflict, isConflict := errors.As(p.state, &was), errors.As(err, &now)
 	switch {
 	case err == nil && wasConflict:
-		p.log("[PORT-WATCHDOG] Fleet: host-id %s is free again; host %s published", p.HostID, p.HostID)
+		p.Log.Printf("[PORT-WATCHDOG] Fleet: host-id %s is free again; host %s published", p.HostID, p.HostID)
 	case err == nil && p.state != nil:
-		p.log("[PORT-WATCHDOG] Fleet: etcd is back; host %s published again", p.HostID)
+		p.Log.Printf("[PORT-WATCHDOG] Fleet: etcd is back; host %s published again", p.HostID)
 	case isConflict && (!wasConflict || was.Holder != now.Holder):
-		p.log("[PORT-WATCHDOG] Fleet: %v; not publishing while it is", err)
+		p.Log.Printf("[PORT-WATCHDOG] Fleet: %v; not publishing while it is", err)
 	case err != nil && !isConflict && (p.state == nil || wasConflict):
-		p.log("[PORT-WATCHDOG] Fleet: cannot publish to etcd (%v); working locally, retrying", err)
+		p.Log.Printf("[PORT-WATCHDOG] Fleet: cannot publish to etcd (%v); working locally, retrying", err)
 	}
 	p.state = err
 }

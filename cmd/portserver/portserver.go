@@ -59,7 +59,7 @@ type Server struct {
 	Store  *registry.Store
 	Range  registry.Range
 	Limits Limits
-	Log    func(string)
+	Log    registry.LogFunc
 
 	pool    *registry.Pool
 	ledger  *ledger
@@ -94,14 +94,14 @@ func (s *Server) Serve(l net.Listener) error {
 		}
 		if err != nil {
 			if pause == 0 {
-				s.log("[PORT-WATCHDOG] Portserver: cannot accept connections (%s); retrying", acceptErrText(err))
+				s.Log.Printf("[PORT-WATCHDOG] Portserver: cannot accept connections (%s); retrying", acceptErrText(err))
 			}
 			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
 			time.Sleep(pause)
 			continue
 		}
 		if pause > 0 {
-			s.log("[PORT-WATCHDOG] Portserver: accepting connections again")
+			s.Log.Printf("[PORT-WATCHDOG] Portserver: accepting connections again")
 			pause = 0
 		}
 		uc, ok := c.(*net.UnixConn)
@@ -210,12 +210,6 @@ func (s *Server) wake() {
 	}
 }
 
-func (s *Server) log(format string, args ...any) {
-	if s.Log != nil {
-		s.Log(fmt.Sprintf(format, args...))
-	}
-}
-
 // writer records handed-out ports in batches, which also keep the pool
 // filled.
 func (s *Server) writer() {
@@ -245,14 +239,14 @@ func (s *Server) flush() {
 	s.mu.Unlock()
 	refused, err := s.pool.Record(context.Background(), batch)
 	if err != nil {
-		s.log("[PORT-WATCHDOG] Portserver: cannot record %d ports handed out: %v", len(batch), err)
+		s.Log.Printf("[PORT-WATCHDOG] Portserver: cannot record %d ports handed out: %v", len(batch), err)
 		s.mu.Lock()
 		s.pending = append(batch, s.pending...)
 		s.mu.Unlock()
 		return
 	}
 	for _, h := range refused {
-		s.log("[PORT-WATCHDOG] Portserver: port %d, handed out to pid %d, was released or registered to another process before the hand-out was recorded; its registry entry is left as it is", h.Port, h.Owner.PID)
+		s.Log.Printf("[PORT-WATCHDOG] Portserver: port %d, handed out to pid %d, was released or registered to another process before the hand-out was recorded; its registry entry is left as it is", h.Port, h.Owner.PID)
 	}
 }
 
@@ -263,7 +257,7 @@ func (s *Server) shutdown(handlers *sync.WaitGroup) {
 	close(s.stop)
 	<-s.done
 	if err := s.pool.Close(context.Background(), "portserver stopped"); err != nil {
-		s.log("[PORT-WATCHDOG] Portserver: cannot give back its pool: %v", err)
+		s.Log.Printf("[PORT-WATCHDOG] Portserver: cannot give back its pool: %v", err)
 	}
 }
 

@@ -66,7 +66,7 @@ func (c *containerWatch) run(ctx context.Context, sock string) {
 	for {
 		started := time.Now()
 		opened := func(kind string) {
-			c.w.log("[PORT-WATCHDOG] Following container events (%s, %s)", kind, sock)
+			c.w.Log.Printf("[PORT-WATCHDOG] Following container events (%s, %s)", kind, sock)
 			said = ""
 		}
 		err := c.w.Options.Engines.Follow(ctx, container.Info{Socket: sock}, container.OwnUID(), opened, func(ev container.Event) {
@@ -85,7 +85,7 @@ func (c *containerWatch) run(ctx context.Context, sock string) {
 			wait = time.Second // it had worked for a while
 		}
 		if msg := err.Error(); msg != said {
-			c.w.log("[PORT-WATCHDOG] Container events on %s stopped (%v); the cycle checks containers meanwhile", sock, err)
+			c.w.Log.Printf("[PORT-WATCHDOG] Container events on %s stopped (%v); the cycle checks containers meanwhile", sock, err)
 			said = msg
 		}
 		select {

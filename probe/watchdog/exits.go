@@ -26,7 +26,7 @@ const PickUpEvery = 250 * time.Millisecond
 func (w *Watcher) exits(ctx context.Context) {
 	ow := &ownerWatch{w: w}
 	if ew, err := probe.NewExitWatch(); err != nil {
-		w.log("[PORT-WATCHDOG] Owner exits are not watched (%v); dead owners are found by the cycle every %s", err, fmtInterval(w.Interval))
+		w.Log.Printf("[PORT-WATCHDOG] Owner exits are not watched (%v); dead owners are found by the cycle every %s", err, FormatInterval(w.Interval))
 	} else {
 		defer ew.Close()
 		probe.RaiseFileLimit()
@@ -50,7 +50,7 @@ func (w *Watcher) exits(ctx context.Context) {
 	var exited <-chan probe.Identity // nil without pidfds: never ready
 	if ow.ew != nil {
 		exited = ow.ew.Exited()
-		w.log("[PORT-WATCHDOG] Watching owner exits (pidfd): %d owners now, new ones within %s", len(ow.owners), PickUpEvery)
+		w.Log.Printf("[PORT-WATCHDOG] Watching owner exits (pidfd): %d owners now, new ones within %s", len(ow.owners), PickUpEvery)
 	}
 	tick := time.NewTicker(PickUpEvery)
 	defer tick.Stop()
@@ -104,7 +104,7 @@ func (o *ownerWatch) sync(reg *registry.Registry) (dead []int) {
 		}
 		if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
 			o.limited = true
-			o.w.log("[PORT-WATCHDOG] Out of file descriptors watching owners; the rest are checked by the cycle every %s", fmtInterval(o.w.Interval))
+			o.w.Log.Printf("[PORT-WATCHDOG] Out of file descriptors watching owners; the rest are checked by the cycle every %s", FormatInterval(o.w.Interval))
 			continue
 		}
 		if !alive {
@@ -127,7 +127,7 @@ func (w *Watcher) checkPorts(ctx context.Context, ports []int) {
 	opts.Ports = ports
 	rep, err := Cycle(ctx, w.Store, opts)
 	if err != nil {
-		w.log("[PORT-WATCHDOG] Checking ports %v after their owner exited: %v", ports, err)
+		w.Log.Printf("[PORT-WATCHDOG] Checking ports %v after their owner exited: %v", ports, err)
 		return
 	}
 	// A cycle running meanwhile may have released them first.

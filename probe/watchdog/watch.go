@@ -30,7 +30,7 @@ type Watcher struct {
 	// allocation for this long (a watchdog `gracectl run` started).
 	ExitWhenIdle time.Duration
 	// Log receives the watchdog's log lines ("[PORT-WATCHDOG] …").
-	Log func(line string)
+	Log registry.LogFunc
 	// OnCycle, if set, sees every finished cycle (metrics), OnCycleError
 	// every cycle that failed, and OnExitCheck the report of each check of
 	// the ports of an owner that exited between cycles.
@@ -80,12 +80,6 @@ func (e *AlreadyRunningError) Hint() string {
 	return "use it as it is (status shows it), or stop it first with 'gracectl watch --stop'"
 }
 
-func (w *Watcher) log(format string, args ...any) {
-	if w.Log != nil {
-		w.Log(fmt.Sprintf(format, args...))
-	}
-}
-
 // Trigger runs a cycle now and returns its report. A trigger that arrives
 // while a cycle runs joins that cycle instead of starting another.
 func (w *Watcher) Trigger(ctx context.Context) (*Report, error) {
@@ -119,7 +113,7 @@ func (w *Watcher) Trigger(ctx context.Context) (*Report, error) {
 	w.mu.Unlock()
 	close(f.done)
 	if f.err != nil {
-		w.log("[PORT-WATCHDOG] Cycle failed: %v", f.err)
+		w.Log.Printf("[PORT-WATCHDOG] Cycle failed: %v", f.err)
 		if w.OnCycleError != nil {
 			w.OnCycleError(f.err)
 		}
@@ -149,35 +143,35 @@ func (w *Watcher) record(rep *Report) {
 	w.state.LastCycleDurationMS = rep.DurationMS
 	w.state.LastSummary = rep.Summary()
 	if err := SaveState(w.Store, &w.state); err != nil {
-		w.log("[PORT-WATCHDOG] Cannot save state: %v", err)
+		w.Log.Printf("[PORT-WATCHDOG] Cannot save state: %v", err)
 	}
 }
 
 // report writes the seed's log lines for a cycle: the summary, each issue
 // that started, each that ended, and the cleanups.
 func (w *Watcher) report(rep *Report, started, ended []string) {
-	w.log("[PORT-WATCHDOG] %s", rep.Summary())
+	w.Log.Printf("[PORT-WATCHDOG] %s", rep.Summary())
 	w.logFindings(rep, started, ended)
 }
 
 func (w *Watcher) logFindings(rep *Report, started, ended []string) {
 	for _, line := range started {
-		w.log("[PORT-WATCHDOG] %s", line)
+		w.Log.Printf("[PORT-WATCHDOG] %s", line)
 	}
 	for _, line := range ended {
-		w.log("[PORT-WATCHDOG] %s", line)
+		w.Log.Printf("[PORT-WATCHDOG] %s", line)
 	}
 	for _, r := range rep.Results {
 		if r.verdict.Heir && !strings.HasPrefix(r.Action, "skipped") {
-			w.log("[PORT-WATCHDOG] Port %d (%s): %s", r.Port, r.Label(), r.verdict.OwnerReason)
+			w.Log.Printf("[PORT-WATCHDOG] Port %d (%s): %s", r.Port, r.Label(), r.verdict.OwnerReason)
 		}
 		switch {
 		case r.Action != "released":
 		case r.verdict.Ended:
-			w.log("[PORT-MANAGER] Released port %d (%s): %s", r.Port, r.Label(), r.verdict.Release)
+			w.Log.Printf("[PORT-MANAGER] Released port %d (%s): %s", r.Port, r.Label(), r.verdict.Release)
 		default:
-			w.log("[PORT-WATCHDOG] Cleaning up stale port %d", r.Port)
-			w.log("[PORT-MANAGER] Released port %d", r.Port)
+			w.Log.Printf("[PORT-WATCHDOG] Cleaning up stale port %d", r.Port)
+			w.Log.Printf("[PORT-MANAGER] Released port %d", r.Port)
 		}
 	}
 }
@@ -255,8 +249,8 @@ func (w *Watcher) Run(ctx context.Context, now <-chan struct{}) error {
 		return err
 	}
 	defer w.stopped()
-	w.log("[PORT-WATCHDOG] Started (checking every %s)", fmtInterval(w.Interval))
-	w.log("[PORT-WATCHDOG] Monitoring ports %s", w.Options.Range)
+	w.Log.Printf("[PORT-WATCHDOG] Started (checking every %s)", FormatInterval(w.Interval))
+	w.Log.Printf("[PORT-WATCHDOG] Monitoring ports %s", w.Options.Range)
 
 	var wdC <-chan time.Time
 	if d, err := daemon.SdWatchdogEnabled(false); err == nil && d > 0 {
@@ -279,7 +273,7 @@ func (w *Watcher) Run(ctx context.Context, now <-chan struct{}) error {
 		select {
 		case <-idle.C:
 			if idle.expired(ctx) {
-				w.log("[PORT-WATCHDOG] No allocation for %s: exiting", w.ExitWhenIdle)
+				w.Log.Printf("[PORT-WATCHDOG] No allocation for %s: exiting", w.ExitWhenIdle)
 				_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 				return nil
 			}
@@ -372,12 +366,14 @@ func (w *Watcher) stopped() {
 	w.state.Running = false
 	w.state.StoppedAt = registry.Now()
 	if err := SaveState(w.Store, &w.state); err != nil {
-		w.log("[PORT-WATCHDOG] Cannot save state: %v", err)
+		w.Log.Printf("[PORT-WATCHDOG] Cannot save state: %v", err)
 	}
-	w.log("[PORT-WATCHDOG] Stopped")
+	w.Log.Printf("[PORT-WATCHDOG] Stopped")
 }
 
-func fmtInterval(d time.Duration) string {
+// FormatInterval prints an interval as the seed does: "30s", or Go's
+// form when it is not whole seconds ("1.5s", "250ms").
+func FormatInterval(d time.Duration) string {
 	if d%time.Second == 0 {
 		return fmt.Sprintf("%ds", int64(d/time.Second))
 	}
