@@ -140,7 +140,11 @@ func writeCheckTable(w io.Writer, rep *watchdog.Report) {
 		if u.Container != nil {
 			process = escape(u.Container.Describe())
 		}
-		t.Append([]string{strconv.Itoa(u.Port), "-", pid, orDash(process), "yes", "-", "unmanaged",
+		listening := "yes"
+		if u.NAT {
+			listening = "NAT only"
+		}
+		t.Append([]string{strconv.Itoa(u.Port), "-", pid, orDash(process), listening, "-", "unmanaged",
 			rep.StartedAt.Format("15:04:05"), "-", "-"})
 	}
 	t.Render()

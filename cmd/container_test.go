@@ -25,6 +25,13 @@ func gracectlJSON(t *testing.T, root string, env []string, v any, args ...string
 	t.Helper()
 	c := gracectlCmd(t, root, append(args, "--json")...)
 	c.Env = append(c.Env, env...)
+	return runJSON(t, c, v, args)
+}
+
+// runJSON runs c, a gracectl command with --json, and decodes its output
+// into v; it returns the exit code.
+func runJSON(t *testing.T, c *exec.Cmd, v any, args []string) int {
+	t.Helper()
 	var stderr strings.Builder
 	c.Stderr = &stderr
 	out, err := c.Output()
@@ -54,7 +61,8 @@ type checkReport struct {
 		} `json:"container"`
 	} `json:"results"`
 	Unmanaged []struct {
-		Port      int `json:"port"`
+		Port      int  `json:"port"`
+		NAT       bool `json:"nat"`
 		Container *struct {
 			ID, Name, Image, Engine string
 		} `json:"container"`
@@ -299,4 +307,128 @@ func TestPodmanRunAndUnmanaged(t *testing.T) {
 	if readRegistry(t, root).Get(p.Port(0)) != nil {
 		t.Fatal("port not released")
 	}
+}
+
+// A port published through NAT alone, with no process listening on it, is
+// still its container's. The engine is a dockerd of the test's own with
+// its userland proxy off, in a network namespace of its own, where the
+// gracectl commands run too. That dockerd holds the port itself (the
+// placeholder socket of its port mapper): the listener is dockerd, named
+// with the container. Once that socket is gone (destroyed with ss -K, as
+// the kernel allows root), the port is NAT rules alone: check, who and
+// status --json still name the container, adopt takes it in, and the
+// adopted container's port is active with no issue, then released when
+// the container is removed.
+func TestContainerPublishedThroughNATAlone(t *testing.T) {
+	d := containertest.NATDockerd(t)
+	if _, err := exec.LookPath("ss"); err != nil {
+		t.Skip("needs ss (iproute2), to destroy the engine's placeholder socket")
+	}
+	root := t.TempDir()
+	p := testPorts(t)
+	port, rg := p.Port(0), p.String()
+	in := func(args ...string) *exec.Cmd {
+		c := gracectlCmd(t, root, args...)
+		c.Env = append(c.Env, d.Env()...)
+		d.InNetNS(c)
+		return c
+	}
+	inJSON := func(v any, args ...string) int { return runJSON(t, in(append(args, "--json")...), v, args) }
+	name := fmt.Sprintf("gracectl-test-nat-%d", os.Getpid())
+	id := d.Start(t, append([]string{"--name", name, "-p", p.Addr(0) + ":8080"}, httpdArgs(d.Image)...)...)
+
+	var rep checkReport
+	if code := inJSON(&rep, "check", "--range", rg); code != 1 || len(rep.Unmanaged) != 1 || rep.Unmanaged[0].Container == nil ||
+		rep.Unmanaged[0].Container.ID != id || rep.Unmanaged[0].NAT {
+		t.Fatalf("check with dockerd holding the port: exit %d, %+v", code, rep)
+	}
+	ns := func(args ...string) string {
+		out, err := exec.Command("nsenter", append([]string{"--net=" + d.NetNS, "--"}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if out := ns("ss", "-Hltnp", "sport = :"+p.P(0)); !strings.Contains(out, "dockerd") {
+		t.Fatalf("the port's listener is not dockerd: %q", out)
+	}
+	ns("ss", "-K", "-Hltn", "sport = :"+p.P(0))
+	if out := ns("ss", "-Hltn", "sport = :"+p.P(0)); out != "" {
+		t.Skipf("the kernel did not destroy the listener (ss -K needs CONFIG_INET_DIAG_DESTROY): %q", out)
+	}
+	if out := ns("/bin/busybox", "wget", "-q", "-O", "/dev/null", "http://"+p.Addr(0)+"/busybox"); out != "" {
+		t.Logf("wget: %s", out)
+	}
+
+	if code := inJSON(&rep, "check", "--range", rg); code != 1 || len(rep.Unmanaged) != 1 {
+		t.Fatalf("check with the port published through NAT alone: exit %d, %+v", code, rep)
+	}
+	if u := rep.Unmanaged[0]; u.Port != port || !u.NAT || u.Container == nil || u.Container.ID != id || u.Container.Name != name {
+		t.Fatalf("the NAT-only port is not named: %+v", u)
+	}
+	out, _ := in("check", "--range", rg).CombinedOutput()
+	if want := fmt.Sprintf("port %d is published by container %s (%s) through NAT rules alone", port, name, d.Image); !strings.Contains(string(out), want) {
+		t.Fatalf("check does not say %q:\n%s", want, out)
+	}
+	var who struct {
+		Listeners []struct {
+			PID       int
+			NAT       bool
+			Container *struct{ ID string }
+		}
+	}
+	if code := inJSON(&who, "who", p.P(0)); code != 0 || len(who.Listeners) != 1 || !who.Listeners[0].NAT || who.Listeners[0].Container == nil || who.Listeners[0].Container.ID != id {
+		t.Fatalf("who: exit %d, %+v", code, who)
+	}
+	var st struct {
+		Unmanaged []struct {
+			Port      int
+			NAT       bool
+			Container *struct{ ID string }
+		}
+	}
+	if inJSON(&st, "status", "--range", rg); len(st.Unmanaged) != 1 || !st.Unmanaged[0].NAT || st.Unmanaged[0].Container == nil || st.Unmanaged[0].Container.ID != id {
+		t.Fatalf("status: %+v", st)
+	}
+	// Outside its network namespace, the daemon's ports are not this
+	// host's: nothing is credited there.
+	c := gracectlCmd(t, root, "check", "--range", rg, "--json")
+	c.Env = append(c.Env, d.Env()...)
+	if runJSON(t, c, &rep, []string{"check"}); len(rep.Unmanaged) != 0 {
+		t.Fatalf("another network namespace's port credited: %+v", rep.Unmanaged)
+	}
+
+	// allocate does not ask engines: it can hand the port out (it binds),
+	// and check then says whose the port really is.
+	if out, err := in("allocate", "--service", "squat", "--preferred", p.P(0), "--range", rg).Output(); err != nil || strings.TrimSpace(string(out)) != p.P(0) {
+		t.Fatalf("allocate --preferred %d: %v: %s", port, err, out)
+	}
+	if code := inJSON(&rep, "check", "--range", rg); code != 1 || len(rep.Results) != 1 ||
+		!strings.Contains(rep.Results[0].Issue, fmt.Sprintf("port also published by container %s (%s) through NAT rules alone", name, d.Image)) {
+		t.Fatalf("check of a reservation on the NAT-only port: exit %d, %+v", code, rep)
+	}
+	if out, err := in("release", "--service", "squat").CombinedOutput(); err != nil {
+		t.Fatalf("release: %v: %s", err, out)
+	}
+
+	var a registry.Allocation
+	if code := inJSON(&a, "adopt", p.P(0), "--range", rg); code != 0 {
+		t.Fatalf("adopt exited %d", code)
+	}
+	main := d.Command("inspect", "--format", "{{.State.Pid}}", id)
+	mainPID, _ := main.Output()
+	if a.Container == nil || a.Container.ID != id || !a.Container.UntilRemoved || a.ServiceName != name || strconv.Itoa(int(a.PID)) != strings.TrimSpace(string(mainPID)) {
+		t.Fatalf("adopted: %+v %+v (main pid %s)", a, a.Container, mainPID)
+	}
+	if code := inJSON(&rep, "check", "--range", rg); code != 0 || rep.Issues != 0 || len(rep.Results) != 1 || rep.Results[0].Status != registry.StatusActive {
+		t.Fatalf("check after adopt: exit %d, %+v", code, rep)
+	}
+	if err := d.Command("rm", "-f", id).Run(); err != nil {
+		t.Fatal(err)
+	}
+	inJSON(&rep, "check", "--range", rg)
+	if readRegistry(t, root).Get(port) != nil {
+		t.Fatalf("a removed container's port is still allocated: %+v", rep)
+	}
+	checkAuditMatchesRegistry(t, root)
 }

@@ -37,6 +37,9 @@ type environment struct {
 	// dockerHost is DOCKER_HOST: a unix:// socket there is the first
 	// container engine asked about containers.
 	dockerHost string
+	// runtimeDir is XDG_RUNTIME_DIR: where this user's rootless engines
+	// put their sockets, when it is not /run/user/UID.
+	runtimeDir string
 }
 
 func readEnv() environment {
@@ -51,6 +54,7 @@ func readEnv() environment {
 		watchdogIdle: DefaultAutoWatchIdle,
 		fleetTimeout: fleet.ReadTimeout,
 		dockerHost:   os.Getenv("DOCKER_HOST"),
+		runtimeDir:   os.Getenv("XDG_RUNTIME_DIR"),
 	}
 	if v := os.Getenv("GRACECTL_FLEET_TIMEOUT"); v != "" {
 		if d, err := time.ParseDuration(v); err == nil {

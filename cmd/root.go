@@ -139,7 +139,7 @@ type globals struct {
 // container is met; no connection is made before.
 func (g *globals) engines() *container.Engines {
 	if g.eng == nil {
-		g.eng = &container.Engines{DockerHost: g.env.dockerHost}
+		g.eng = &container.Engines{DockerHost: g.env.dockerHost, RuntimeDir: g.env.runtimeDir}
 	}
 	return g.eng
 }

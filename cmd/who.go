@@ -40,6 +40,9 @@ type WhoProcess struct {
 	// Container is the container that publishes the port, when the
 	// listener is its engine's proxy.
 	Container *container.Info `json:"container,omitzero"`
+	// NAT: no process listens on the port (PID is 0); Container publishes
+	// it through its engine's NAT rules alone.
+	NAT bool `json:"nat,omitzero"`
 }
 
 func newWhoCmd(g *globals) *cobra.Command {
@@ -125,8 +128,8 @@ func runWho(cmd *cobra.Command, o *whoOptions, port int) error {
 		}
 	}
 	snap := probe.TakeSnapshot()
+	lk := o.g.engines().Lookup()
 	if snap.Listening(cmd.Context(), port) {
-		lk := o.g.engines().Lookup()
 		for _, pid := range snap.Owners(port) {
 			l := whoProcess(pid)
 			l.Container = lk.Publisher(cmd.Context(), port, pid)
@@ -135,6 +138,8 @@ func runWho(cmd *cobra.Command, o *whoOptions, port int) error {
 		if len(w.Listeners) == 0 {
 			w.Listeners = append(w.Listeners, WhoProcess{}) // listening, but not ours to see
 		}
+	} else if in, ok := lk.Published(cmd.Context())[port]; ok {
+		w.Listeners = append(w.Listeners, WhoProcess{Container: &in, NAT: true})
 	}
 	if w.Allocation == nil && len(w.Listeners) == 0 {
 		return &exitError{code: exitFailure, err: fmt.Errorf("nobody holds or listens on port %d", port)}
@@ -155,6 +160,10 @@ func runWho(cmd *cobra.Command, o *whoOptions, port int) error {
 		fmt.Fprintf(out, "port %d: not allocated by gracectl\n", port)
 	}
 	for _, l := range w.Listeners {
+		if l.NAT {
+			fmt.Fprintf(out, "  published: %s, id %s, through NAT rules alone (no process listens)\n", escape(l.Container.Describe()), l.Container.Short())
+			continue
+		}
 		if l.PID == 0 {
 			fmt.Fprintf(out, "  listening: a process this user cannot see (run as root to name it)\n")
 			continue

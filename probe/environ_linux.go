@@ -45,3 +45,20 @@ func FindByEnv(name, hash string) (Identity, bool) {
 	}
 	return best, best.PID != 0
 }
+
+// Getenv is the value of name in process pid's environment as it was at
+// exec (/proc/PID/environ): only a process this user may look at (its own,
+// or any for root).
+func Getenv(pid int, name string) (string, bool) {
+	env, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+	if err != nil {
+		return "", false
+	}
+	prefix := []byte(name + "=")
+	for _, kv := range bytes.Split(env, []byte{0}) {
+		if value, ok := bytes.CutPrefix(kv, prefix); ok {
+			return string(value), true
+		}
+	}
+	return "", false
+}

@@ -167,3 +167,10 @@ func SamePIDNamespace(pid int) bool {
 	self, _ := SelfNamespaces()
 	return pid > 0 && self != 0 && nsInode(strconv.Itoa(pid), "pid") == self
 }
+
+// SameNetNamespace reports whether process pid (as this process sees it)
+// is in this process's network namespace; false when that cannot be told.
+func SameNetNamespace(pid int) bool {
+	_, self := SelfNamespaces()
+	return pid > 0 && self != 0 && nsInode(strconv.Itoa(pid), "net") == self
+}

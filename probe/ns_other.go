@@ -25,3 +25,6 @@ func listeningInNetNS(int, int) (bool, error) {
 
 // SamePIDNamespace cannot be told here; false.
 func SamePIDNamespace(int) bool { return false }
+
+// SameNetNamespace cannot be told here; false.
+func SameNetNamespace(int) bool { return false }

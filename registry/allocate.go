@@ -322,11 +322,16 @@ type AdoptRequest struct {
 	StartedBy string
 	Command   []string
 	Container *Container // the container whose port it is, when the listener is its engine's proxy
+	// NAT: no process listens on the port; Container publishes it through
+	// its engine's NAT rules alone, so the port is not required to be in
+	// use.
+	NAT bool
 }
 
 // Adopt makes an allocation for a port something already listens on,
 // owned by that listener, and logs it as "adopt". The port must not be
-// allocated and must still be in use when the lock is held.
+// allocated and must still be in use when the lock is held (unless a
+// container publishes it through NAT alone).
 func (s *Store) Adopt(ctx context.Context, req AdoptRequest) (*Allocation, error) {
 	if err := CheckText("service name", req.Service, MaxServiceName); err != nil || req.Service == "" {
 		if err == nil {
@@ -339,7 +344,7 @@ func (s *Store) Adopt(ctx context.Context, req AdoptRequest) (*Allocation, error
 		if cur := r.Get(req.Port); cur != nil {
 			return fmt.Errorf("port %d is already allocated to %s", req.Port, cur.ServiceName)
 		}
-		if probe.Bindable(req.Port) == nil {
+		if !req.NAT && probe.Bindable(req.Port) == nil {
 			return fmt.Errorf("nothing listens on port %d any more", req.Port)
 		}
 		a := &Allocation{

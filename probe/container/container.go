@@ -69,6 +69,10 @@ type State struct {
 	Ports []int
 	// ExitCode is its last exit status, when it is not running.
 	ExitCode int
+	// NATHere: its engine is root's and runs in this network namespace,
+	// so its Ports are published here even where no process listens on
+	// them (an engine whose userland proxy is off).
+	NATHere bool
 }
 
 // Publishes reports whether the container publishes host port port.

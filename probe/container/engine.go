@@ -35,7 +35,10 @@ type Engine struct {
 	// samePIDs: the engine sees processes in this process's PID namespace,
 	// so the main PIDs it names are PIDs here.
 	samePIDs bool
-	hc       *http.Client
+	// sameNet: the engine runs in this process's network namespace, so
+	// the host ports it publishes are ports here.
+	sameNet bool
+	hc      *http.Client
 }
 
 // ErrUntrusted means the socket is served by a user who is neither root nor
@@ -62,7 +65,9 @@ func connect(ctx context.Context, socket string, uid int) (*Engine, error) {
 				c.Close()
 				return nil, err
 			}
-			once.Do(func() { g.UID, g.samePIDs = puid, probe.SamePIDNamespace(ppid) })
+			once.Do(func() {
+				g.UID, g.samePIDs, g.sameNet = puid, probe.SamePIDNamespace(ppid), probe.SameNetNamespace(ppid)
+			})
 			return c, nil
 		},
 		MaxIdleConnsPerHost: 4,
@@ -223,12 +228,19 @@ func (g *Engine) inspect(ctx context.Context, id string) (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: container %s: %w", g.Socket, printable(id, 80), err)
 	}
-	st.Engine = g.Kind
+	st.Engine, st.NATHere = g.Kind, g.natHere()
 	if !g.samePIDs {
 		st.PID = 0 // a PID of another namespace names nothing here
 	}
 	return st, nil
 }
+
+// natHere reports whether the ports the engine publishes are published in
+// this network namespace even where no process listens on them (through
+// NAT rules alone): only root's engines can make such rules, and only one
+// in this network namespace makes them here. A rootless engine's ports are
+// always held by a listener of its own (rootlesskit, rootlessport, pasta).
+func (g *Engine) natHere() bool { return g.UID == 0 && g.sameNet }
 
 // stop stops a container as `docker stop` does: its stop signal, then,
 // after its stop timeout, SIGKILL. POST /containers/{id}/stop without t

@@ -3,6 +3,7 @@ package container_test
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -69,13 +70,14 @@ socketserver.UnixStreamServer(sys.argv[1], H).serve_forever()
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
-	deadline := time.Now().Add(20 * time.Second)
-	for _, err := os.Stat(sock); err != nil; _, err = os.Stat(sock) {
-		if time.Now().After(deadline) {
-			t.Fatal("the server made no socket")
+	// Until it accepts: the socket's file exists between bind and listen.
+	testenv.WaitFor(t, "the server to accept on its socket", 20*time.Second, func() bool {
+		c, err := net.Dial("unix", sock)
+		if err == nil {
+			c.Close()
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil
+	})
 	e := &container.Engines{DockerHost: "unix://" + sock}
 	ctx := context.Background()
 	if _, err := e.State(ctx, container.Info{ID: "x", Socket: sock}, 0); !errors.Is(err, container.ErrUntrusted) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +21,9 @@ type Engines struct {
 	// DockerHost is $DOCKER_HOST: a unix:// socket there is tried first.
 	// Other schemes are not engines of this host and are ignored.
 	DockerHost string
+	// RuntimeDir is $XDG_RUNTIME_DIR: this user's rootless engines have
+	// their sockets there (as under /run/user/UID).
+	RuntimeDir string
 
 	mu   sync.Mutex
 	open map[string]*Engine // by socket and the uid it is trusted for
@@ -30,16 +34,25 @@ var ErrNoEngine = errors.New("no container engine answers")
 
 // sockets lists where engines serving user uid may listen, most likely
 // first: $DOCKER_HOST, the rootful Docker and Podman sockets, then that
-// user's rootless ones (under /run/user/UID).
-func (e *Engines) sockets(uid int) []string {
+// user's rootless ones: under /run/user/UID, under this process's
+// $XDG_RUNTIME_DIR when uid is its own, and under dirs (the runtime
+// folders a process of that user names).
+func (e *Engines) sockets(uid int, dirs []string) []string {
 	var out []string
 	if p, ok := strings.CutPrefix(e.DockerHost, "unix://"); ok && p != "" {
 		out = append(out, p)
 	}
 	out = append(out, "/run/docker.sock", "/var/run/docker.sock", "/run/podman/podman.sock")
 	if uid > 0 {
-		dir := "/run/user/" + strconv.Itoa(uid)
-		out = append(out, dir+"/docker.sock", dir+"/podman/podman.sock")
+		dirs = append([]string{"/run/user/" + strconv.Itoa(uid)}, dirs...)
+		if uid == OwnUID() && e.RuntimeDir != "" {
+			dirs = append(dirs, e.RuntimeDir)
+		}
+		for _, dir := range dirs {
+			if filepath.IsAbs(dir) {
+				out = append(out, filepath.Join(dir, "docker.sock"), filepath.Join(dir, "podman", "podman.sock"))
+			}
+		}
 	}
 	return out
 }
@@ -49,10 +62,15 @@ func (e *Engines) sockets(uid int) []string {
 // that does not exist is skipped without a word; the error says why
 // existing ones could not be asked, when none could.
 func (e *Engines) For(ctx context.Context, uid int) ([]*Engine, error) {
+	return e.forDirs(ctx, uid, nil)
+}
+
+// forDirs is For, also looking in the rootless runtime folders dirs.
+func (e *Engines) forDirs(ctx context.Context, uid int, dirs []string) ([]*Engine, error) {
 	var out []*Engine
 	var errs []error
 	seen := map[[2]uint64]bool{}
-	for _, sock := range e.sockets(uid) {
+	for _, sock := range e.sockets(uid, dirs) {
 		var st syscall.Stat_t
 		if syscall.Stat(sock, &st) != nil || st.Mode&syscall.S_IFMT != syscall.S_IFSOCK {
 			continue
@@ -200,6 +218,8 @@ type Lookup struct {
 	e         *Engines
 	mu        sync.Mutex // probes run in parallel
 	published map[*Engine]map[int]Info
+	nat       map[int]Info // Published, once asked
+	natAsked  bool
 }
 
 // Lookup starts a look; nil for nil Engines (no engine is asked).
@@ -216,7 +236,8 @@ func (l *Lookup) Engines() *Engines { return l.e }
 // Publisher names the container that publishes port, which process pid
 // holds: nil unless pid is an engine's proxy (IsProxy) and an engine
 // served by root or by pid's user says a running container of its
-// publishes that port.
+// publishes that port. A rootless engine's socket is looked for where
+// pid's user has it: under /run/user/UID or pid's $XDG_RUNTIME_DIR.
 func (l *Lookup) Publisher(ctx context.Context, port, pid int) *Info {
 	if l == nil || pid <= 0 || !IsProxy(probe.ProcessName(pid)) {
 		return nil
@@ -225,24 +246,71 @@ func (l *Lookup) Publisher(ctx context.Context, port, pid int) *Info {
 	if !ok {
 		return nil
 	}
-	engines, _ := l.e.For(ctx, uid)
+	var dirs []string
+	if dir, ok := probe.Getenv(pid, "XDG_RUNTIME_DIR"); ok && uid > 0 {
+		dirs = append(dirs, dir)
+	}
+	engines, _ := l.e.forDirs(ctx, uid, dirs)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, g := range engines {
-		ports, ok := l.published[g]
-		if !ok {
-			var err error
-			if ports, err = g.published(ctx); err != nil {
-				l.e.drop(g)
-			}
-			l.published[g] = ports
-		}
-		if in, ok := ports[port]; ok {
+		if in, ok := l.publishedBy(ctx, g)[port]; ok {
 			in.Socket = g.Socket
 			return &in
 		}
 	}
 	return nil
+}
+
+// Published lists the host ports that running containers publish in this
+// network namespace whether or not a process listens on them: those of
+// root's engines that run here (Engine.natHere), whose ports are published
+// by NAT rules, with or without a proxy holding them. It is how a port
+// published through NAT alone (no listener at all) is credited to its
+// container. Asked once per look; nil when no such engine answers.
+func (l *Lookup) Published(ctx context.Context) map[int]Info {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.natAsked {
+		return l.nat
+	}
+	l.natAsked = true
+	engines, _ := l.e.For(ctx, OwnUID())
+	var out map[int]Info
+	for _, g := range engines {
+		if !g.natHere() {
+			continue
+		}
+		for p, in := range l.publishedBy(ctx, g) {
+			if _, dup := out[p]; dup {
+				continue
+			}
+			if out == nil {
+				out = map[int]Info{}
+			}
+			in.Socket = g.Socket
+			out[p] = in
+		}
+	}
+	l.nat = out
+	return out
+}
+
+// publishedBy is engine g's list of published ports, asked for once per
+// look (nil when it could not be had). l.mu is held.
+func (l *Lookup) publishedBy(ctx context.Context, g *Engine) map[int]Info {
+	ports, ok := l.published[g]
+	if !ok {
+		var err error
+		if ports, err = g.published(ctx); err != nil {
+			l.e.drop(g)
+		}
+		l.published[g] = ports
+	}
+	return ports
 }
 
 // OwnUID is the uid this process runs as: the user concerned when

@@ -160,6 +160,7 @@ func Cycle(ctx context.Context, store *registry.Store, opts Options) (*Report, e
 	}
 	owners := socks.OwnersOf(ports) // one pass over /proc/*/fd for all of them
 	lk := opts.Engines.Lookup()     // nil: engines are not asked
+	lk.Published(ctx)               // asked once, before the probes run in parallel
 	if opts.Range.Start > 0 && opts.Ports == nil {
 		if u := FindUnmanaged(ctx, socks, opts.Range, reg, lk); u != nil {
 			rep.Unmanaged = u
@@ -280,6 +281,10 @@ type Observation struct {
 	// ForeignContainer names the container whose engine's proxy is the
 	// Foreign listener.
 	ForeignContainer *container.Info
+	// NATContainer is another container than the owner's that publishes
+	// the port through NAT rules alone (no foreign listener): connections
+	// to the port may reach it instead of the owner.
+	NATContainer *container.Info
 }
 
 // Verdict is what the rules make of an observation: the allocation's new
@@ -348,6 +353,9 @@ func observe(ctx context.Context, a *registry.Allocation, listening bool, listen
 		ob.ForeignContainer = lk.Publisher(ctx, a.Port, pid)
 		break
 	}
+	if in, ok := lk.Published(ctx)[a.Port]; ok && ob.Foreign == 0 && (a.Container == nil || a.Container.ID != in.ID) {
+		ob.NATContainer = &in
+	}
 	if ob.Alive && ob.Listening && ob.OtherNetNS == 0 && a.HealthPath != "" {
 		h := probe.CheckHealth(ctx, a.Port, a.HealthPath, opts.HealthTimeout)
 		ob.Health = &h
@@ -371,9 +379,10 @@ func (ob *Observation) askEngine(ctx context.Context, a *registry.Allocation, lo
 	}
 	ob.Container, ob.OwnerUnknown = st, false
 	ob.Alive, ob.Process = st.Running, ""
-	if st.Running && st.Publishes(a.Port) && !ob.Listening {
-		// Published through NAT alone (an engine whose userland proxy is
-		// off): no socket listens here, yet the port is the container's.
+	if st.Running && st.Publishes(a.Port) && st.NATHere && !ob.Listening {
+		// Published through NAT alone (root's engine in this network
+		// namespace, with no process holding the port): no socket
+		// listens here, yet the port is the container's.
 		ob.Listening = true
 	}
 	switch {
@@ -495,6 +504,9 @@ func decide(a *registry.Allocation, ob Observation, now time.Time, opts Options)
 		if ob.Foreign != 0 && v.Issue == "" {
 			v.Issue = fmt.Sprintf("port served by %s, which is not the owner (pid %d) or its child", describe(ob.Foreign, ob.ForeignName), a.PID)
 		}
+	}
+	if c := ob.NATContainer; c != nil && v.Issue == "" && v.Release == "" {
+		v.Issue = fmt.Sprintf("port also published by %s through NAT rules alone: connections to it may reach the container, not the owner", c.Describe())
 	}
 	return v
 }

@@ -58,6 +58,12 @@ func makeImage(engine string) (string, error) {
 	if _, err := exec.LookPath(engine); err != nil {
 		return "", err
 	}
+	return importImage(engine, nil)
+}
+
+// importImage makes the image with the engine's client, env added to its
+// environment (the engine a test started for itself).
+func importImage(engine string, env []string) (string, error) {
 	bb, err := staticBusybox()
 	if err != nil {
 		return "", err
@@ -71,14 +77,19 @@ func makeImage(engine string) (string, error) {
 		return "", err
 	}
 	img := fmt.Sprintf("localhost/gracectl-test-busybox:%d", os.Getpid())
-	c := exec.Command(engine, "import", "-", img)
+	command := func(args ...string) *exec.Cmd {
+		c := exec.Command(engine, args...)
+		c.Env = append(os.Environ(), env...)
+		return c
+	}
+	c := command("import", "-", img)
 	c.Stdin = &buf
 	if out, err := c.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("%s import: %v: %s", engine, err, lastLine(out))
 	}
 	args := append(append([]string{"run", "--rm"}, RunFlags(engine)...), img, Busybox, "true")
-	if out, err := exec.Command(engine, args...).CombinedOutput(); err != nil {
-		_ = exec.Command(engine, "rmi", img).Run()
+	if out, err := command(args...).CombinedOutput(); err != nil {
+		_ = command("rmi", img).Run()
 		return "", fmt.Errorf("%s run: %v: %s", engine, err, lastLine(out))
 	}
 	return img, nil
