@@ -432,3 +432,70 @@ func TestContainerPublishedThroughNATAlone(t *testing.T) {
 	}
 	checkAuditMatchesRegistry(t, root)
 }
+
+// Rootless Podman, as an unprivileged user whose $XDG_RUNTIME_DIR is not
+// /run/user/UID: rootlessport holds the published ports. The user's
+// `gracectl run -- podman run` makes the container the owner (found on the
+// user's own engine socket, in its $XDG_RUNTIME_DIR), and its check sees
+// no issue; root's check names another rootless container of the user's
+// (its engine found through the listener's $XDG_RUNTIME_DIR) and root
+// adopts it; SIGTERM to the user's run stops its container and releases
+// the port.
+func TestPodmanRootless(t *testing.T) {
+	r := containertest.RootlessPodman(t)
+	self, err := exec.LookPath("gracectl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := r.Install(t, self)
+	userRoot := r.Mkdir(t, "registry")
+	p := testPorts(t)
+	asUser := func(args ...string) *exec.Cmd {
+		c := r.Command(bin, args...)
+		c.Env = append(c.Env, "GRACECTL_ROOT="+userRoot, "GRACECTL_WATCHDOG=off", "GRACECTL_LOCK_TIMEOUT=60s")
+		return c
+	}
+	args := append([]string{"run", "--range", p.Sub(0, 1), "--", "podman", "run", "--rm", "--stop-timeout", "1"}, containertest.RunFlags("podman")...)
+	g := startCmd(t, asUser(append(append(args, "-p", "127.0.0.1:{port}:8080"), httpdArgs(r.Image)...)...))
+	a := ownedByContainer(t, userRoot, p.Port(0))
+	main := r.Command("podman", "inspect", "--format", "{{.State.Pid}}", a.Container.ID)
+	mainPID, _ := main.Output()
+	if a.Container.Engine != "podman" || a.Container.Socket != r.Sock || strconv.Itoa(int(a.PID)) != strings.TrimSpace(string(mainPID)) {
+		t.Fatalf("container %+v, pid %d; main pid %s", a.Container, a.PID, mainPID)
+	}
+	var rep checkReport
+	if code := runJSON(t, asUser("check", "--json"), &rep, []string{"check"}); code != 0 || rep.Issues != 0 || len(rep.Results) != 1 ||
+		rep.Results[0].Container == nil || rep.Results[0].Status != registry.StatusActive {
+		t.Fatalf("the user's check: exit %d, %+v", code, rep)
+	}
+
+	other := r.Start(t, append([]string{"--name", "rootless-other", "-p", p.Addr(5) + ":8080"}, httpdArgs(r.Image)...)...)
+	root := t.TempDir()
+	var seen bool
+	waitFor(t, "root's check to name the rootless container", 30*time.Second, func() bool {
+		gracectlJSON(t, root, nil, &rep, "check", "--range", p.String())
+		for _, u := range rep.Unmanaged {
+			if u.Port == p.Port(5) && u.Container != nil && u.Container.ID == other && u.Container.Name == "rootless-other" {
+				seen = true
+			}
+		}
+		return seen
+	})
+	out, _ := gracectlCmd(t, root, "who", p.P(5)).CombinedOutput()
+	if !strings.Contains(string(out), "container rootless-other ("+r.Image+")") || !strings.Contains(string(out), "rootlessport") {
+		t.Fatalf("who as root:\n%s", out)
+	}
+	var adopted registry.Allocation
+	if code := gracectlJSON(t, root, nil, &adopted, "adopt", p.P(5), "--range", p.String()); code != 0 || adopted.Container == nil ||
+		adopted.Container.ID != other || adopted.Container.Socket != r.Sock || !adopted.Container.UntilRemoved {
+		t.Fatalf("root's adopt: exit %d, %+v %+v", code, adopted, adopted.Container)
+	}
+
+	g.cmd.Process.Signal(syscall.SIGTERM)
+	if code := g.wait(t, 60*time.Second); code != 137 {
+		t.Fatalf("run exited %d, want 137 (busybox ignores SIGTERM; killed after its stop timeout); output:\n%s", code, g.out)
+	}
+	if readRegistry(t, userRoot).Get(p.Port(0)) != nil || probeListening(p.Port(0)) {
+		t.Fatal("the rootless container's port is not released")
+	}
+}

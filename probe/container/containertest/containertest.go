@@ -64,16 +64,8 @@ func makeImage(engine string) (string, error) {
 // importImage makes the image with the engine's client, env added to its
 // environment (the engine a test started for itself).
 func importImage(engine string, env []string) (string, error) {
-	bb, err := staticBusybox()
+	buf, err := busyboxTar()
 	if err != nil {
-		return "", err
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	_ = tw.WriteHeader(&tar.Header{Name: "bin/", Typeflag: tar.TypeDir, Mode: 0o755})
-	_ = tw.WriteHeader(&tar.Header{Name: "bin/busybox", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(bb))})
-	_, _ = tw.Write(bb)
-	if err := tw.Close(); err != nil {
 		return "", err
 	}
 	img := fmt.Sprintf("localhost/gracectl-test-busybox:%d", os.Getpid())
@@ -83,7 +75,7 @@ func importImage(engine string, env []string) (string, error) {
 		return c
 	}
 	c := command("import", "-", img)
-	c.Stdin = &buf
+	c.Stdin = buf
 	if out, err := c.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("%s import: %v: %s", engine, err, lastLine(out))
 	}
@@ -93,6 +85,23 @@ func importImage(engine string, env []string) (string, error) {
 		return "", fmt.Errorf("%s run: %v: %s", engine, err, lastLine(out))
 	}
 	return img, nil
+}
+
+// busyboxTar is a tarball of the static busybox as /bin/busybox.
+func busyboxTar() (*bytes.Buffer, error) {
+	bb, err := staticBusybox()
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	_ = tw.WriteHeader(&tar.Header{Name: "bin/", Typeflag: tar.TypeDir, Mode: 0o755})
+	_ = tw.WriteHeader(&tar.Header{Name: "bin/busybox", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(bb))})
+	_, _ = tw.Write(bb)
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return &buf, nil
 }
 
 // staticBusybox reads /bin/busybox and checks it needs no dynamic loader.
@@ -197,12 +206,7 @@ func PodmanService(t testing.TB) string {
 	go func() { _ = c.Wait(); close(done) }()
 	t.Cleanup(func() {
 		_ = syscall.Kill(-c.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
+		waitOrKill(c.Process.Pid, done, 10*time.Second)
 	})
 	deadline := time.Now().Add(testenv.Scale(30 * time.Second))
 	for {
@@ -218,5 +222,17 @@ func PodmanService(t testing.TB) string {
 			t.Fatalf("podman system service made no socket at %s in time", sock)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitOrKill waits for done (a daemon the test started, asked to stop, has
+// been waited for), and kills the daemon's process group pgid if that
+// takes longer than timeout (scaled).
+func waitOrKill(pgid int, done <-chan struct{}, timeout time.Duration) {
+	select {
+	case <-done:
+	case <-time.After(testenv.Scale(timeout)):
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		<-done
 	}
 }

@@ -79,12 +79,7 @@ func NATDockerd(t testing.TB) *Dockerd {
 		} else {
 			_ = syscall.Kill(-c.Process.Pid, syscall.SIGTERM)
 		}
-		select {
-		case <-done:
-		case <-time.After(testenv.Scale(30 * time.Second)):
-			_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
+		waitOrKill(c.Process.Pid, done, 30*time.Second)
 		// dockerd unmounted its layers as it stopped; what it could not
 		// is left, rather than removed through.
 		if err := os.RemoveAll(dir); err != nil {
