@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/gracectl/gracectl/probe"
 	"github.com/spf13/cobra"
 )
 
@@ -35,12 +36,7 @@ func permissionHint(err error) string {
 	return owner + "to share it, root runs 'gracectl init --group NAME' and adds you to NAME; or use a registry of your own with --root DIR"
 }
 
-func userName(uid int) string {
-	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
-		return u.Username
-	}
-	return strconv.Itoa(uid)
-}
+func userName(uid int) string { return probe.UserName(uid) }
 
 func groupName(gid int) string {
 	if g, err := user.LookupGroupId(strconv.Itoa(gid)); err == nil {

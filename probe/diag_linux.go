@@ -16,21 +16,31 @@ import (
 // does not grow with the host's established and TIME_WAIT connections, which
 // /proc/net/tcp lists one line each.
 func listenersNetlink() (map[int][]uint64, error) {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	fd, err := openDiag()
 	if err != nil {
 		return nil, err
 	}
 	defer unix.Close(fd)
-	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return nil, err
-	}
 	out := map[int][]uint64{}
 	for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
-		if err := diagDump(fd, family, out); err != nil {
+		if err := diagDump(fd, family, unix.IPPROTO_TCP, 1<<tcpListen, func(b []byte, seq uint32) (bool, error) { return parseDiag(b, seq, out) }); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// openDiag opens a NETLINK_SOCK_DIAG socket.
+func openDiag() (int, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
 }
 
 const (
@@ -42,7 +52,9 @@ const (
 
 var diagSeq atomic.Uint32
 
-func diagDump(fd int, family uint8, out map[int][]uint64) error {
+// diagDump asks for every socket of family and protocol in one of states
+// (a mask of 1<<state) and hands each datagram of the answer to parse.
+func diagDump(fd int, family, protocol uint8, states uint32, parse func(b []byte, seq uint32) (done bool, err error)) error {
 	seq := diagSeq.Add(1)
 	req := make([]byte, sizeofNlMsghdr+sizeofInetDiagReqV2)
 	ne := binary.NativeEndian
@@ -51,8 +63,8 @@ func diagDump(fd int, family uint8, out map[int][]uint64) error {
 	ne.PutUint16(req[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
 	ne.PutUint32(req[8:], seq)
 	req[16] = family
-	req[17] = unix.IPPROTO_TCP
-	ne.PutUint32(req[20:], 1<<tcpListen)
+	req[17] = protocol
+	ne.PutUint32(req[20:], states)
 	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return err
 	}
@@ -65,15 +77,28 @@ func diagDump(fd int, family uint8, out map[int][]uint64) error {
 			}
 			return err
 		}
-		done, err := parseDiag(buf[:n], seq, out)
+		done, err := parse(buf[:n], seq)
 		if err != nil || done {
 			return err
 		}
 	}
 }
 
-// parseDiag reads one datagram of sock_diag answers; done at NLMSG_DONE.
+// parseDiag reads one datagram of sock_diag answers to a dump of LISTEN
+// sockets; done at NLMSG_DONE.
 func parseDiag(b []byte, seq uint32, out map[int][]uint64) (done bool, err error) {
+	return walkDiag(b, seq, func(m []byte) {
+		if m[1] == tcpListen {
+			port := int(binary.BigEndian.Uint16(m[4:]))
+			out[port] = append(out[port], uint64(binary.NativeEndian.Uint32(m[68:])))
+		}
+	})
+}
+
+// walkDiag calls fn with each inet_diag_msg (at least sizeofInetDiagMsg
+// bytes) of one datagram of answers to the dump numbered seq; done at
+// NLMSG_DONE.
+func walkDiag(b []byte, seq uint32, fn func(m []byte)) (done bool, err error) {
 	ne := binary.NativeEndian
 	for len(b) >= sizeofNlMsghdr {
 		l := int(ne.Uint32(b[0:]))
@@ -93,11 +118,8 @@ func parseDiag(b []byte, seq uint32, out map[int][]uint64) (done bool, err error
 				}
 				return true, nil
 			case unix.SOCK_DIAG_BY_FAMILY:
-				m := b[sizeofNlMsghdr:l]
-				if len(m) >= sizeofInetDiagMsg && m[1] == tcpListen {
-					port := int(binary.BigEndian.Uint16(m[4:]))
-					inode := uint64(ne.Uint32(m[68:]))
-					out[port] = append(out[port], inode)
+				if m := b[sizeofNlMsghdr:l]; len(m) >= sizeofInetDiagMsg {
+					fn(m)
 				}
 			}
 		}
@@ -117,14 +139,11 @@ var errDiagUnavailable = errors.New("sock_diag is not available")
 // lookupDiag asks sock_diag for the one TCP socket with these addresses
 // (the kernel looks it up by its 4-tuple, as `ss` does with a filter).
 func lookupDiag(local, remote netip.AddrPort) (TCPSocket, error) {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	fd, err := openDiag()
 	if err != nil {
 		return TCPSocket{}, errDiagUnavailable
 	}
 	defer unix.Close(fd)
-	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return TCPSocket{}, errDiagUnavailable
-	}
 	s, err := diagOne(fd, local, remote)
 	if errors.Is(err, ErrNoSocket) && local.Addr().Is4() {
 		s, err = diagOne(fd, mapped(local), mapped(remote))

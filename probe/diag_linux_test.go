@@ -76,3 +76,48 @@ func TestTimeWaitCountsAsFree(t *testing.T) {
 		t.Fatalf("a port in TIME_WAIT is not free: %v", err)
 	}
 }
+
+// sock_diag and /proc list the same sockets on a port: a listener, an
+// established connection both ways, a UDP socket.
+func TestSocketsOnPortNetlinkMatchesProc(t *testing.T) {
+	ports := testenv.Ports(t, 1)
+	l, err := net.Listen("tcp", ports.Addr(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	c, err := net.Dial("tcp", ports.Addr(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	u, err := net.ListenPacket("udp", ports.Addr(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	nl, err := socketsNetlink(ports.Port(0))
+	if err != nil {
+		t.Skipf("sock_diag not available: %v", err)
+	}
+	pr, err := socketsProc("/proc/net", ports.Port(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := func(ss []Socket) map[string]bool {
+		m := map[string]bool{}
+		for _, s := range ss {
+			m[fmt.Sprintf("%s %s %s %s %d %d", s.Proto, s.State, s.Local, s.Remote, s.Inode, s.UID)] = true
+		}
+		return m
+	}
+	kn, kp := key(nl), key(pr)
+	if len(kn) != 3 || fmt.Sprint(kn) != fmt.Sprint(kp) {
+		t.Fatalf("netlink %v\nproc %v", kn, kp)
+	}
+}

@@ -15,20 +15,9 @@ import (
 // ParseProcNetTCP calls fn for each LISTEN socket (state 0A) in the text of
 // /proc/net/tcp or /proc/net/tcp6.
 func ParseProcNetTCP(r io.Reader, fn func(port int, inode uint64)) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	first := true
-	for sc.Scan() {
-		if first {
-			first = false
-			continue // header
-		}
-		f := strings.Fields(sc.Text())
-		if len(f) < 10 {
-			continue
-		}
+	return procNetLines(r, func(f []string) error {
 		if f[3] != "0A" {
-			continue
+			return nil
 		}
 		_, portHex, ok := strings.Cut(f[1], ":")
 		if !ok {
@@ -43,6 +32,29 @@ func ParseProcNetTCP(r io.Reader, fn func(port int, inode uint64)) error {
 			return fmt.Errorf("malformed inode %q", f[9])
 		}
 		fn(int(port), inode)
+		return nil
+	})
+}
+
+// procNetLines calls fn with the fields of each socket line of a
+// /proc/net/{tcp,udp}{,6} table (the header skipped, and lines of fewer
+// than ten fields), until fn fails.
+func procNetLines(r io.Reader, fn func(fields []string) error) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	first := true
+	for sc.Scan() {
+		if first {
+			first = false
+			continue // header
+		}
+		f := strings.Fields(sc.Text())
+		if len(f) < 10 {
+			continue
+		}
+		if err := fn(f); err != nil {
+			return err
+		}
 	}
 	return sc.Err()
 }

@@ -265,11 +265,15 @@ func ProcessUser(pid int) string {
 	if !ok {
 		return ""
 	}
-	uid := strconv.Itoa(n)
-	if u, err := user.LookupId(uid); err == nil {
+	return UserName(n)
+}
+
+// UserName names the user uid, or gives the number when it has no name.
+func UserName(uid int) string {
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
 		return u.Username
 	}
-	return uid
+	return strconv.Itoa(uid)
 }
 
 // ProcessUID is the uid a process runs as (the owner of /proc/PID); false
