@@ -13,6 +13,7 @@ import (
 
 	"github.com/gracectl/gracectl/probe"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // permissionHint explains a permission error on the registry: whose the
@@ -50,7 +51,8 @@ func groupName(gid int) string {
 // does; `release --port 8000` names a port, which is an argument there.
 // "" for any other mistake (the hint is then to see the help).
 func guessedFlagHint(c *cobra.Command, err error, args []string) string {
-	if strings.TrimSpace(err.Error()) != "unknown flag: --port" {
+	var ne *pflag.NotExistError
+	if !errors.As(err, &ne) || ne.GetSpecifiedName() != "port" {
 		return ""
 	}
 	v := flagValue(args, "port")

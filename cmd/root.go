@@ -12,7 +12,6 @@ import (
 	"io/fs"
 	"os"
 	"os/signal"
-	"regexp"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -22,6 +21,7 @@ import (
 	"github.com/gracectl/gracectl/probe/container"
 	"github.com/gracectl/gracectl/registry"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // Exit codes, stable and documented in README.md and each command's help.
@@ -99,7 +99,11 @@ func vcsRevision() string {
 
 // usageError is a wrong flag or argument: exit 2 with a hint, by default
 // to see the command's help.
-type usageError struct{ msg, hint string }
+type usageError struct {
+	msg, hint string
+	// suggestions are commands the mistyped one may have meant.
+	suggestions []string
+}
 
 func (e *usageError) Error() string { return e.msg }
 
@@ -219,17 +223,15 @@ func reportError(stderr io.Writer, cmd *cobra.Command, err error) int {
 		return ee.code
 	}
 	var ue *usageError
-	if errors.As(err, &ue) || isCobraUsageError(err) {
-		// cobra's "Did you mean this?" goes on lines of its own.
-		msg, suggestions, _ := strings.Cut(err.Error(), "\n\nDid you mean this?\n")
-		fmt.Fprintf(stderr, "gracectl: error: %s\n", oneLine(msg))
-		if suggestions = strings.TrimSpace(suggestions); suggestions != "" {
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "gracectl: error: %s\n", oneLine(ue.msg))
+		if len(ue.suggestions) > 0 {
 			fmt.Fprintln(stderr, "Did you mean this?")
-			for _, sug := range strings.Fields(suggestions) {
+			for _, sug := range ue.suggestions {
 				fmt.Fprintf(stderr, "\t%s\n", escape(sug))
 			}
 		}
-		if ue != nil && ue.hint != "" {
+		if ue.hint != "" {
 			fmt.Fprintf(stderr, "gracectl: hint: %s\n", oneLine(ue.hint))
 			return exitUsage
 		}
@@ -263,43 +265,28 @@ func reportError(stderr io.Writer, cmd *cobra.Command, err error) int {
 // flagMessage rewrites pflag's "invalid argument "abc" for "--pid" flag:
 // strconv.ParseInt: parsing "abc": invalid syntax" as `--pid: "abc" is not a
 // whole number`: the flag and what it expects, no Go internals.
-func flagMessage(c *cobra.Command, err error) string {
-	m := flagErrRE.FindStringSubmatch(err.Error())
-	if m == nil {
+func flagMessage(err error) string {
+	var ie *pflag.InvalidValueError
+	if !errors.As(err, &ie) {
 		return err.Error()
 	}
-	value, name := m[1], m[2]
+	f := ie.GetFlag()
 	want := "valid"
-	if f := c.Flags().Lookup(name); f != nil {
-		switch f.Value.Type() {
-		case "int", "int64", "uint", "uint64", "int32":
-			want = "a whole number"
-		case "duration":
-			want = "a duration such as 500ms, 30s or 1m30s"
-		case "bool":
-			want = "true or false"
-		case "float64":
-			want = "a number"
-		default:
-			if e, ok := f.Value.(interface{ Expects() string }); ok {
-				want = e.Expects()
-			}
+	switch f.Value.Type() {
+	case "int", "int64", "uint", "uint64", "int32":
+		want = "a whole number"
+	case "duration":
+		want = "a duration such as 500ms, 30s or 1m30s"
+	case "bool":
+		want = "true or false"
+	case "float64":
+		want = "a number"
+	default:
+		if e, ok := f.Value.(interface{ Expects() string }); ok {
+			want = e.Expects()
 		}
 	}
-	return fmt.Sprintf("--%s: %s is not %s", name, registry.Quote(value), want)
-}
-
-var flagErrRE = regexp.MustCompile(`^invalid argument "(.*)" for "(?:-\w, )?--([\w-]+)" flag`)
-
-// cobra reports flag and argument mistakes as plain errors.
-func isCobraUsageError(err error) bool {
-	s := err.Error()
-	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand", "invalid argument", "flag needs an argument", "required flag", "accepts ", "requires at least", "bad flag syntax"} {
-		if strings.Contains(s, p) {
-			return true
-		}
-	}
-	return false
+	return fmt.Sprintf("--%s: %s is not %s", f.Name, registry.Quote(ie.GetValue()), want)
 }
 
 // oneLine keeps an error on one line, free of control characters, and
@@ -364,8 +351,19 @@ their port, watches them, and keeps a daily audit log.` + exitHelp([]int{exitOK,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	// Every mistake on the command line is a usageError (exit 2): flags
+	// through cobra's flag error hook, a mistyped command here (the root
+	// takes no arguments of its own), arguments through each command's
+	// Args.
+	root.SuggestionsMinimumDistance = 2
+	root.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return nil
+		}
+		return &usageError{msg: fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath()), suggestions: cmd.SuggestionsFor(args[0])}
+	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return &usageError{msg: flagMessage(c, err), hint: guessedFlagHint(c, err, args)}
+		return &usageError{msg: flagMessage(err), hint: guessedFlagHint(c, err, args)}
 	})
 	// --version by hand: cobra's prints the version whatever follows it.
 	var showVersion bool
@@ -387,12 +385,16 @@ their port, watches them, and keeps a daily audit log.` + exitHelp([]int{exitOK,
 	root.InitDefaultCompletionCmd()
 	for _, c := range root.Commands() {
 		if c.Name() == "completion" {
-			c.RunE = func(cmd *cobra.Command, args []string) error {
+			for _, shell := range c.Commands() {
+				shell.Args = noArgs
+			}
+			c.Args = func(cmd *cobra.Command, args []string) error {
 				if len(args) > 0 {
 					return usageErrorf("no completion for shell %s: choose bash, zsh, fish or powershell", registry.Quote(args[0]))
 				}
-				return cmd.Help()
+				return nil
 			}
+			c.RunE = func(cmd *cobra.Command, args []string) error { return cmd.Help() }
 		}
 	}
 	return root

@@ -30,6 +30,8 @@ type HealthResult struct {
 	RequestCount *int64 // from a JSON body, when present
 	ErrorCount   *int64
 	Err          string // why it failed
+	// Refused: nothing listened there (the connection was refused).
+	Refused bool
 }
 
 // healthClient never follows a redirect off the port it asked and never
@@ -66,15 +68,11 @@ func CheckHealth(ctx context.Context, port int, path string, timeout time.Durati
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	res := checkHealthAt(ctx, "127.0.0.1", port, path)
-	if res.Err != "" && res.StatusCode == 0 && isRefused(res) && HasIPv6() {
+	if res.Refused && HasIPv6() {
 		res = checkHealthAt(ctx, "::1", port, path)
 	}
 	return res
 }
-
-var errRefused = errors.New("connection refused")
-
-func isRefused(r HealthResult) bool { return r.Err == errRefused.Error() }
 
 func checkHealthAt(ctx context.Context, host string, port int, path string) HealthResult {
 	origin := net.JoinHostPort(host, strconv.Itoa(port))
@@ -88,7 +86,7 @@ func checkHealthAt(ctx context.Context, host string, port int, path string) Heal
 	resp, err := healthClient(origin).Do(req)
 	if err != nil {
 		if errors.Is(err, syscall.ECONNREFUSED) {
-			return HealthResult{Err: errRefused.Error()}
+			return HealthResult{Err: "connection refused", Refused: true}
 		}
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return HealthResult{Err: "timed out"}

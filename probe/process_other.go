@@ -3,6 +3,7 @@
 package probe
 
 import (
+	"errors"
 	"os"
 	"syscall"
 )
@@ -14,7 +15,7 @@ func processStart(pid int) (uint64, error) {
 	if err != nil {
 		return 0, ErrNoProcess
 	}
-	if err := p.Signal(syscall.Signal(0)); err != nil && err.Error() != "operation not permitted" {
+	if err := p.Signal(syscall.Signal(0)); err != nil && !errors.Is(err, syscall.EPERM) {
 		return 0, ErrNoProcess
 	}
 	return 0, nil

@@ -303,6 +303,9 @@ func describe(ctx context.Context, err error) string {
 	return "cannot connect"
 }
 
+// isTLSError: the typed TLS errors, and by their text the alerts a peer
+// sends ("remote error: tls: bad certificate"), whose type crypto/tls does
+// not export.
 func isTLSError(err error) bool {
 	var rec tls.RecordHeaderError
 	var alert tls.AlertError
