@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/gracectl/gracectl/registry/testenv"
+	"golang.org/x/sys/unix"
 )
 
 // The netlink and /proc views of listening sockets agree.
@@ -101,11 +102,11 @@ func TestSocketsOnPortNetlinkMatchesProc(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer u.Close()
-	nl, err := socketsNetlink(ports.Port(0))
+	nl, err := socketsNetlink(ports.Port(0), []uint8{unix.IPPROTO_TCP, unix.IPPROTO_UDP}, allStates)
 	if err != nil {
 		t.Skipf("sock_diag not available: %v", err)
 	}
-	pr, err := socketsProc("/proc/net", ports.Port(0))
+	pr, err := socketsProc("/proc/net", ports.Port(0), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,5 +120,9 @@ func TestSocketsOnPortNetlinkMatchesProc(t *testing.T) {
 	kn, kp := key(nl), key(pr)
 	if len(kn) != 3 || fmt.Sprint(kn) != fmt.Sprint(kp) {
 		t.Fatalf("netlink %v\nproc %v", kn, kp)
+	}
+	ls, err := ListenersOn(ports.Port(0))
+	if err != nil || len(ls) != 1 || !ls[0].Listening() || ls[0].Local.String() != ports.Addr(0) || !ls[0].Loopback() {
+		t.Fatalf("ListenersOn: %+v, %v", ls, err)
 	}
 }

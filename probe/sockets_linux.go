@@ -17,31 +17,43 @@ import (
 // (which gives TIME_WAIT's remaining time in milliseconds), else from
 // /proc/net/{tcp,tcp6,udp,udp6}.
 func SocketsOnPort(port int) ([]Socket, error) {
-	if out, err := socketsNetlink(port); err == nil {
+	if out, err := socketsNetlink(port, []uint8{unix.IPPROTO_TCP, unix.IPPROTO_UDP}, allStates); err == nil {
 		return out, nil
 	}
-	return socketsProc("/proc/net", port)
+	return socketsProc("/proc/net", port, nil)
+}
+
+// ListenersOn lists the TCP listeners of this network namespace on port,
+// IPv4 and IPv6: SocketsOnPort for LISTEN sockets only, which the kernel
+// filters, so a look costs little however many connections the host has.
+func ListenersOn(port int) ([]Socket, error) {
+	if out, err := socketsNetlink(port, []uint8{unix.IPPROTO_TCP}, 1<<tcpListen); err == nil {
+		return out, nil
+	}
+	return socketsProc("/proc/net", port, func(s Socket) bool { return s.Listening() })
 }
 
 // SocketsOnPortIn is SocketsOnPort in the network namespace of process pid
 // (a PID in this /proc's view), from /proc/PID/net.
 func SocketsOnPortIn(pid, port int) ([]Socket, error) {
-	return socketsProc("/proc/"+strconv.Itoa(pid)+"/net", port)
+	return socketsProc("/proc/"+strconv.Itoa(pid)+"/net", port, nil)
 }
 
 // allStates asks sock_diag for sockets in every state.
 const allStates = 0xffffffff
 
-func socketsNetlink(port int) ([]Socket, error) {
+// socketsNetlink asks sock_diag for the sockets of protos in states (a
+// mask of 1<<state) and keeps those on port.
+func socketsNetlink(port int, protos []uint8, states uint32) ([]Socket, error) {
 	fd, err := openDiag()
 	if err != nil {
 		return nil, err
 	}
 	defer unix.Close(fd)
 	var out []Socket
-	for _, proto := range []uint8{unix.IPPROTO_TCP, unix.IPPROTO_UDP} {
+	for _, proto := range protos {
 		for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
-			err := diagDump(fd, family, proto, allStates, func(b []byte, seq uint32) (bool, error) {
+			err := diagDump(fd, family, proto, states, func(b []byte, seq uint32) (bool, error) {
 				return walkDiag(b, seq, func(m []byte) {
 					if s := diagSocket(m, proto); int(s.Local.Port()) == port {
 						out = append(out, s)
@@ -83,7 +95,9 @@ func diagSocket(m []byte, proto uint8) Socket {
 	return s
 }
 
-func socketsProc(dir string, port int) ([]Socket, error) {
+// socketsProc reads the sockets on port from the tables in dir, those keep
+// approves (all when nil).
+func socketsProc(dir string, port int, keep func(Socket) bool) ([]Socket, error) {
 	var out []Socket
 	read := false
 	for _, f := range []struct{ file, proto string }{{"tcp", "tcp"}, {"tcp6", "tcp"}, {"udp", "udp"}, {"udp6", "udp"}} {
@@ -92,7 +106,12 @@ func socketsProc(dir string, port int) ([]Socket, error) {
 			continue
 		}
 		read = true
-		if err := ParseProcNetSockets(bytes.NewReader(data), f.proto, port, func(s Socket) { out = append(out, s) }); err != nil {
+		err = ParseProcNetSockets(bytes.NewReader(data), f.proto, port, func(s Socket) {
+			if keep == nil || keep(s) {
+				out = append(out, s)
+			}
+		})
+		if err != nil {
 			return nil, fmt.Errorf("%s/%s: %w", dir, f.file, err)
 		}
 	}

@@ -14,3 +14,6 @@ func SocketsOnPortIn(int, int) ([]Socket, error) { return nil, errNoSocketTables
 
 // OtherNetNamespaces: there are none to look into here.
 func OtherNetNamespaces() map[uint64]int { return map[uint64]int{} }
+
+// ListenersOn is not available without /proc and sock_diag.
+func ListenersOn(int) ([]Socket, error) { return nil, errNoSocketTables }
