@@ -451,7 +451,7 @@ func TestPortserverLimits(t *testing.T) {
 	// The default: half the range per user.
 	root2 := openDir(t, 0o755)
 	addr2, w2 := startPortserver(t, root2, testenv.Ports(t, 20).String(), "--portserver")
-	if !strings.Contains(w2.out.String(), "per user at most 10 ports and 64 connections, per client 10 ports") {
+	if !strings.Contains(w2.out.String(), "per user at most 10 ports and 256 connections, per client 10 ports") {
 		t.Errorf("default limits not said:\n%s", w2.out.String())
 	}
 	e := startClient(t, true, addr2, "self:11")

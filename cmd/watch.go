@@ -102,7 +102,7 @@ docs/systemd/gracectl-watch.service.` + exitHelp([]int{exitOK, exitFailure, exit
 	f.Lookup("portserver").NoOptDefVal = portserver.DefaultAddress
 	f.Var(&o.psLimits[0], "portserver-max-user-ports", "ports the portserver's clients of one user may hold at once (default: half the range; 0: no limit)")
 	f.Var(&o.psLimits[1], "portserver-max-client-ports", "ports one portserver client process may hold at once (default: half the range; 0: no limit)")
-	f.Var(&o.psLimits[2], "portserver-max-user-conns", "connections to the portserver one user may have open at once (default 64; 0: no limit)")
+	f.Var(&o.psLimits[2], "portserver-max-user-conns", "connections to the portserver one user may have open at once (default 256; 0: no limit)")
 	addProbeFlags(f, &o.checks)
 	return c
 }

@@ -3,10 +3,13 @@ package probe
 import (
 	"bufio"
 	"bytes"
+	"errors"
+	"io/fs"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 // Namespaces. A PID means something only in its PID namespace: a service
@@ -49,6 +52,20 @@ func SelfNamespaces() (pidNS, netNS uint64) {
 		selfNS.net = nsInode("self", "net")
 	})
 	return selfNS.pid, selfNS.net
+}
+
+// PIDNamespaceOf is the inode of pid's PID namespace, 0 if it cannot be
+// read; ok is false when no process pid is seen here. One readlink, where
+// Inspect reads the process's stat too.
+func PIDNamespaceOf(pid int) (ns uint64, ok bool) {
+	link, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/pid")
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+		return 0, false
+	}
+	if err != nil {
+		return 0, true
+	}
+	return parseNSLink(link), true
 }
 
 func namespacesOf(pid int) (pidNS, netNS uint64) {

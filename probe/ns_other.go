@@ -12,6 +12,12 @@ func SelfNamespaces() (pidNS, netNS uint64) { return 0, 0 }
 
 func namespacesOf(int) (pidNS, netNS uint64) { return 0, 0 }
 
+// PIDNamespaceOf is 0 here; ok says whether pid is a process.
+func PIDNamespaceOf(pid int) (ns uint64, ok bool) {
+	_, err := Identify(pid)
+	return 0, err == nil
+}
+
 func localPID(int, uint64) (int, bool, bool) { return 0, false, false }
 
 // procIsOwn: there is no other view here.

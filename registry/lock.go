@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"time"
 
@@ -160,8 +161,17 @@ func (s *Store) lock(ctx context.Context) (*Lock, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.waitFor(ctx, fl); err != nil {
+		return nil, err
+	}
+	return fl, nil
+}
+
+// waitFor takes fl exclusively, giving up as lock says. On any error fl is
+// closed.
+func (s *Store) waitFor(ctx context.Context, fl *Lock) error {
 	stamp, progress := FileStamp(s.Path()), time.Now()
-	err = fl.wait(ctx, min(s.LockTimeout/4, 250*time.Millisecond), func(now time.Time) error {
+	return fl.wait(ctx, min(s.LockTimeout/4, 250*time.Millisecond), func(now time.Time) error {
 		if st := FileStamp(s.Path()); st != stamp {
 			stamp, progress = st, now
 		} else if now.Sub(progress) >= s.LockTimeout {
@@ -169,10 +179,97 @@ func (s *Store) lock(ctx context.Context) (*Lock, error) {
 		}
 		return nil
 	})
+}
+
+// HeldLock is the registry lock of a long-lived process that changes the
+// registry many times a second (the portserver's pool): the lock file is
+// kept open between changes and unlocked, not closed, after each, so a
+// change costs no open of it and no walk of the registry's folders. It is
+// opened again when the file at the lock's path is no longer the one held
+// (the folder was removed or replaced): every other process locks what is
+// at that path.
+//
+// flock excludes open files, not the users of one: the process's own
+// turns are taken one at a time here.
+type HeldLock struct {
+	turn chan struct{}
+	l    *Lock
+	info fs.FileInfo
+}
+
+// NewHeldLock returns a HeldLock, not yet open.
+func NewHeldLock() *HeldLock { return &HeldLock{turn: make(chan struct{}, 1)} }
+
+// Close closes the lock file; the next change opens it again.
+func (h *HeldLock) Close() {
+	h.turn <- struct{}{}
+	defer func() { <-h.turn }()
+	h.drop()
+}
+
+func (h *HeldLock) drop() {
+	if h.l != nil {
+		h.l.Close()
+	}
+	h.l, h.info = nil, nil
+}
+
+// lockHeld takes the registry lock through h, as lock does; unlock gives
+// it back and leaves the file open.
+func (s *Store) lockHeld(ctx context.Context, h *HeldLock) (unlock func(), err error) {
+	select {
+	case h.turn <- struct{}{}:
+	case <-ctx.Done():
+		return nil, &InterruptedError{Path: s.LockPath(), Err: ctx.Err()}
+	}
+	defer func() {
+		if err != nil {
+			h.l, h.info = nil, nil // wait closed it
+			<-h.turn
+		}
+	}()
+	if h.l != nil {
+		if info, err := os.Lstat(s.LockPath()); err != nil || !os.SameFile(info, h.info) {
+			h.drop()
+		}
+	}
+	if h.l == nil {
+		if err := s.EnsureDir(); err != nil {
+			return nil, fmt.Errorf("cannot create registry folder: %w", err)
+		}
+		l, err := s.NewLock(s.LockPath())
+		if err != nil {
+			return nil, err
+		}
+		info, err := l.f.Stat()
+		if err != nil {
+			l.Close()
+			return nil, lockOpenErr(s.LockPath(), err)
+		}
+		h.l, h.info = l, info
+	}
+	if err := s.waitFor(ctx, h.l); err != nil {
+		return nil, err
+	}
+	return func() {
+		if unix.Flock(int(h.l.f.Fd()), unix.LOCK_UN) != nil {
+			h.drop() // closing it unlocks it
+		}
+		<-h.turn
+	}, nil
+}
+
+// acquire takes the registry lock: through held if set, else on a lock
+// file opened for this change alone.
+func (s *Store) acquire(ctx context.Context, held *HeldLock) (unlock func(), err error) {
+	if held != nil {
+		return s.lockHeld(ctx, held)
+	}
+	fl, err := s.lock(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return fl, nil
+	return func() { fl.Close() }, nil
 }
 
 func lockOpenErr(path string, err error) error {

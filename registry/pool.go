@@ -42,6 +42,27 @@ type Pool struct {
 	// open so that its inode cannot be reused by another file.
 	seen     *os.File
 	seenInfo fs.FileInfo
+	// last is the registry as the pool last wrote or read it, which the
+	// next change starts from when the file is still those bytes.
+	last *Registry
+
+	heldOnce sync.Once
+	held     *HeldLock // the registry lock, its file kept open
+}
+
+// lock returns the pool's registry lock.
+func (p *Pool) lock() *HeldLock {
+	p.heldOnce.Do(func() { p.held = NewHeldLock() })
+	return p.held
+}
+
+// opts are the options of the pool's changes: its held lock, and the
+// registry it last saw to start from.
+func (p *Pool) opts(got *[]*Allocation) writeOpts {
+	p.mu.Lock()
+	last := p.last
+	p.mu.Unlock()
+	return writeOpts{written: p.written(got), held: p.lock(), keep: true, prev: last}
 }
 
 // HandedOut reports whether a is a port the portserver handed out to a
@@ -77,15 +98,15 @@ func (p *Pool) Take(ctx context.Context) (*Allocation, error) {
 }
 
 func (p *Pool) takeChecked(ctx context.Context) (*Allocation, error) {
-	fl, err := p.Store.lock(ctx)
+	unlock, err := p.Store.lockHeld(ctx, p.lock())
 	if err != nil {
 		return nil, err
 	}
-	defer fl.Close()
+	defer unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.current() {
-		r, _, err := p.Store.read(nil)
+		r, _, err := p.Store.read(p.last)
 		if err != nil {
 			return nil, err
 		}
@@ -114,7 +135,7 @@ func (p *Pool) Refill(ctx context.Context) error {
 			err = ErrNoChange
 		}
 		return err
-	}, writeOpts{written: p.written(&got)})
+	}, p.opts(&got))
 }
 
 // reserve reserves in r the ports the pool lacks (all it lacks when it has
@@ -156,7 +177,7 @@ func (p *Pool) reserve(r *Registry, tx *Tx, always bool) ([]*Allocation, error) 
 // Record makes the ports handed out allocations owned by their clients, in
 // one change that is not fsynced, each logged as a
 // register line; releases the ports Take found in use; and tops the pool
-// up if it runs low. A port that is no longer this pool's reservation when
+// up if it runs low or the change is made anyway. A port that is no longer this pool's reservation when
 // the change is made (released, or registered to another process with
 // --force, since it was handed out) is left as it is, its owner never
 // replaced: it is returned in refused.
@@ -197,8 +218,12 @@ func (p *Pool) Record(ctx context.Context, outs []HandOut) (refused []HandOut, e
 				changed++
 			}
 		}
+		// A change written anyway tops the pool up to its size: the ports
+		// cost their bind tests either way, and the pool then runs empty
+		// (a registry write on a request's path) only when more than its
+		// size are asked for between two writes.
 		var err error
-		if got, err = p.reserve(r, tx, false); err != nil {
+		if got, err = p.reserve(r, tx, changed > 0); err != nil {
 			var xe *ExhaustedError
 			if !errors.As(err, &xe) {
 				return err
@@ -208,7 +233,7 @@ func (p *Pool) Record(ctx context.Context, outs []HandOut) (refused []HandOut, e
 			return ErrNoChange
 		}
 		return nil
-	}, writeOpts{written: p.written(&got)})
+	}, p.opts(&got))
 	if err != nil {
 		p.mu.Lock()
 		p.drop = append(p.drop, drop...)
@@ -227,7 +252,9 @@ func (p *Pool) Close(ctx context.Context, reason string) error {
 		p.seen.Close()
 		p.seen, p.seenInfo = nil, nil
 	}
+	p.last = nil
 	p.mu.Unlock()
+	p.lock().Close()
 	if len(left) == 0 {
 		return nil
 	}
@@ -278,6 +305,7 @@ func (p *Pool) saw(r *Registry) {
 	}
 	clear(p.free[len(keep):])
 	p.free = keep
+	p.last = r
 	if p.seen != nil {
 		p.seen.Close()
 	}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gracectl/gracectl/probe"
 	"github.com/gracectl/gracectl/registry/testenv"
@@ -162,4 +163,53 @@ func serviceAt(t *testing.T, s *Store, port int) string {
 		t.Fatalf("port %d: %v", port, err)
 	}
 	return r.Get(port).ServiceName
+}
+
+// The pool keeps the registry lock file open between changes (HeldLock):
+// it unlocks it after each, waits behind any other holder, and opens the
+// file again once the one at the lock's path is another (removed and made
+// anew), so it never locks a file nobody else does.
+func TestPoolHeldLockExcludesOthers(t *testing.T) {
+	s := newStore(t)
+	s.LockTimeout = 200 * time.Millisecond
+	ctx := context.Background()
+	b := testenv.Ports(t, 10)
+	p := &Pool{Store: s, Range: Range{Start: b.Start, End: b.End}, Service: "gracectl_portserver", Supervisor: probe.Self(), Size: 6, Low: 2}
+	defer p.Close(ctx, "t")
+	if _, err := p.Take(ctx); err != nil {
+		t.Fatal(err)
+	}
+	hold := func() *Lock {
+		t.Helper()
+		l, err := s.NewLock(s.LockPath())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := l.TryLock(); !ok || err != nil {
+			t.Fatalf("the pool kept the registry locked after its change: %v, %v", ok, err)
+		}
+		return l
+	}
+	other := hold()
+	var le *LockError
+	if _, err := p.Take(ctx); !errors.As(err, &le) {
+		t.Fatalf("take while another process holds the lock: %v, want a lock timeout", err)
+	}
+	other.Close()
+	if _, err := p.Take(ctx); err != nil {
+		t.Fatalf("take once the lock is free: %v", err)
+	}
+	hold().Close()
+	// The lock file is removed and made anew: the pool must lock the new one.
+	if err := os.Remove(s.LockPath()); err != nil {
+		t.Fatal(err)
+	}
+	other = hold()
+	if _, err := p.Take(ctx); !errors.As(err, &le) {
+		t.Fatalf("take while another process holds the new lock file: %v, want a lock timeout", err)
+	}
+	other.Close()
+	if _, err := p.Take(ctx); err != nil {
+		t.Fatalf("take once the new lock is free: %v", err)
+	}
 }

@@ -1,9 +1,11 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -247,22 +249,28 @@ type writeOpts struct {
 	written func(r *Registry)
 	// prev, if set, is a registry the caller read (UpdateFrom).
 	prev *Registry
+	// held, if set, is the lock to take (the portserver's pool).
+	held *HeldLock
+	// keep: the registry handed to written remembers the bytes written,
+	// so that passed as prev to the next change it spares that change a
+	// parse if nobody else wrote meanwhile.
+	keep bool
 }
 
 // update is Update with opts: under the lock, read, append what an
 // interrupted change left, apply fn, write the registry, append its audit
 // lines; unlocked, wait for the folder and the log to reach the disk.
 func (s *Store) update(ctx context.Context, fn func(r *Registry, tx *Tx) error, opts writeOpts) (err error) {
-	fl, err := s.lock(ctx)
+	unlock, err := s.acquire(ctx, opts.held)
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if fl != nil {
-			fl.Close()
+		if unlock != nil {
+			unlock()
 		}
 	}()
-	c := &change{s: s, durable: opts.durable}
+	c := &change{s: s, durable: opts.durable, keep: opts.keep}
 	defer c.syncLogs(&err)
 	r, info, err := s.read(opts.prev)
 	if err != nil {
@@ -305,8 +313,8 @@ func (s *Store) update(ctx context.Context, fn func(r *Registry, tx *Tx) error, 
 	// written, synced and renamed, the log lines are appended. Waiting for
 	// the folder and the log to reach the disk need not hold the others up;
 	// this call still returns only after both have.
-	fl.Close()
-	fl = nil
+	unlock()
+	unlock = nil
 	if !c.durable {
 		return nil
 	}
@@ -323,6 +331,7 @@ type change struct {
 	durable  bool
 	filePerm fs.FileMode
 	logs     []*pendingLog
+	keep     bool // writeOpts.keep
 }
 
 // write replaces the registry file with r, keeping the permissions of the
@@ -335,8 +344,22 @@ func (c *change) write(r *Registry, tx *Tx, info fs.FileInfo) error {
 	if info != nil {
 		perm = info.Mode().Perm()
 	}
-	if err := writeFileAtomicOpts(c.s.Path(), r.Encode, perm, info, c.durable, false); err != nil {
+	encode := r.Encode
+	var kept bytes.Buffer
+	if c.keep {
+		if err := r.Encode(&kept); err != nil {
+			return fmt.Errorf("cannot write registry %s: %w", c.s.Path(), err)
+		}
+		encode = func(w io.Writer) error {
+			_, err := w.Write(kept.Bytes())
+			return err
+		}
+	}
+	if err := writeFileAtomicOpts(c.s.Path(), encode, perm, info, c.durable, false); err != nil {
 		return fmt.Errorf("cannot write registry %s: %w", c.s.Path(), err)
+	}
+	if c.keep {
+		r.src = kept.Bytes()
 	}
 	if info == nil {
 		c.s.notice("created registry %s", c.s.Path())

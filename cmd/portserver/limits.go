@@ -21,10 +21,11 @@ type Limits struct {
 }
 
 // DefaultLimits are the limits for a range: half of it per user and per
-// client, and 64 connections per user.
+// client, and 256 connections per user (a test suite of 100 processes
+// asking at once under load keeps more than 64 open).
 func DefaultLimits(rg registry.Range) Limits {
 	half := max(1, rg.Size()/2)
-	return Limits{UserPorts: half, ClientPorts: half, UserConns: 64}
+	return Limits{UserPorts: half, ClientPorts: half, UserConns: 256}
 }
 
 // prunePause is how long a user or client found at its limit is not

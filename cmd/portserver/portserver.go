@@ -38,7 +38,7 @@ const MaxRequest = 20
 // reserved in the registry (service PoolService, held by the watchdog),
 // and tops it up when a quarter of that is left.
 const (
-	PoolSize    = 64
+	PoolSize    = 128
 	PoolService = "gracectl_portserver"
 )
 
@@ -47,8 +47,9 @@ const (
 const IdleTimeout = 5 * time.Second
 
 // FlushDelay is how long the writer gathers hand-outs before recording
-// them, so that a run of requests costs one registry write.
-const FlushDelay = 50 * time.Millisecond
+// them, so that a run of requests costs one registry write: each write
+// encodes the whole registry, and the watchdog reads it again after each.
+const FlushDelay = 200 * time.Millisecond
 
 // Server answers portserver requests with ports of Range. It answers from a
 // pool of ports reserved in the registry, so that a request costs no
@@ -187,7 +188,7 @@ func claim(peer probe.Peer, pid int) (probe.ProcessInfo, string) {
 		// Another process: its PID means what it means here only if the
 		// client shares the portserver's PID namespace.
 		self, _ := probe.SelfNamespaces()
-		if p, err := probe.Inspect(peer.PID, false); err != nil || (self != 0 && p.ID.PIDNS != self) {
+		if ns, ok := probe.PIDNamespaceOf(peer.PID); !ok || (self != 0 && ns != self) {
 			return probe.ProcessInfo{}, "the client runs in another PID namespace, where it may claim only itself"
 		}
 	}

@@ -95,8 +95,10 @@ def contention(addr, clients, per, server):
         p.stdin.close()
         p.wait()
     flat = [x for ps in ports for x in ps]
-    none = sum(1 for x in flat if x in ("", "0"))
     given = [x for x in flat if x not in ("", "0")]
+    # A client whose connection was closed without a reply (or refused)
+    # dies before printing: every port it did not print is counted.
+    none = clients * per - len(given)
     return wall, len(given) - len(set(given)), none, used / max(1, len(given))
 
 
