@@ -9,7 +9,6 @@ import (
 
 	"github.com/gracectl/gracectl/probe/watchdog"
 	"github.com/gracectl/gracectl/registry"
-	"github.com/olekukonko/tablewriter"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -105,12 +104,7 @@ var checkColumns = []string{"Port", "Service", "PID", "Process", "Listening", "H
 // writeCheckTable prints the report; a write error shows when Main flushes
 // the output.
 func writeCheckTable(w io.Writer, rep *watchdog.Report) {
-	t := tablewriter.NewWriter(w)
-	t.SetHeader(checkColumns)
-	t.SetAutoFormatHeaders(false) // titles as written, not upper-cased
-	t.SetHeaderAlignment(tablewriter.ALIGN_LEFT)
-	t.SetAlignment(tablewriter.ALIGN_LEFT)
-	t.SetAutoWrapText(false) // one line per port, however long its health text
+	rows := make([][]string, 0, len(rep.Results)+len(rep.Unmanaged))
 	for _, r := range rep.Results {
 		pid := "-"
 		if r.PID > 0 {
@@ -124,7 +118,7 @@ func writeCheckTable(w io.Writer, rep *watchdog.Report) {
 		if r.Container != nil {
 			process = escape(r.Container.Describe())
 		}
-		t.Append([]string{
+		rows = append(rows, []string{
 			strconv.Itoa(r.Port), escape(r.Label()), pid, orDash(process), listening,
 			escape(r.Health), r.Status, r.LastCheck.Format("15:04:05"),
 			strconv.FormatInt(r.RequestCount, 10), strconv.FormatInt(r.ErrorCount, 10),
@@ -144,10 +138,10 @@ func writeCheckTable(w io.Writer, rep *watchdog.Report) {
 		if u.NAT {
 			listening = "NAT only"
 		}
-		t.Append([]string{strconv.Itoa(u.Port), "-", pid, orDash(process), listening, "-", "unmanaged",
+		rows = append(rows, []string{strconv.Itoa(u.Port), "-", pid, orDash(process), listening, "-", "unmanaged",
 			rep.StartedAt.Format("15:04:05"), "-", "-"})
 	}
-	t.Render()
+	writeTable(w, checkColumns, rows)
 	// Straight to w, which Main buffers: at thousands of ports these lines
 	// are hundreds of KB, not worth a builder of their own.
 	fmt.Fprintf(w, "%s (%.1f ms)\n", rep.Summary(), rep.DurationMS)
