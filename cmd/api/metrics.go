@@ -9,7 +9,6 @@ import (
 	"github.com/gracectl/gracectl/probe/watchdog"
 	"github.com/gracectl/gracectl/registry"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
 )
@@ -24,8 +23,12 @@ import (
 // millisecond). A scrape reads neither the registry nor /proc: it encodes
 // those families with the counters this process keeps in memory.
 type metrics struct {
-	reg      *prometheus.Registry // the in-memory series, gathered per scrape
-	runtime  *prometheus.Registry // Go and process collectors, gathered per observation
+	reg *prometheus.Registry // the in-memory series, gathered per scrape
+	// runtime holds the Go and process collectors, gathered per
+	// observation: the client's default registry, which its package
+	// registers them in at start-up (in every gracectl command, as Go runs
+	// every linked package's init), so none is made a second time.
+	runtime  prometheus.Gatherer
 	cycles   prometheus.Counter
 	issues   prometheus.Counter
 	cleanups prometheus.Counter
@@ -75,7 +78,7 @@ func newPortDescs() portDescs {
 // event streams are open.
 func newMetrics(rg registry.Range, build Build, streams func() float64) *metrics {
 	m := &metrics{
-		reg: prometheus.NewRegistry(), runtime: prometheus.NewRegistry(),
+		reg: prometheus.NewRegistry(), runtime: prometheus.DefaultGatherer,
 		rg: rg, descs: newPortDescs(), ports: map[int]portSeries{},
 		cycles: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gracectl_watchdog_cycles_total", Help: "Watchdog cycles run by this process."}),
@@ -101,7 +104,6 @@ func newMetrics(rg registry.Range, build Build, streams func() float64) *metrics
 	info.Set(1)
 	open := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gracectl_api_event_streams", Help: "Event streams open now."}, streams)
 	m.reg.MustRegister(m.cycles, m.issues, m.cleanups, m.duration, m.authFailures, m.refused, m.dropped, open, m.up, info)
-	m.runtime.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

@@ -108,7 +108,6 @@ GROUPS = [
      ("github.com/prometheus/exporter-toolkit", "github.com/prometheus/common", "go.yaml.in", "github.com/mwitkow",
       "golang.org/x/net/trace", "html/template", "golang.org/x/oauth2", "github.com/golang-jwt", "github.com/google/uuid",
       "golang.org/x/crypto", "github.com/jpillora", "github.com/mdlayher", "golang.org/x/text", "golang.org/x/sync")),
-    ("tablewriter and go-runewidth", ("github.com/olekukonko", "github.com/mattn/go-runewidth", "github.com/clipperhouse")),
     ("cobra and pflag", ("github.com/spf13",)),
     ("gracectl's own packages", ("github.com/gracectl",)),
     ("other modules", ("github.com/", "golang.org/", "go.", "google.golang.org/")),
