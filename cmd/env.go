@@ -3,6 +3,7 @@ package cmd
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -30,7 +31,9 @@ gets a leading _); a named port is SERVICE_PORTNAME_PORT. "grace-backend"
 is GRACE_BACKEND_PORT, "café" CAFE_PORT, "ünï☃" UNI__PORT. A service holding
 several ports under one name gets its lowest (the others are named on
 stderr). --export prefixes "export "; --json prints one object, variable
-name to value.
+name to value. While a watchdog keeps routes ('watch --routes'), each
+service with a name in the proxy also gets SERVICE_URL (SERVICE_PORTNAME_URL),
+its URL there ('gracectl routes').
 
 With --fleet, three lines per service from the fleet in etcd: SERVICE_HOST
 (the name of the host it runs on, to connect to), SERVICE_HOST_ID (its host
@@ -77,6 +80,14 @@ func runEnv(cmd *cobra.Command, o *envOptions, services []string) error {
 	out := make(map[string]any, len(vars))
 	for n, a := range vars {
 		out[n] = a.Port
+	}
+	// With a watchdog keeping routes, SERVICE_URL beside SERVICE_PORT.
+	if t, err := routesTable(o.g, r); err == nil && t != nil {
+		for n, a := range vars {
+			if u := t.URLOf(a.Port); u != "" {
+				out[strings.TrimSuffix(n, "_PORT")+"_URL"] = u
+			}
+		}
 	}
 	return printEnv(o, out)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/gracectl/gracectl/cmd/fleet"
 	"github.com/gracectl/gracectl/cmd/fleet/etcd"
 	"github.com/gracectl/gracectl/cmd/portserver"
+	"github.com/gracectl/gracectl/cmd/routes"
 	"github.com/gracectl/gracectl/probe/watchdog"
 	"github.com/gracectl/gracectl/registry"
 	"github.com/spf13/cobra"
@@ -39,6 +40,7 @@ type watchOptions struct {
 	stop       bool
 	fleet      fleetFlags
 	hostID     string
+	routes     routesFlags
 }
 
 func newWatchCmd(g *globals) *cobra.Command {
@@ -59,9 +61,19 @@ watch (never a PID read from a file); with none running it says so and exits
 0. SIGTERM and SIGINT stop it; SIGHUP runs a cycle now. Under systemd
 (Type=notify) it sends READY=1 after the first cycle, STATUS= after each,
 WATCHDOG=1 when WatchdogSec= is set, and STOPPING=1 on shutdown. See
-docs/systemd/gracectl-watch.service.` + exitHelp([]int{exitOK, exitFailure, exitUsage, exitLocked, exitStartup}, nil),
+docs/systemd/gracectl-watch.service.
+
+--routes keeps a reverse proxy's routes in step with the registry:
+SERVICE.DOMAIN (and PORTNAME.SERVICE.DOMAIN) to 127.0.0.1:PORT while the
+service is active and its health check passes, a 503 while it is not, a
+404 for other names under the domain. caddy://HOST:PORT edits gracectl's
+own objects through Caddy's admin API; nginx:PATH writes an include file,
+tests it (--routes-test) and reloads nginx (--routes-reload). A proxy that
+cannot be reached at start is exit 6. See docs/routes.md.` + exitHelp([]int{exitOK, exitFailure, exitUsage, exitLocked, exitStartup}, nil),
 		Example: `  gracectl watch
-  gracectl watch --interval 10s --health-timeout 1s`,
+  gracectl watch --interval 10s --health-timeout 1s
+  gracectl watch --routes caddy://127.0.0.1:2019
+  gracectl watch --routes nginx:/etc/nginx/gracectl-routes.conf`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			// watch takes no arguments, so one after a bare --portserver is
 			// its address: --portserver ADDRESS as well as --portserver=ADDRESS.
@@ -79,6 +91,9 @@ docs/systemd/gracectl-watch.service.` + exitHelp([]int{exitOK, exitFailure, exit
 				return usageErrorf("--event-heartbeat must be at least 100ms, got %s", o.heartbeat)
 			}
 			if err := checkProbeFlags(&o.checks); err != nil {
+				return err
+			}
+			if err := o.routes.check(cmd); err != nil {
 				return err
 			}
 			return runWatch(cmd, o)
@@ -104,6 +119,7 @@ docs/systemd/gracectl-watch.service.` + exitHelp([]int{exitOK, exitFailure, exit
 	f.Var(&o.psLimits[1], "portserver-max-client-ports", "ports one portserver client process may hold at once (default: half the range; 0: no limit)")
 	f.Var(&o.psLimits[2], "portserver-max-user-conns", "connections to the portserver one user may have open at once (default 256; 0: no limit)")
 	addProbeFlags(f, &o.checks)
+	addRoutesFlags(f, &o.routes)
 	return c
 }
 
@@ -125,10 +141,10 @@ func runWatch(cmd *cobra.Command, o *watchOptions) error {
 	if err != nil {
 		return err
 	}
-	if o.api != "" || psAddr != "" {
+	if o.api != "" || psAddr != "" || o.routes.spec != "" {
 		// The API and the portserver are bound under the watchdog lock, so
 		// a second watchdog is refused as such rather than failing on
-		// their addresses.
+		// their addresses; and a second one never touches the proxy.
 		unlock, err := s.w.Lock()
 		if err != nil {
 			return startupError(err)
@@ -137,6 +153,11 @@ func runWatch(cmd *cobra.Command, o *watchOptions) error {
 	}
 	if psAddr != "" {
 		if err := s.startPortserver(psAddr); err != nil {
+			return err
+		}
+	}
+	if o.routes.spec != "" {
+		if err := s.startRoutes(ctx); err != nil {
 			return err
 		}
 	}
@@ -164,6 +185,8 @@ type watchSession struct {
 	rg       registry.Range
 	logf     func(string)
 	hooks    []func(*watchdog.Report) // run after every cycle
+	exitHook []func(*watchdog.Report) // run after each check of an owner that exited
+	routes   *routes.Publisher        // --routes
 	cleanups []func()
 }
 
@@ -182,6 +205,11 @@ func newWatchSession(o *watchOptions) (*watchSession, error) {
 	}
 	s.w.OnCycle = func(rep *watchdog.Report) {
 		for _, h := range s.hooks {
+			h(rep)
+		}
+	}
+	s.w.OnExitCheck = func(rep *watchdog.Report) {
+		for _, h := range s.exitHook {
 			h(rep)
 		}
 	}
@@ -278,6 +306,29 @@ func (s *watchSession) startPortserver(addr string) error {
 	return nil
 }
 
+// startRoutes checks that the --routes proxy can be changed (exit 6 if
+// not) and keeps it in step: at once, at every registry change (within
+// PickUpEvery), after each owner's exit and each cycle. On the way out the
+// routes are withdrawn: nothing gates them then.
+func (s *watchSession) startRoutes(ctx context.Context) error {
+	pub, err := s.o.routes.publisher(ctx, s.store, s.logf)
+	if err != nil {
+		return startupError(err)
+	}
+	s.routes = pub
+	s.w.Routes = &pub.Config
+	kick := func(*watchdog.Report) { pub.Kick() }
+	s.hooks = append(s.hooks, kick)
+	s.exitHook = append(s.exitHook, kick)
+	s.w.OnChange = pub.Kick
+	pubCtx, stopPub := context.WithCancel(ctx)
+	pubDone := make(chan struct{})
+	go func() { defer close(pubDone); pub.Run(pubCtx) }()
+	s.onClose(func() { stopPub(); <-pubDone })
+	s.logf(fmt.Sprintf("[PORT-WATCHDOG] Routes: keeping %s in step: SERVICE.%s on %s", pub.Proxy.Name(), pub.Config.Domain, pub.Config.Listen))
+	return nil
+}
+
 func (s *watchSession) startAPI(ctx context.Context, fleetClient *etcd.Client) error {
 	o := s.o
 	l, err := api.Listen(ctx, api.ListenConfig{Addr: o.api, AllowRemote: o.remote, Store: s.store, Range: s.rg, Log: s.logf,
@@ -296,7 +347,11 @@ func (s *watchSession) startAPI(ctx context.Context, fleetClient *etcd.Client) e
 	srv.Fleet, srv.FleetTimeout = fleetClient, o.fleet.timeout
 	srv.Heartbeat = o.heartbeat
 	s.hooks = append(s.hooks, srv.ObserveCycle)
-	s.w.OnCycleError, s.w.OnExitCheck = srv.ObserveCycleError, srv.ObserveExitCheck
+	s.exitHook = append(s.exitHook, srv.ObserveExitCheck)
+	s.w.OnCycleError = srv.ObserveCycleError
+	if s.routes != nil {
+		srv.Routes = &s.routes.Config
+	}
 	followCtx, stopFollowing := context.WithCancel(ctx)
 	s.onClose(stopFollowing)
 	go srv.FollowChanges(followCtx)

@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -84,4 +85,55 @@ func FuzzUpdateLeavesBadFileUntouched(f *testing.F) {
 			t.Fatalf("successful update wrote an unreadable registry: %v", perr)
 		}
 	})
+}
+
+// FuzzDNSLabel: whatever a service is called, its label is a valid DNS
+// label or none, and a label maps to itself.
+func FuzzDNSLabel(f *testing.F) {
+	for _, s := range []string{"grace_backend", "Café API", "ünï☃", "-a-", "..", "", "a__b", strings.Repeat("x", 64), "9lives", "xn--bcher-kva", "\x00\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		l, ok := DNSLabel(s)
+		if !ok {
+			if l != "" {
+				t.Fatalf("DNSLabel(%q) = %q, not ok", s, l)
+			}
+			return
+		}
+		if !ValidDomain(l) || strings.Contains(l, ".") || len(l) > MaxDNSLabel {
+			t.Fatalf("DNSLabel(%q) = %q, not a DNS label", s, l)
+		}
+		if again, ok := DNSLabel(l); !ok || again != l {
+			t.Fatalf("DNSLabel(%q) = %q, but DNSLabel(%q) = %q", s, l, l, again)
+		}
+	})
+}
+
+func TestDNSLabel(t *testing.T) {
+	for _, c := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"grace_backend", "grace-backend", true},
+		{"Café API", "cafe-api", true},
+		{"web", "web", true},
+		{"__a..b__", "a-b", true},
+		{"9lives", "9lives", true},
+		{"ünï☃", "uni", true},
+		{"☃", "", false},
+		{"", "", false},
+		{strings.Repeat("x", 63), strings.Repeat("x", 63), true},
+		{strings.Repeat("x", 64), "", false},
+	} {
+		got, ok := DNSLabel(c.in)
+		if got != c.want || ok != c.ok {
+			t.Errorf("DNSLabel(%q) = %q, %v; want %q, %v", c.in, got, ok, c.want, c.ok)
+		}
+	}
+	for d, ok := range map[string]bool{"localhost": true, "dev.example.com": true, "Localhost": false, "a..b": false, "-a": false, "": false, "a_b": false} {
+		if ValidDomain(d) != ok {
+			t.Errorf("ValidDomain(%q) = %v", d, !ok)
+		}
+	}
 }

@@ -97,3 +97,61 @@ func isScriptExt(ext string) bool {
 	}
 	return false
 }
+
+// MaxDNSLabel is the longest DNS label (RFC 1035).
+const MaxDNSLabel = 63
+
+// DNSLabel is name as one DNS label, for the host names of `watch
+// --routes` (SERVICE.DOMAIN, PORTNAME.SERVICE.DOMAIN) and everything that
+// shows them: character by character as EnvWord reads it (a-z and 0-9
+// kept, other letters lower-cased without their accents), every run of
+// anything else one '-', none at either end. "grace_backend" is
+// grace-backend, "Café API" cafe-api. ok is false when nothing is left or
+// more than MaxDNSLabel characters are: such a name has no host name.
+func DNSLabel(name string) (label string, ok bool) {
+	var b strings.Builder
+	dash := false
+	for _, r := range name {
+		c := envChar(r)
+		if c == '_' {
+			dash = b.Len() > 0
+			continue
+		}
+		if dash {
+			b.WriteByte('-')
+			dash = false
+		}
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b.WriteByte(c)
+		if b.Len() > MaxDNSLabel {
+			return "", false
+		}
+	}
+	label = b.String()
+	return label, label != ""
+}
+
+// ValidDomain reports whether d is a DNS name gracectl can put host names
+// under: dot-separated labels of a-z, 0-9 and inner '-', each 1 to 63
+// long, 200 characters at most (leaving room for two labels before it in
+// a 253-character name). Upper case is refused, not folded: the domain is
+// given once, by hand.
+func ValidDomain(d string) bool {
+	if d == "" || len(d) > 200 {
+		return false
+	}
+	for l := range strings.SplitSeq(d, ".") {
+		if l == "" || len(l) > MaxDNSLabel || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(l); i++ {
+			c := l[i]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -11,6 +11,7 @@
 //	GET  /api/ports/events             Server-Sent Events (events.go, stream.go)
 //	GET  /api/ports/map                watchdog.PortMap: the range port by port
 //	GET  /api/ports/history            watchdog.HistoryDoc: the pool over the last hour
+//	GET  /api/routes                   routes.Table (= gracectl routes --json), 404 without watch --routes
 //	GET  /                             the dashboard page (dashboard.go)
 //	GET  /metrics                      Prometheus text format
 //
@@ -37,6 +38,7 @@ import (
 
 	"github.com/gracectl/gracectl/cmd/fleet"
 	"github.com/gracectl/gracectl/cmd/fleet/etcd"
+	"github.com/gracectl/gracectl/cmd/routes"
 	"github.com/gracectl/gracectl/probe"
 	"github.com/gracectl/gracectl/probe/container"
 	"github.com/gracectl/gracectl/probe/watchdog"
@@ -59,6 +61,9 @@ type Server struct {
 	// (fleet.ReadTimeout when 0).
 	Fleet        *etcd.Client
 	FleetTimeout time.Duration
+	// Routes, if set, is the proxy of a watchdog with --routes: it serves
+	// /api/routes (and the dashboard links the services' names).
+	Routes *routes.Config
 
 	// Heartbeat is the time between the event stream's heartbeats, and
 	// how long a client may leave what it was sent unread (EventHeartbeat
@@ -214,6 +219,7 @@ func (s *Server) Handler() http.Handler {
 	route("GET", "/api/ports/events", s.events)
 	route("GET", "/api/ports/map", s.portMap)
 	route("GET", "/api/ports/history", s.portHistory)
+	route("GET", "/api/routes", s.routes)
 	route("GET", "/api/fleet/status", s.fleetStatus)
 	route("GET", "/api/fleet/services/{name}", s.fleetService)
 	route("GET", "/api/ports/watchdog/status", s.cached(func(e *entry) []byte { return e.watchdog }))
@@ -424,6 +430,21 @@ func (s *Server) portMap(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeBytes(w, c.portMap)
+}
+
+// routes answers GET /api/routes: the names of the services and where
+// they lead, as `gracectl routes --json` prints them.
+func (s *Server) routes(w http.ResponseWriter, r *http.Request) {
+	if s.Routes == nil {
+		writeError(w, http.StatusNotFound, "this watchdog has no --routes")
+		return
+	}
+	c, err := s.snapshot(r.Context())
+	if err != nil {
+		storeError(w, err)
+		return
+	}
+	writeJSON(w, routes.Plan(c.reg, *s.Routes))
 }
 
 // portHistory answers GET /api/ports/history: the pool over the last hour.

@@ -69,6 +69,9 @@ func (w *Watcher) exits(ctx context.Context) {
 		case <-tick.C:
 			if registry.FileStamp(w.Store.Path()) != stamp {
 				sync()
+				if w.OnChange != nil {
+					w.OnChange()
+				}
 			}
 		}
 	}

@@ -44,6 +44,16 @@ type State struct {
 	EventEpoch uint64 `json:"event_epoch,omitzero"`
 	// Portserver is where `watch --portserver` listens.
 	Portserver string `json:"portserver,omitzero"`
+	// Routes is where `watch --routes` keeps the services' routes.
+	Routes *Routes `json:"routes,omitzero"`
+}
+
+// Routes is the reverse proxy `watch --routes` keeps in step with the
+// registry (docs/routes.md).
+type Routes struct {
+	Proxy  string `json:"proxy"`  // caddy://HOST:PORT or nginx:PATH
+	Domain string `json:"domain"` // the services' names are under it
+	Listen string `json:"listen"` // where the proxy serves them
 }
 
 // StatePath is the watchdog state file of store's registry.

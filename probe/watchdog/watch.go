@@ -37,6 +37,12 @@ type Watcher struct {
 	OnCycle      func(*Report)
 	OnCycleError func(error)
 	OnExitCheck  func(*Report)
+	// OnChange, if set, is called when the registry file changed, whoever
+	// changed it, seen within PickUpEvery (routes follow it).
+	OnChange func()
+	// Routes, if set, is where `watch --routes` keeps routes, for the
+	// state file.
+	Routes *Routes
 
 	mu     sync.Mutex
 	held   bool   // Lock was called
@@ -302,6 +308,7 @@ func (w *Watcher) started() error {
 		StartedAt: registry.Now(), IntervalSeconds: w.Interval.Seconds(), API: w.API, APIAccess: w.APIAccess, StartedBy: w.StartedBy,
 		EventEpoch: w.epoch,
 		Portserver: w.Portserver,
+		Routes:     w.Routes,
 	}
 	if err := SaveState(w.Store, &w.state); err != nil {
 		return fmt.Errorf("cannot save watchdog state: %w", err)
