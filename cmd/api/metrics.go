@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/gracectl/gracectl/probe/watchdog"
@@ -24,10 +25,10 @@ import (
 // those families with the counters this process keeps in memory.
 type metrics struct {
 	reg *prometheus.Registry // the in-memory series, gathered per scrape
-	// runtime holds the Go and process collectors, gathered per
-	// observation: the client's default registry, which its package
-	// registers them in at start-up (in every gracectl command, as Go runs
-	// every linked package's init), so none is made a second time.
+	// runtime gathers the Go and process collectors per observation: those
+	// of the client's default registry, which its package registers at
+	// start-up (in every gracectl command, as Go runs every linked
+	// package's init), so none is made a second time.
 	runtime  prometheus.Gatherer
 	cycles   prometheus.Counter
 	issues   prometheus.Counter
@@ -78,7 +79,7 @@ func newPortDescs() portDescs {
 // event streams are open.
 func newMetrics(rg registry.Range, build Build, streams func() float64) *metrics {
 	m := &metrics{
-		reg: prometheus.NewRegistry(), runtime: prometheus.DefaultGatherer,
+		reg: prometheus.NewRegistry(), runtime: runtimeFamilies,
 		rg: rg, descs: newPortDescs(), ports: map[int]portSeries{},
 		cycles: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gracectl_watchdog_cycles_total", Help: "Watchdog cycles run by this process."}),
@@ -171,6 +172,21 @@ func (m *metrics) observePorts(rep *watchdog.Report) {
 func seriesOf(r *watchdog.Result) portSeries {
 	return portSeries{service: r.Service, status: r.Status, counts: r.CountsKnown(), requests: r.RequestCount, errors: r.ErrorCount}
 }
+
+// runtimeFamilies gathers the default registry's go_* and process_*
+// families only: libraries may register their own series there too
+// (go-conntrack, which exporter-toolkit links, registers its dialer and
+// listener counters in its init), and /metrics serves gracectl's.
+var runtimeFamilies = prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+	fams, err := prometheus.DefaultGatherer.Gather()
+	keep := fams[:0]
+	for _, f := range fams {
+		if name := f.GetName(); strings.HasPrefix(name, "go_") || strings.HasPrefix(name, "process_") {
+			keep = append(keep, f)
+		}
+	}
+	return keep, err
+})
 
 // rebuild turns m.ports into metric families, through a registry of its
 // own so that they are checked and sorted as a gathered registry's are,

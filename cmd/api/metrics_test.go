@@ -14,6 +14,7 @@ import (
 	"github.com/gracectl/gracectl/probe/watchdog"
 	"github.com/gracectl/gracectl/registry"
 	"github.com/gracectl/gracectl/registry/testenv"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // observedServer is an API server over a store of n allocations owned by
@@ -82,6 +83,24 @@ func TestMetricsFromLastObservation(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("no %q in\n%s", want, body)
 		}
+	}
+}
+
+// The Go runtime's and the process's own series come from the client's
+// default registry, and only those: a library's series registered there
+// (go-conntrack's, in its init) are not gracectl's.
+func TestMetricsRuntimeSeriesOnly(t *testing.T) {
+	foreign := prometheus.NewCounter(prometheus.CounterOpts{Name: "foreign_library_total", Help: "t"})
+	prometheus.MustRegister(foreign)
+	t.Cleanup(func() { prometheus.Unregister(foreign) })
+	body := scrape(t, observedServer(t, 1).Handler(), false).Body.String()
+	for _, want := range []string{"go_goroutines ", "go_gc_duration_seconds", "process_cpu_seconds_total "} {
+		if !strings.Contains(body, want) {
+			t.Errorf("no %q in\n%s", want, body)
+		}
+	}
+	if strings.Contains(body, "foreign_library_total") {
+		t.Errorf("a library's series from the default registry is served:\n%s", body)
 	}
 }
 
