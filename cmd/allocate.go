@@ -105,12 +105,16 @@ func notePreferred(ctx context.Context, g *globals, preferred, got int) {
 		return
 	}
 	who := "in use"
-	if r, err := g.store().Read(ctx); err == nil && r.Get(preferred) != nil {
+	s := g.store()
+	held, _ := s.HeldElsewhere(ctx, registry.Range{Start: preferred, End: preferred})
+	if r, err := s.Read(ctx); err == nil && r.Get(preferred) != nil {
 		cur := r.Get(preferred)
 		who = "by " + escape(cur.ServiceName)
 		if cur.PID > 0 {
 			who += fmt.Sprintf(", pid %d", cur.PID)
 		}
+	} else if len(held) > 0 {
+		who = fmt.Sprintf("by %s in the host registry %s", escape(held[0].ServiceName), escape(held[0].Registry))
 	} else if pids := probe.TakeSnapshot().Owners(preferred); len(pids) > 0 {
 		who = fmt.Sprintf("by pid %d %s", pids[0], escape(strings.Join(probe.Cmdline(pids[0]), " ")))
 	}

@@ -34,7 +34,8 @@ func ensureWatchdog(ctx context.Context, g *globals, store *registry.Store, rg r
 		return true
 	}
 	warn := func(err error) bool {
-		fmt.Fprintf(g.stderr, "gracectl: warning: cannot start the watchdog: %s\n", oneLine(err.Error()))
+		msg, _ := registry.PlainError(err)
+		fmt.Fprintf(g.stderr, "gracectl: warning: cannot start the watchdog: %s\n", oneLine(msg))
 		return false
 	}
 	if err := store.EnsureDir(); err != nil {
@@ -47,7 +48,7 @@ func ensureWatchdog(ctx context.Context, g *globals, store *registry.Store, rg r
 		return warn(err)
 	}
 	if err := start.Wait(ctx, 10*time.Second); err != nil {
-		return warn(fmt.Errorf("another gracectl run is starting one: %v", err))
+		return warn(fmt.Errorf("another gracectl run is starting one: %w", err))
 	}
 	defer start.Close()
 	held, err := watchdog.LockHeld(store)

@@ -76,7 +76,15 @@ func runCheck(cmd *cobra.Command, o *checkOptions) error {
 	}
 	o.probe.Range = rg
 	o.probe.Engines = o.g.engines()
-	rep, err := watchdog.Cycle(cmd.Context(), o.g.store(), o.probe)
+	store := o.g.store()
+	if err := o.g.lookForRegistry(store); err != nil {
+		var ee *exitError
+		if errors.As(err, &ee) {
+			ee.code = exitCheckFailed // the check could not run
+		}
+		return err
+	}
+	rep, err := watchdog.Cycle(cmd.Context(), store, o.probe)
 	var le *registry.LockError
 	if err != nil && !errors.As(err, &le) {
 		// Not "an issue was found": the check itself could not run.
@@ -84,6 +92,9 @@ func runCheck(cmd *cobra.Command, o *checkOptions) error {
 	}
 	if err != nil {
 		return err
+	}
+	for _, w := range rep.Warnings {
+		fmt.Fprintf(o.g.stderr, "gracectl: warning: %s\n", oneLine(w))
 	}
 	if o.json {
 		if err := printJSON(o.g.stdout, rep); err != nil {
@@ -155,6 +166,9 @@ func writeCheckTable(w io.Writer, rep *watchdog.Report) {
 	}
 	if k := rep.KernelReserved; k != nil && k.Reserved != "unknown" {
 		fmt.Fprintf(w, "kernel reserved: %s\n", reserveText(*k))
+	}
+	if len(rep.HeldElsewhere) > 0 {
+		fmt.Fprintf(w, "held by the host registry: %d ports (%s)\n", len(rep.HeldElsewhere), heldList(rep.HeldElsewhere))
 	}
 	for _, r := range rep.Results {
 		if r.Action != "" {

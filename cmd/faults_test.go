@@ -334,7 +334,7 @@ func TestPermissionDenied(t *testing.T) {
 		return c
 	}
 	out, err := asNobody("allocate", "--service", "intruder", "--range", b.String()).CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "permission denied") || strings.Count(strings.TrimSpace(string(out)), "\n") > 1 {
+	if err == nil || !strings.Contains(string(out), "you (nobody) may not") || strings.Contains(string(out), "permission denied") || strings.Count(strings.TrimSpace(string(out)), "\n") > 1 {
 		t.Fatalf("allocate as another user: %v\n%s", err, out)
 	}
 	after, _ := os.ReadFile(regPath)

@@ -86,7 +86,12 @@ func runInit(o *initOptions) error {
 	if o.group != "" {
 		grp, err := user.LookupGroup(o.group)
 		if err != nil {
-			return usageErrorf("--group %q: %v", o.group, err)
+			var ge user.UnknownGroupError
+			if errors.As(err, &ge) {
+				return &exitError{code: exitFailure, err: fmt.Errorf("group %s does not exist", registry.Quote(o.group)),
+					hint: fmt.Sprintf("create it first (sudo groupadd %s), then add its members (sudo usermod -aG %s USER), and run init again", o.group, o.group)}
+			}
+			return fmt.Errorf("cannot look up group %s: %w", registry.Quote(o.group), err)
 		}
 		if gid, err = strconv.Atoi(grp.Gid); err != nil {
 			return err

@@ -150,6 +150,12 @@ func (g *globals) engines() *container.Engines {
 
 func (g *globals) store() *registry.Store {
 	s := registry.Open(g.root, g.lockTimeout)
+	if g.rootSource != registry.RootHost && g.hostRoot != "" && !registry.SameRoot(g.root, g.hostRoot) {
+		// A private, project or --root registry keeps off the host
+		// registry's ports; the host registry does not look for the
+		// others (README: "Several registries on one host").
+		s.Elsewhere = []string{g.hostRoot}
+	}
 	s.Notice = func(msg string) {
 		if g.rootSource == registry.RootPrivate {
 			msg += fmt.Sprintf(" (a registry of your own: you cannot write the host registry %s; to share it, ask root for 'gracectl init --group NAME' and join that group)", g.hostRoot)
@@ -214,11 +220,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 func reportError(stderr io.Writer, cmd *cobra.Command, err error) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
+		hint := ee.hint
 		if ee.err != nil {
-			fmt.Fprintf(stderr, "gracectl: error: %s\n", oneLine(ee.err.Error()))
+			msg, plainHint := registry.PlainError(ee.err)
+			fmt.Fprintf(stderr, "gracectl: error: %s\n", oneLine(msg))
+			if hint == "" {
+				hint = plainHint
+			}
 		}
-		if ee.hint != "" {
-			fmt.Fprintf(stderr, "gracectl: hint: %s\n", oneLine(ee.hint))
+		if hint != "" {
+			fmt.Fprintf(stderr, "gracectl: hint: %s\n", oneLine(hint))
 		}
 		return ee.code
 	}
@@ -242,7 +253,8 @@ func reportError(stderr io.Writer, cmd *cobra.Command, err error) int {
 		fmt.Fprintf(stderr, "gracectl: hint: see '%s --help'\n", name)
 		return exitUsage
 	}
-	fmt.Fprintf(stderr, "gracectl: error: %s\n", oneLine(err.Error()))
+	msg, plainHint := registry.PlainError(err)
+	fmt.Fprintf(stderr, "gracectl: error: %s\n", oneLine(msg))
 	var le *registry.LockError
 	var xe *registry.ExhaustedError
 	var ce *registry.CorruptError
@@ -257,7 +269,10 @@ func reportError(stderr io.Writer, cmd *cobra.Command, err error) int {
 		return exitFailure
 	}
 	if h := permissionHint(err); h != "" {
-		fmt.Fprintf(stderr, "gracectl: hint: %s\n", oneLine(h))
+		plainHint = h
+	}
+	if plainHint != "" {
+		fmt.Fprintf(stderr, "gracectl: hint: %s\n", oneLine(plainHint))
 	}
 	return exitFailure
 }

@@ -2,6 +2,7 @@ package cmd_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -142,18 +143,25 @@ func TestPlantedProjectIsNotTrusted(t *testing.T) {
 	}
 }
 
-// A user who cannot write the host registry gets one of their own under
-// $HOME/.local/state/gracectl, told once, when it is created.
-func TestPrivateRegistryForAnUnprivilegedUser(t *testing.T) {
+// hostAndNobodysHome sets up a host registry only root writes (init
+// without a group) and a home folder of user nobody's.
+func hostAndNobodysHome(t *testing.T) (host, home string) {
 	needRoot(t)
-	host := filepath.Join(openDir(t, 0o755), "host")
+	host = filepath.Join(openDir(t, 0o755), "host")
 	if _, err := registry.InitRoot(host, -1, time.Second, nil); err != nil {
 		t.Fatal(err)
 	}
-	home := openDir(t, 0o700)
+	home = openDir(t, 0o700)
 	if err := os.Chown(home, nobodyUID, nobodyUID); err != nil {
 		t.Fatal(err)
 	}
+	return host, home
+}
+
+// A user who cannot write the host registry gets one of their own under
+// $HOME/.local/state/gracectl, told once, when it is created.
+func TestPrivateRegistryForAnUnprivilegedUser(t *testing.T) {
+	host, home := hostAndNobodysHome(t)
 	work := openDir(t, 0o755)
 	bin := sharedBinary(t)
 	for i, wantNotice := range []bool{true, false} {
@@ -285,9 +293,52 @@ func TestPermissionDeniedHint(t *testing.T) {
 		if c.ProcessState.ExitCode() != tc.code {
 			t.Errorf("%v as nobody: exit %d, want %d:\n%s", tc.args, c.ProcessState.ExitCode(), tc.code, out)
 		}
-		if !strings.Contains(string(out), "permission denied") || !strings.Contains(string(out), "belongs to root:root") ||
+		if !strings.Contains(string(out), "you (nobody) may not") || strings.Contains(string(out), "permission denied") || !strings.Contains(string(out), "belongs to root:root") ||
 			!strings.Contains(string(out), "gracectl init --group NAME") {
 			t.Errorf("%v as nobody: no hint:\n%s", tc.args, out)
 		}
+	}
+}
+
+// Issue 23: a private registry never hands out a port the host registry
+// holds, a reservation nothing listens on included: it reads the host
+// registry (world-readable) without its lock, and status names the port.
+func TestPrivateRegistryKeepsOffTheHostRegistrysPorts(t *testing.T) {
+	host, home := hostAndNobodysHome(t)
+	bin := sharedBinary(t)
+	c := exec.Command(bin, "allocate", "--service", "grace_backend")
+	c.Env = rootEnv(t, host, openDir(t, 0o700))
+	if out, err := c.CombinedOutput(); err != nil || !strings.HasPrefix(string(out), testPorts(t).P(0)) {
+		t.Fatalf("allocate in the host registry as root: %v: %s", err, out)
+	}
+	// The host registry's lock is root's (0600): the private registry
+	// never takes it, so a held lock does not hold nobody up either.
+	lf, err := os.OpenFile(registry.Open(host, time.Second).LockPath(), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	if err := syscall.Flock(int(lf.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	c = asNobody(bin, "allocate", "--service", "mine", "--preferred", testPorts(t).P(0))
+	c.Dir, c.Env = openDir(t, 0o755), rootEnv(t, host, home)
+	var stderr strings.Builder
+	c.Stderr = &stderr
+	out, err := c.Output()
+	if err != nil {
+		t.Fatalf("allocate as nobody: %v: %s", err, stderr.String())
+	}
+	if got := strings.TrimSpace(string(out)); got != testPorts(t).P(1) {
+		t.Errorf("the private registry handed out %s, want %s (the host registry holds %s)", got, testPorts(t).P(1), testPorts(t).P(0))
+	}
+	if want := fmt.Sprintf("port %d is taken (by grace_backend in the host registry %s)", testPorts(t).Port(0), host); !strings.Contains(stderr.String(), want) {
+		t.Errorf("allocate did not say why %d was passed over (want %q):\n%s", testPorts(t).Port(0), want, stderr.String())
+	}
+	c = asNobody(bin, "status")
+	c.Dir, c.Env = openDir(t, 0o755), rootEnv(t, host, home)
+	b, err := c.CombinedOutput()
+	if want := fmt.Sprintf("Held by the host registry: 1 (%d grace_backend; in %s, skipped by allocate here)", testPorts(t).Port(0), host); err != nil || !strings.Contains(string(b), want) {
+		t.Errorf("status as nobody (%v) does not say %q:\n%s", err, want, b)
 	}
 }

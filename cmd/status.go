@@ -2,13 +2,17 @@ package cmd
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gracectl/gracectl/probe/watchdog"
+	"github.com/gracectl/gracectl/registry"
 	"github.com/spf13/cobra"
 )
 
@@ -56,9 +60,16 @@ func runStatus(cmd *cobra.Command, o *statusOptions) error {
 	if err != nil {
 		return err
 	}
-	st, err := watchdog.ReadStatus(cmd.Context(), o.g.store(), rg, o.g.engines())
+	store := o.g.store()
+	if err := o.g.lookForRegistry(store); err != nil {
+		return err
+	}
+	st, err := watchdog.ReadStatus(cmd.Context(), store, rg, o.g.engines())
 	if err != nil {
 		return err
+	}
+	for _, w := range st.Warnings {
+		fmt.Fprintf(o.g.stderr, "gracectl: warning: %s\n", oneLine(w))
 	}
 	if o.json {
 		return printJSON(o.g.stdout, st)
@@ -100,6 +111,9 @@ func writeReport(w io.Writer, st *watchdog.Status, wdLines []string) error {
 	fmt.Fprintf(b, "Port Range: %d-%d\n", st.Range.Start, st.Range.End)
 	fmt.Fprintf(b, "Total Ports Available: %d\n", st.TotalPorts)
 	fmt.Fprintf(b, "Allocated: %d\n", st.Allocated)
+	if st.OutsideRange > 0 {
+		fmt.Fprintf(b, "Allocated outside the range: %d (listed below, not counted above)\n", st.OutsideRange)
+	}
 	fmt.Fprintf(b, "Available: %d\n", st.Available)
 	if n := len(st.Unmanaged); n > 0 {
 		fmt.Fprintf(b, "Unmanaged: %d\n", n) // listened on without an allocation
@@ -107,6 +121,9 @@ func writeReport(w io.Writer, st *watchdog.Status, wdLines []string) error {
 	if k := st.KernelReserved; k.Ports > 0 {
 		// Only when it is: the seed's report has no such line.
 		fmt.Fprintf(b, "Kernel Reserved: %s\n", reserveText(k))
+	}
+	if n := len(st.HeldElsewhere); n > 0 {
+		fmt.Fprintf(b, "Held by the host registry: %d (%s)\n", n, heldList(st.HeldElsewhere))
 	}
 	b.WriteString("\n")
 	section(b, "ALLOCATED PORTS")
@@ -163,6 +180,23 @@ func reserveText(k watchdog.KernelReserve) string {
 	return "unknown (the kernel's reserved ports cannot be read here)"
 }
 
+// heldList names the ports another registry holds: "8001 grace_backend,
+// 8007 api (admin)", and the registry once.
+func heldList(held []registry.Held) string {
+	var b strings.Builder
+	for i, h := range held {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%d %s", h.Port, escape(h.ServiceName))
+		if h.PortName != "" {
+			fmt.Fprintf(&b, " (%s)", escape(h.PortName))
+		}
+	}
+	fmt.Fprintf(&b, "; in %s, skipped by allocate here", escape(held[0].Registry))
+	return b.String()
+}
+
 func pyBool(v bool) string {
 	if v {
 		return "True"
@@ -173,4 +207,22 @@ func pyBool(v bool) string {
 // seconds prints an interval given in seconds as the seed does ("30s").
 func seconds(s float64) string {
 	return watchdog.FormatInterval(time.Duration(s * float64(time.Second)))
+}
+
+// lookForRegistry is what a command that only reads (status, check) says
+// when no registry is where it looks. A folder named by --root or
+// $GRACECTL_ROOT that does not exist is an error (a mistyped path, not an
+// empty registry); a registry not made yet is a note on stderr, and the
+// command goes on with an empty one.
+func (g *globals) lookForRegistry(s *registry.Store) error {
+	if _, err := os.Stat(s.Path()); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return nil // there, or a problem the read itself reports
+	}
+	if _, err := os.Stat(g.root); errors.Is(err, fs.ErrNotExist) && (g.rootSource == registry.RootFlag || g.rootSource == registry.RootEnv) {
+		return &exitError{code: exitFailure,
+			err:  fmt.Errorf("no registry in %s: the folder does not exist", escape(g.root)),
+			hint: fmt.Sprintf("check the path given to %s; the first allocate or run there creates a registry, as does 'gracectl init --root DIR'", g.rootSource)}
+	}
+	fmt.Fprintf(g.stderr, "gracectl: no registry in %s yet (the first allocate or run creates %s); nothing is allocated\n", escape(g.root), escape(s.Path()))
+	return nil
 }

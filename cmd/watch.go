@@ -449,7 +449,8 @@ func limitText(n int) string {
 // RestartPreventExitStatus= keeps systemd from retrying, after telling
 // systemd why (STATUS=, ERRNO=).
 func startupError(err error) *exitError {
-	status := "STATUS=cannot start: " + oneLine(err.Error())
+	msg, _ := registry.PlainError(err)
+	status := "STATUS=cannot start: " + oneLine(msg)
 	if errno := errnoOf(err); errno != 0 {
 		status += "\nERRNO=" + strconv.Itoa(errno)
 	}

@@ -118,16 +118,20 @@ type ExhaustedError struct {
 	Range     Range
 	Managed   int // held by gracectl allocations (before this request)
 	Unmanaged int // in use by processes gracectl does not manage
+	Elsewhere int // held by another registry of this host (the host registry)
 	Wanted    int // ports asked for at once (0 or 1: one)
 	Free      int // of those, how many were free
 }
 
 func (e *ExhaustedError) Error() string {
-	if e.Wanted > 1 {
-		return fmt.Sprintf("only %d of the %d ports asked for are free in range %s (%d held by gracectl, %d in use by unmanaged processes); none was allocated",
-			e.Free, e.Wanted, e.Range, e.Managed, e.Unmanaged)
+	counts := fmt.Sprintf("%d held by gracectl, %d in use by unmanaged processes", e.Managed, e.Unmanaged)
+	if e.Elsewhere > 0 {
+		counts = fmt.Sprintf("%d held by this registry, %d by the host registry, %d in use by unmanaged processes", e.Managed, e.Elsewhere, e.Unmanaged)
 	}
-	return fmt.Sprintf("no free port in range %s: %d held by gracectl, %d in use by unmanaged processes", e.Range, e.Managed, e.Unmanaged)
+	if e.Wanted > 1 {
+		return fmt.Sprintf("only %d of the %d ports asked for are free in range %s (%s); none was allocated", e.Free, e.Wanted, e.Range, counts)
+	}
+	return fmt.Sprintf("no free port in range %s: %s", e.Range, counts)
 }
 
 // Allocate hands out the preferred port if it is free, else the next free
@@ -156,7 +160,9 @@ func (s *Store) AllocateAll(ctx context.Context, req Request) ([]*Allocation, er
 	}
 	var got []*Allocation
 	err := s.update(ctx, func(r *Registry, tx *Tx) (err error) {
-		got, err = allocateIn(r, tx, req)
+		// Read under this registry's lock, so two allocations here never
+		// miss each other; the other registries are read as readers do.
+		got, err = allocateIn(r, tx, req, s.heldElsewhereMap(req.Range))
 		return err
 	}, writeOpts{durable: true})
 	if err != nil {
@@ -166,17 +172,19 @@ func (s *Store) AllocateAll(ctx context.Context, req Request) ([]*Allocation, er
 }
 
 // allocateIn makes req's allocations in r, under the lock; req is valid.
-func allocateIn(r *Registry, tx *Tx, req Request) ([]*Allocation, error) {
+// Ports in elsewhere are held by another registry of this host and never
+// handed out.
+func allocateIn(r *Registry, tx *Tx, req Request, elsewhere map[int]Held) ([]*Allocation, error) {
 	names := req.PortNames
 	if len(names) == 0 {
 		names = make([]string, max(req.Count, 1))
 	}
 	var got []*Allocation
 	for _, name := range names {
-		port, err := pickPort(r, req, name)
+		port, err := pickPort(r, req, name, elsewhere)
 		var xe *ExhaustedError
 		if errors.As(err, &xe) && reclaimDead(r, tx, req.Range) > 0 {
-			port, err = pickPort(r, req, name)
+			port, err = pickPort(r, req, name, elsewhere)
 		}
 		if errors.As(err, &xe) && len(names) > 1 {
 			// The ports this request took before count as free, not
@@ -273,8 +281,9 @@ func reclaimDead(r *Registry, tx *Tx, rg Range) int {
 // pickPort picks the port for one of req's names: the preferred port, else
 // the one the service held last, else the range start, and upward from
 // there; in a first pass ports remembered for other services are passed
-// over, in a second (if nothing else is free) they are taken too.
-func pickPort(r *Registry, req Request, name string) (int, error) {
+// over, in a second (if nothing else is free) they are taken too. A port
+// another registry holds (elsewhere) is never taken.
+func pickPort(r *Registry, req Request, name string, elsewhere map[int]Held) (int, error) {
 	rg := req.Range
 	start := req.Preferred
 	if start == 0 {
@@ -289,13 +298,17 @@ func pickPort(r *Registry, req Request, name string) (int, error) {
 	if req.UDP {
 		bindable = probe.BindableTCPUDP
 	}
-	var managed, unmanaged int
+	var managed, unmanaged, held int
 	for pass := 0; pass < 2; pass++ {
-		managed, unmanaged = 0, 0
+		managed, unmanaged, held = 0, 0, 0
 		for i := 0; i < rg.Size(); i++ {
 			port := rg.Start + (start-rg.Start+i)%rg.Size()
 			if r.Get(port) != nil {
 				managed++
+				continue
+			}
+			if _, ok := elsewhere[port]; ok {
+				held++
 				continue
 			}
 			if pass == 0 && others[port] && port != req.Preferred {
@@ -310,7 +323,7 @@ func pickPort(r *Registry, req Request, name string) (int, error) {
 			return port, nil
 		}
 	}
-	return 0, &ExhaustedError{Range: rg, Managed: managed, Unmanaged: unmanaged}
+	return 0, &ExhaustedError{Range: rg, Managed: managed, Unmanaged: unmanaged, Elsewhere: held}
 }
 
 // AdoptRequest turns a process already listening on a port without an
@@ -343,6 +356,9 @@ func (s *Store) Adopt(ctx context.Context, req AdoptRequest) (*Allocation, error
 	err := s.Update(ctx, func(r *Registry, tx *Tx) error {
 		if cur := r.Get(req.Port); cur != nil {
 			return fmt.Errorf("port %d is already allocated to %s", req.Port, cur.ServiceName)
+		}
+		if h, ok := s.heldElsewhereMap(Range{Start: req.Port, End: req.Port})[req.Port]; ok {
+			return fmt.Errorf("port %d is held by %s in the host registry %s; it is managed there, not here", req.Port, Quote(h.ServiceName), h.Registry)
 		}
 		if !req.NAT && probe.Bindable(req.Port) == nil {
 			return fmt.Errorf("nothing listens on port %d any more", req.Port)

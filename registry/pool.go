@@ -154,13 +154,14 @@ func (p *Pool) reserve(r *Registry, tx *Tx, always bool) ([]*Allocation, error) 
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
+	elsewhere := p.Store.heldElsewhereMap(p.Range)
 	var got []*Allocation
 	for len(got) < need {
 		if !p.Range.Contains(next) {
 			next = p.Range.Start
 		}
 		req.Preferred = next
-		a, err := allocateIn(r, tx, req)
+		a, err := allocateIn(r, tx, req, elsewhere)
 		if err != nil {
 			var xe *ExhaustedError
 			if errors.As(err, &xe) && len(got) > 0 {

@@ -30,6 +30,10 @@ type Store struct {
 	// Notice, if set, receives one-line messages for the user: a registry
 	// file created, and where.
 	Notice func(msg string)
+	// Elsewhere are the state roots of other registries of this host whose
+	// ports this one never hands out (HeldElsewhere): the host registry,
+	// for a private or project registry.
+	Elsewhere []string
 }
 
 // Open returns the store under root (not touching the disk).

@@ -130,7 +130,11 @@ func (s *Server) snapshot(ctx context.Context) (*entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := watchdog.BuildStatus(s.Store.Path(), s.Range, reg, wd, watchdog.FindUnmanaged(ctx, probe.TakeSnapshot(), s.Range, reg, s.engines().Lookup()))
+	held, herr := s.Store.HeldElsewhere(ctx, s.Range)
+	st := watchdog.BuildStatus(s.Store.Path(), s.Range, reg, wd, watchdog.FindUnmanaged(ctx, probe.TakeSnapshot(), s.Range, reg, s.engines().Lookup()), held)
+	if herr != nil {
+		st.Warnings = append(st.Warnings, watchdog.ElsewhereWarning(herr))
+	}
 	if c.status, err = encode(st); err != nil {
 		return nil, err
 	}

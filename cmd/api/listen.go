@@ -68,6 +68,21 @@ type ListenConfig struct {
 	Hosts []string
 }
 
+// apiPortTaken says whose the API's port is when the registry could not
+// give it to the watchdog (the port is in the managed range).
+func apiPortTaken(port int, err error) error {
+	var xe *registry.ExhaustedError
+	switch {
+	case !errors.As(err, &xe):
+		return err
+	case xe.Managed > 0:
+		return fmt.Errorf("port %d is allocated to another service (gracectl who %d); choose another address", port, port)
+	case xe.Elsewhere > 0:
+		return fmt.Errorf("port %d is held by the host registry; choose another address", port)
+	}
+	return fmt.Errorf("port %d is in use by another program (gracectl who %d); choose another address", port, port)
+}
+
 // Listen parses the address and listens there.
 func Listen(ctx context.Context, cfg ListenConfig) (*Listener, error) {
 	spec := cfg.Addr
@@ -85,7 +100,7 @@ func Listen(ctx context.Context, cfg ListenConfig) (*Listener, error) {
 	out := &Listener{Access: access, WebConfig: cfg.WebConfig}
 	if cfg.Range.Contains(port) {
 		if out.release, err = cfg.reservePort(ctx, port); err != nil {
-			return nil, fmt.Errorf("cannot serve the API on %s: %w", spec, err)
+			return nil, fmt.Errorf("cannot serve the API on %s: %w", spec, apiPortTaken(port, err))
 		}
 	}
 	l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))

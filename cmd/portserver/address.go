@@ -108,12 +108,12 @@ func Listen(addr string) (net.Listener, error) {
 		return nil, &InUseError{Addr: addr, Abstract: abstract}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("cannot serve the portserver on %s: %s", addr, errnoText(err))
+		return nil, fmt.Errorf("cannot serve the portserver on %s: %w", addr, err) // worded by registry.PlainError
 	}
 	if !abstract {
 		if err := registry.ChmodNoFollow(addr, SocketMode); err != nil {
 			l.Close()
-			return nil, fmt.Errorf("cannot let users connect to %s: %s", addr, errnoText(err))
+			return nil, fmt.Errorf("cannot let users connect to %s: %s", addr, registry.ErrnoText(err))
 		}
 	}
 	return l, nil
@@ -128,7 +128,7 @@ func removeStale(path string) error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("cannot serve the portserver on %s: %s", path, errnoText(err))
+		return fmt.Errorf("cannot serve the portserver on %s: %s", path, registry.ErrnoText(err))
 	}
 	if info.Mode()&fs.ModeSocket == 0 {
 		return fmt.Errorf("cannot serve the portserver on %s: it exists and is not a socket (remove it, or choose another address)", path)
@@ -138,17 +138,7 @@ func removeStale(path string) error {
 		return &InUseError{Addr: path}
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("cannot remove the old socket %s: %s", path, errnoText(err))
+		return fmt.Errorf("cannot remove the old socket %s: %s", path, registry.ErrnoText(err))
 	}
 	return nil
-}
-
-// errnoText is the system's words for err ("permission denied"), without
-// the Go call that failed.
-func errnoText(err error) string {
-	var errno syscall.Errno
-	if errors.As(err, &errno) {
-		return errno.Error()
-	}
-	return err.Error()
 }

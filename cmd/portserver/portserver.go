@@ -119,7 +119,7 @@ func (s *Server) Serve(l net.Listener) error {
 }
 
 func acceptErrText(err error) string {
-	text := errnoText(err)
+	text := registry.ErrnoText(err)
 	if strings.Contains(text, "too many open files") {
 		return "out of file descriptors: " + text
 	}

@@ -193,7 +193,7 @@ func newLaunch(ctx context.Context, cfg Config) (*launch, error) {
 		if errors.Is(err, fs.ErrPermission) {
 			code = ExitNotExecutable
 		}
-		return nil, &StartError{Code: code, Err: fmt.Errorf("cannot run %s: %v", cfg.Argv[0], unwrapExec(err))}
+		return nil, &StartError{Code: code, Err: cannotRun(cfg.Argv[0], err)}
 	}
 	l := &launch{cfg: cfg, notify: cfg.Notify, path: path, sigs: make(chan os.Signal, 8),
 		// Once a port is taken it is ours to clean up: a SIGINT or SIGTERM
@@ -235,7 +235,7 @@ func (l *launch) start() error {
 	}
 	c, parentFiles, err := buildCommand(cfg, l.path, l.allocs, l.token)
 	if err != nil {
-		l.reason = "could not prepare the command: " + err.Error()
+		l.reason = "could not prepare the command: " + plain(err)
 		return err
 	}
 	l.fg = prepareForeground(c, l.cfg.Stdin)
@@ -251,7 +251,7 @@ func (l *launch) start() error {
 			code = ExitNotFound
 		}
 		l.reason = "command could not be started"
-		return &StartError{Code: code, Err: fmt.Errorf("cannot run %s: %v", l.cfg.Argv[0], unwrapExec(startErr))}
+		return &StartError{Code: code, Err: cannotRun(l.cfg.Argv[0], startErr)}
 	}
 	l.cmd = c
 	l.waited = make(chan error, 1)
@@ -269,7 +269,7 @@ func (l *launch) register() {
 	l.owner = owner
 	for _, a := range l.allocs {
 		if _, err := l.cfg.Store.Register(l.bg, registry.Claim{Port: a.Port, ID: a.ID, Owner: owner, Reason: "started by gracectl run"}); err != nil {
-			l.notify(Event{Kind: EventWarning, Msg: fmt.Sprintf("could not register pid %d for port %d: %v", child, a.Port, err)})
+			l.notify(Event{Kind: EventWarning, Msg: fmt.Sprintf("could not register pid %d for port %d: %s", child, a.Port, plain(err))})
 		}
 	}
 	l.notify(Event{Kind: EventStarted, Alloc: l.alloc, PID: child})
@@ -382,7 +382,7 @@ func (l *launch) cleanup() {
 			ID: a.ID,
 		})
 		if err != nil {
-			l.notify(Event{Kind: EventWarning, Msg: fmt.Sprintf("could not release port %d: %v", a.Port, err)})
+			l.notify(Event{Kind: EventWarning, Msg: fmt.Sprintf("could not release port %d: %s", a.Port, plain(err))})
 			continue
 		}
 		for _, r := range rel {
@@ -499,4 +499,31 @@ func unwrapExec(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// plain is err's message in words, without Go's layers (a warning has
+// no room for a hint).
+func plain(err error) string {
+	msg, _ := registry.PlainError(err)
+	return msg
+}
+
+// cannotRun says why the command name could not be started, and what to
+// do, in one sentence: not "executable file not found in $PATH".
+func cannotRun(name string, err error) error {
+	q := registry.Quote(name)
+	why := unwrapExec(err)
+	switch {
+	case errors.Is(why, exec.ErrNotFound):
+		return fmt.Errorf("cannot run %s: no command of that name is in $PATH; check its spelling, install it, or give its path", q)
+	case errors.Is(why, fs.ErrNotExist):
+		return fmt.Errorf("cannot run %s: there is no such file; check the path", q)
+	case errors.Is(why, fs.ErrPermission):
+		return fmt.Errorf("cannot run %s: it is not executable (chmod +x it, or run it through its interpreter: sh %s)", q, q)
+	case errors.Is(why, syscall.ENOEXEC):
+		return fmt.Errorf("cannot run %s: it is not a program this system can start (a script needs a #! line)", q)
+	case errors.Is(why, exec.ErrDot):
+		return fmt.Errorf("cannot run %s: it is found only in the working folder, which $PATH names relatively; give it as ./%s", q, name)
+	}
+	return fmt.Errorf("cannot run %s: %v", q, why)
 }

@@ -115,6 +115,12 @@ type Report struct {
 	// Unmanaged are listeners in the managed range without an allocation;
 	// each counts as an issue.
 	Unmanaged []Unmanaged `json:"unmanaged"`
+	// HeldElsewhere are the ports of the range the host registry holds,
+	// seen from a private or project registry: not issues, and not
+	// unmanaged when something listens on them.
+	HeldElsewhere []registry.Held `json:"held_elsewhere"`
+	// Warnings say what could not be read (the host registry, say).
+	Warnings []string `json:"warnings,omitzero"`
 	// NewIssues counts the issues that were not there at the watchdog's
 	// cycle before (all of them for a one-off check).
 	NewIssues int `json:"new_issues"`
@@ -141,7 +147,7 @@ func (r *Report) Summary() string {
 func Cycle(ctx context.Context, store *registry.Store, opts Options) (*Report, error) {
 	opts.fill()
 	start := time.Now()
-	rep := &Report{StartedAt: registry.Now(), DryRun: opts.DryRun, Released: []int{}, Ended: []int{}, Unmanaged: []Unmanaged{}}
+	rep := &Report{StartedAt: registry.Now(), DryRun: opts.DryRun, Released: []int{}, Ended: []int{}, Unmanaged: []Unmanaged{}, HeldElsewhere: []registry.Held{}}
 	reg, err := store.Read(ctx)
 	if err != nil {
 		return nil, err
@@ -162,7 +168,14 @@ func Cycle(ctx context.Context, store *registry.Store, opts Options) (*Report, e
 	lk := opts.Engines.Lookup()     // nil: engines are not asked
 	lk.Published(ctx)               // asked once, before the probes run in parallel
 	if opts.Range.Start > 0 && opts.Ports == nil {
-		if u := FindUnmanaged(ctx, socks, opts.Range, reg, lk); u != nil {
+		held, err := store.HeldElsewhere(ctx, opts.Range)
+		if err != nil {
+			rep.Warnings = append(rep.Warnings, ElsewhereWarning(err))
+		}
+		if held != nil {
+			rep.HeldElsewhere = held
+		}
+		if u := withoutHeld(FindUnmanaged(ctx, socks, opts.Range, reg, lk), held); len(u) > 0 {
 			rep.Unmanaged = u
 		}
 		k := ReadKernelReserve(opts.Range)

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/gracectl/gracectl/probe"
@@ -141,17 +142,23 @@ func (st *State) fresh(now time.Time) bool {
 // Status is the document that `gracectl status --json` prints and that
 // GET /api/ports/status returns: the registry and the watchdog's state.
 type Status struct {
-	Registry    string                 `json:"registry"`
-	Range       registry.Range         `json:"port_range"`
-	TotalPorts  int                    `json:"total_ports"`
-	Allocated   int                    `json:"allocated"`
-	Available   int                    `json:"available"` // neither allocated nor listened on
-	Allocations []*registry.Allocation `json:"allocations"`
-	Unmanaged   []Unmanaged            `json:"unmanaged"` // listeners in the range without an allocation
-	Watchdog    *State                 `json:"watchdog"`
+	Registry     string                 `json:"registry"`
+	Range        registry.Range         `json:"port_range"`
+	TotalPorts   int                    `json:"total_ports"`
+	Allocated    int                    `json:"allocated"`     // allocations inside the range
+	OutsideRange int                    `json:"outside_range"` // allocations outside it (listed all the same)
+	Available    int                    `json:"available"`     // neither allocated, held elsewhere nor listened on
+	Allocations  []*registry.Allocation `json:"allocations"`
+	Unmanaged    []Unmanaged            `json:"unmanaged"` // listeners in the range without an allocation
+	// HeldElsewhere are the ports of the range the host registry holds,
+	// seen from a private or project registry: allocate here skips them.
+	HeldElsewhere []registry.Held `json:"held_elsewhere"`
+	Watchdog      *State          `json:"watchdog"`
 	// KernelReserved says whether the kernel keeps the range from
 	// outgoing connections (gracectl init --reserve).
 	KernelReserved KernelReserve `json:"kernel_reserved"`
+	// Warnings say what could not be read (the host registry, say).
+	Warnings []string `json:"warnings,omitzero"`
 }
 
 // KernelReserve says whether the kernel's reserved ports
@@ -184,9 +191,10 @@ func ReadKernelReserve(rg registry.Range) KernelReserve {
 }
 
 // ReadStatus reads the registry and the watchdog state. Allocated counts
-// the allocations inside rg; allocations outside it are listed all the same.
-// Unmanaged listeners that are a container engine's proxy are named with
-// their container when eng (which may be nil) can ask the engine.
+// the allocations inside rg; allocations outside it are listed all the same
+// and counted in OutsideRange. Unmanaged listeners that are a container
+// engine's proxy are named with their container when eng (which may be nil)
+// can ask the engine.
 func ReadStatus(ctx context.Context, store *registry.Store, rg registry.Range, eng *container.Engines) (*Status, error) {
 	r, err := store.Read(ctx)
 	if err != nil {
@@ -196,22 +204,57 @@ func ReadStatus(ctx context.Context, store *registry.Store, rg registry.Range, e
 	if err != nil {
 		return nil, err
 	}
-	return BuildStatus(store.Path(), rg, r, wd, FindUnmanaged(ctx, probe.TakeSnapshot(), rg, r, eng.Lookup())), nil
+	held, herr := store.HeldElsewhere(ctx, rg)
+	st := BuildStatus(store.Path(), rg, r, wd, FindUnmanaged(ctx, probe.TakeSnapshot(), rg, r, eng.Lookup()), held)
+	if herr != nil {
+		st.Warnings = append(st.Warnings, ElsewhereWarning(herr))
+	}
+	return st, nil
 }
 
-// BuildStatus assembles the status document from a registry snapshot and
-// the unmanaged listeners found in the range.
-func BuildStatus(path string, rg registry.Range, r *registry.Registry, wd *State, unmanaged []Unmanaged) *Status {
-	st := &Status{Registry: path, Range: rg, TotalPorts: rg.Size(), Allocations: r.Sorted(), Watchdog: wd, Unmanaged: unmanaged,
-		KernelReserved: ReadKernelReserve(rg)}
+// ElsewhereWarning says that another registry of the host could not be
+// read, so its ports are not known here.
+func ElsewhereWarning(err error) string {
+	msg, _ := registry.PlainError(err)
+	return "the ports of the host registry are not known here: " + msg
+}
+
+// BuildStatus assembles the status document from a registry snapshot, the
+// unmanaged listeners found in the range and the ports other registries
+// hold (a listener on one of those is theirs, not unmanaged).
+func BuildStatus(path string, rg registry.Range, r *registry.Registry, wd *State, unmanaged []Unmanaged, held []registry.Held) *Status {
+	unmanaged = withoutHeld(unmanaged, held)
+	st := &Status{Registry: path, Range: rg, TotalPorts: rg.Size(), Allocations: r.Sorted(), Watchdog: wd,
+		Unmanaged: unmanaged, HeldElsewhere: held, KernelReserved: ReadKernelReserve(rg)}
 	if st.Unmanaged == nil {
 		st.Unmanaged = []Unmanaged{}
+	}
+	if st.HeldElsewhere == nil {
+		st.HeldElsewhere = []registry.Held{}
 	}
 	for _, a := range st.Allocations {
 		if rg.Contains(a.Port) {
 			st.Allocated++
+		} else {
+			st.OutsideRange++
 		}
 	}
 	st.Available = st.TotalPorts - st.Allocated - len(unmanaged)
+	for _, h := range held {
+		if r.Get(h.Port) == nil {
+			st.Available-- // held twice is counted once, here
+		}
+	}
 	return st
+}
+
+// withoutHeld drops the listeners on ports another registry holds: they
+// are managed, there.
+func withoutHeld(u []Unmanaged, held []registry.Held) []Unmanaged {
+	if len(held) == 0 {
+		return u
+	}
+	return slices.DeleteFunc(u, func(x Unmanaged) bool {
+		return slices.ContainsFunc(held, func(h registry.Held) bool { return h.Port == x.Port })
+	})
 }
