@@ -205,17 +205,24 @@ func TestRemoteAPIWithoutAuthIsSaid(t *testing.T) {
 	if !strings.Contains(string(out), "\nAPI: remote, unauthenticated\n") {
 		t.Errorf("status does not say it:\n%s", out)
 	}
+	checkHosts(t, b.Addr(8), map[string]int{"ports.example:" + b.P(8): 200, b.Addr(8): 200, "evil.example:" + b.P(8): 403})
+}
+
+// checkHosts asks the API at addr for its status with each Host header,
+// and checks the answer's code.
+func checkHosts(t *testing.T, addr string, want map[string]int) {
+	t.Helper()
 	c := &http.Client{Timeout: 60 * time.Second}
-	for host, want := range map[string]int{"ports.example:" + b.P(8): 200, b.Addr(8): 200, "evil.example:" + b.P(8): 403} {
-		req, _ := http.NewRequest("GET", "http://"+b.Addr(8)+"/api/ports/status", nil)
+	for host, code := range want {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/api/ports/status", nil)
 		req.Host = host
 		resp, err := c.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != want {
-			t.Errorf("Host %s: %d, want %d", host, resp.StatusCode, want)
+		if resp.StatusCode != code {
+			t.Errorf("Host %s: %d, want %d", host, resp.StatusCode, code)
 		}
 	}
 }
@@ -255,5 +262,53 @@ func TestSecurityExamples(t *testing.T) {
 	os.WriteFile(path, []byte(text), 0o600)
 	if out, err := gracectlCmd(t, t.TempDir(), "watch", "--api", ports.Addr(7), "--api-web-config", path, "--interval", "1h", "--range", ports.Sub(0, 6), "--exit-when-idle", "100ms").CombinedOutput(); err != nil {
 		t.Fatalf("watch with the example web config: %v\n%s", err, out)
+	}
+}
+
+// Issue 23: a remote API accepts every address of this host as its Host,
+// IPv4 and IPv6 (with and without the port), as --help says: a Prometheus
+// target or a browser naming the host by address is not DNS rebinding.
+func TestRemoteAPIAcceptsThisHostsAddresses(t *testing.T) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hosts []string // as a Host header gives them
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok || ipn.IP.IsLoopback() || ipn.IP.IsLinkLocalUnicast() {
+			continue
+		}
+		if ipn.IP.To4() != nil {
+			hosts = append(hosts, ipn.IP.String())
+		} else {
+			hosts = append(hosts, "["+ipn.IP.String()+"]")
+		}
+	}
+	b := testPorts(t)
+	root := t.TempDir()
+	w := startGracectl(t, root, "watch", "--interval", "1h", "--range", b.Sub(0, 7), "--api", "0.0.0.0:"+b.P(8), "--api-allow-remote")
+	waitFor(t, "the API", 60*time.Second, func() bool { return strings.Contains(w.out.String(), "Health check:") })
+	// 198.51.100.254 (TEST-NET-2) and 2001:db8::254 stand for another
+	// host's address, unless this host has them.
+	want := map[string]int{"[::1]:" + b.P(8): 200, "127.0.0.1:" + b.P(8): 200, "evil.example:" + b.P(8): 403,
+		"198.51.100.254:" + b.P(8): 403, "[2001:db8::254]:" + b.P(8): 403}
+	for _, h := range hosts {
+		want[h+":"+b.P(8)], want[h] = 200, 200
+	}
+	checkHosts(t, b.Addr(8), want)
+	var v4, v6 bool
+	for _, h := range hosts {
+		v6 = v6 || strings.HasPrefix(h, "[")
+		v4 = v4 || !strings.HasPrefix(h, "[")
+	}
+	if !v4 {
+		t.Log("this host has no non-loopback IPv4 address: only loopback's was tried")
+	}
+	if !v6 {
+		t.Log("this host has no global IPv6 address: only ::1 was tried")
+	}
+	if len(hosts) == 0 {
+		t.Skip("this host has no non-loopback address: only loopback's were tried (they passed)")
 	}
 }

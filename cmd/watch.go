@@ -104,7 +104,7 @@ cannot be reached at start is exit 6. See docs/routes.md.` + exitHelp([]int{exit
 	f.StringVar(&o.api, "api", "", "serve the HTTP API on HOST:PORT (default host 127.0.0.1) or unix:/path")
 	f.BoolVar(&o.remote, "api-allow-remote", false, "allow --api to listen beyond loopback (give --api-web-config with TLS and authentication too)")
 	f.StringVar(&o.webConfig, "api-web-config", "", "serve the API with TLS and authentication: a Prometheus exporter web config `FILE` (tls_server_config, basic_auth_users; docs/security.md)")
-	f.StringArrayVar(&o.apiHosts, "api-host", nil, "a `NAME` the remote API is reached by, accepted in the Host header (repeatable; this host's name and address always are)")
+	f.StringArrayVar(&o.apiHosts, "api-host", nil, "a `NAME` the remote API is reached by, accepted in the Host header (repeatable; this host's name and the addresses of all its interfaces, IPv4 and IPv6, always are)")
 	f.DurationVar(&o.heartbeat, "event-heartbeat", api.EventHeartbeat, "time between the API's event stream heartbeats; a local client that reads nothing for one is dropped")
 	addFleetFlags(f, g, &o.fleet, "publish this host's allocations to etcd for the fleet view ($GRACECTL_FLEET)", false)
 	f.StringVar(&o.hostID, "host-id", "", "this host's `ID` in the fleet: 1 to 64 letters, digits, '.', '_' and '-' (default: /etc/machine-id, else the host name)")

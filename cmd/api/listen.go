@@ -190,18 +190,47 @@ func (cfg *ListenConfig) reservePort(ctx context.Context, port int) (release fun
 }
 
 // remoteHosts are the Host values a remote API accepts beyond its
-// address: the host it listens on, the names given with --api-host and
-// this host's name, each with and without the port. Any other Host is DNS
+// address: the host it listens on, the names given with --api-host, this
+// host's name and the addresses of all its interfaces, each with and
+// without the port. Any other Host is DNS
 // rebinding.
 func remoteHosts(host string, port int, given []string) []string {
 	names := append([]string{host}, given...)
 	if hn, err := os.Hostname(); err == nil {
 		names = append(names, hn)
 	}
+	names = append(names, HostAddresses()...)
 	var out []string
 	for _, n := range names {
 		n = strings.ToLower(n)
 		out = append(out, n, n+":"+strconv.Itoa(port))
+	}
+	return out
+}
+
+// HostAddresses are the addresses of this host's interfaces as a Host
+// header carries them: 192.0.2.2, [fd00::2] (IPv6 in brackets). A remote
+// API accepts each, with and without its port: a Prometheus target or a
+// browser that names this host by address. Link-local IPv6 addresses,
+// which a URL can only give with a zone, are left out.
+func HostAddresses() []string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		ip := ipn.IP
+		switch {
+		case ip.To4() != nil:
+			out = append(out, ip.To4().String())
+		case !ip.IsLinkLocalUnicast():
+			out = append(out, "["+ip.String()+"]")
+		}
 	}
 	return out
 }
