@@ -100,6 +100,19 @@ func TestRunStartsOneWatchdog(t *testing.T) {
 	waitFor(t, "the killed run's port to be released by the watchdog", 60*time.Second, func() bool {
 		return readRegistry(t, root).Get(victim) == nil
 	})
+	// A full cycle after the release (SIGHUP runs one now) closes the
+	// crash's episode without a "resolved" line: the port is not
+	// allocated any more (issue 23).
+	logPath := filepath.Join(root, registry.LogDir, "watchdog.log")
+	cycles := func() int { b, _ := os.ReadFile(logPath); return strings.Count(string(b), "Health check:") }
+	before := cycles()
+	for _, pid := range watchdogsOf(root) {
+		syscall.Kill(pid, syscall.SIGHUP)
+	}
+	waitFor(t, "a cycle after the release", 60*time.Second, func() bool { return cycles() > before })
+	if b, _ := os.ReadFile(logPath); strings.Contains(string(b), "Port "+strconv.Itoa(victim)+": ") && strings.Contains(string(b), "resolved") {
+		t.Errorf("an issue of port %d, released, was logged as resolved:\n%s", victim, b)
+	}
 	// The others end; with the registry empty the watchdog exits after
 	// its idle time (1 s here).
 	for _, r := range runs[1:] {

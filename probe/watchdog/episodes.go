@@ -23,11 +23,13 @@ func issueKind(issue string) string {
 // opens issues; only a full cycle closes them.
 func (e episodes) update(rep *Report, full bool) (started []string, ended []string) {
 	now := map[string]string{}
+	allocated := map[string]bool{} // the allocations the report saw, by key
 	for _, r := range rep.Results {
+		key := fmt.Sprintf("%d/%s", r.Port, r.probed.ID)
+		allocated[key] = true
 		if r.Issue == "" {
 			continue
 		}
-		key := fmt.Sprintf("%d/%s", r.Port, r.probed.ID)
 		now[key] = issueKind(r.Issue)
 		if e[key] != now[key] {
 			started = append(started, r.IssueLine())
@@ -48,8 +50,14 @@ func (e episodes) update(rep *Report, full bool) (started []string, ended []stri
 		return started, nil
 	}
 	for key, kind := range e {
+		port, rest, _ := strings.Cut(key, "/")
+		if !strings.HasPrefix(rest, "unmanaged/") && !allocated[key] {
+			// The allocation is gone: its release line said how the
+			// issue ended, and a port no longer allocated has nothing
+			// resolved.
+			continue
+		}
 		if now[key] != kind { // gone, or another issue now
-			port, _, _ := strings.Cut(key, "/")
 			ended = append(ended, fmt.Sprintf("Port %s: %s resolved", port, kind))
 		}
 	}
