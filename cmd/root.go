@@ -395,7 +395,7 @@ their port, watches them, and keeps a daily audit log.` + exitHelp([]int{exitOK,
 	pf.StringVar(&g.rangeSpec, "range", env.rangeSpec, "managed port range START-END; $GRACECTL_RANGE sets the default")
 	pf.DurationVar(&g.lockTimeout, "lock-timeout", env.lockTimeout, "how long to wait for the registry lock while no other gracectl finishes a change; $GRACECTL_LOCK_TIMEOUT sets the default")
 	root.AddCommand(newAllocateCmd(g), newReleaseCmd(g), newRegisterCmd(g), newStatusCmd(g), newRunCmd(g),
-		newCheckCmd(g), newWatchCmd(g), newAdoptCmd(g), newPortCmd(g), newEnvCmd(g), newWhoCmd(g), newWhyCmd(g), newWaitCmd(g), newRoutesCmd(g), newForgetCmd(g), newInitCmd(g), newExecTrampolineCmd(), newDetachCmd())
+		newCheckCmd(g), newWatchCmd(g), newAdoptCmd(g), newPortCmd(g), newEnvCmd(g), newWhoCmd(g), newWhyCmd(g), newWaitCmd(g), newFreeCmd(g), newRoutesCmd(g), newForgetCmd(g), newInitCmd(g), newExecTrampolineCmd(), newDetachCmd())
 	// An unknown shell (`completion tcsh`) is a usage error, not help.
 	root.InitDefaultCompletionCmd()
 	for _, c := range root.Commands() {

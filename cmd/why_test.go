@@ -61,7 +61,13 @@ while True:
 // test ends.
 func startListener(t *testing.T, prefix []string, specs ...string) *exec.Cmd {
 	t.Helper()
-	argv := append(append(prefix, "python3", "-c", pyListen), specs...)
+	return startReady(t, append(append(prefix, "python3", "-c", pyListen), specs...)...)
+}
+
+// startReady starts argv and waits until it prints "ready"; it is killed
+// when the test ends.
+func startReady(t *testing.T, argv ...string) *exec.Cmd {
+	t.Helper()
 	c := testenv.Command(t, argv[0], argv[1:]...)
 	out, err := c.StdoutPipe()
 	if err != nil {
@@ -79,10 +85,10 @@ func startListener(t *testing.T, prefix []string, specs ...string) *exec.Cmd {
 	select {
 	case line := <-ready:
 		if strings.TrimSpace(line) != "ready" {
-			t.Fatalf("listener %v did not start", specs)
+			t.Fatalf("%q did not start", argv)
 		}
 	case <-time.After(testenv.Scale(60 * time.Second)):
-		t.Fatalf("listener %v not ready after 60s", specs)
+		t.Fatalf("%q not ready after 60s", argv)
 	}
 	return c
 }

@@ -1,6 +1,8 @@
 package portinfo
 
 import (
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 
@@ -41,5 +43,45 @@ func TestDecide(t *testing.T) {
 	}
 	if s := tw.Sentence(); s != "a closed TCP connection 127.0.0.1:8000 → 127.0.0.1:5000 waits in TIME-WAIT for 42s more" {
 		t.Errorf("TIME-WAIT: %q", s)
+	}
+}
+
+// The rules of DecideFree, one row each.
+func TestDecideFree(t *testing.T) {
+	srv := Holder{PID: 100, Start: 5, Parent: 50, Command: "python3 serve.py", UID: 1000}
+	worker := Holder{PID: 101, Start: 6, Parent: 100, Command: "python3 serve.py", UID: 1000}
+	owned := &registry.Allocation{Port: 8000, ServiceName: "api", PID: registry.OwnerPID(os.Getpid())} // a live owner
+	for _, tc := range []struct {
+		name    string
+		obs     FreeObservation
+		stop    []int
+		refused string
+	}{
+		{"nothing listens", FreeObservation{}, nil, ""},
+		{"one listener", FreeObservation{Sockets: 1, Holders: []Holder{srv}}, []int{100}, ""},
+		{"a pre-fork server: its parent only", FreeObservation{Sockets: 1, Holders: []Holder{srv, worker}}, []int{100}, ""},
+		{"unseen", FreeObservation{Sockets: 2, Unseen: 1, Holders: []Holder{srv}}, nil, "a process this user cannot see listens"},
+		{"pid 1", FreeObservation{Sockets: 1, Holders: []Holder{{PID: 1, Start: 1, Command: "systemd"}}}, nil, "pid 1 (systemd), which gracectl never stops"},
+		{"itself", FreeObservation{Sockets: 1, Self: 100, Holders: []Holder{srv}}, nil, "held by this gracectl (pid 100) itself"},
+		{"a kernel thread", FreeObservation{Sockets: 1, Holders: []Holder{{PID: 9, Start: 1, Kernel: true, Command: "nfsd"}}}, nil, "kernel thread 9"},
+		{"no start time", FreeObservation{Sockets: 1, Holders: []Holder{{PID: 7}}}, nil, "cannot be identified by its start time"},
+		{"a live owner, not the caller", FreeObservation{Sockets: 1, Holders: []Holder{srv}, Allocation: owned}, nil, "use --force"},
+		{"a live owner, with --force", FreeObservation{Sockets: 1, Holders: []Holder{srv}, Allocation: owned, Force: true}, []int{100}, ""},
+		{"the caller's own", FreeObservation{Sockets: 1, Holders: []Holder{srv}, Allocation: owned, Callers: []int{os.Getpid()}}, []int{100}, ""},
+		{"a dead owner", FreeObservation{Sockets: 1, Holders: []Holder{srv}, Allocation: &registry.Allocation{Port: 8000, PID: 1 << 22}}, []int{100}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			plan, err := DecideFree(tc.obs)
+			var got []int
+			for _, h := range plan.Stop {
+				got = append(got, h.PID)
+			}
+			switch {
+			case tc.refused != "" && (err == nil || !strings.Contains(err.Error()+" "+err.(*RefusedError).Hint, tc.refused)):
+				t.Errorf("got %v, %v; want refused: %s", got, err, tc.refused)
+			case tc.refused == "" && (err != nil || fmt.Sprint(got) != fmt.Sprint(tc.stop) || plan.Nothing != (tc.obs.Sockets == 0)):
+				t.Errorf("got %v (nothing %v), %v; want %v", got, plan.Nothing, err, tc.stop)
+			}
+		})
 	}
 }
