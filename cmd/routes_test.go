@@ -189,8 +189,8 @@ func TestRoutesCaddy(t *testing.T) {
 	if err != nil {
 		t.Skip("caddy is not installed (apt-get install caddy): the Caddy routes test is skipped")
 	}
-	b := testenv.Ports(t, 2)
-	admin, listen := b.Addr(0), b.Port(1)
+	b := testenv.Ports(t, 3)
+	admin, listen, apiAddr := b.Addr(0), b.Port(1), b.Addr(2)
 	dir := t.TempDir()
 	cfg := fmt.Sprintf(`{"admin": {"listen": %q},
  "apps": {"http": {"servers": {"mine": {"listen": [":%d"], "automatic_https": {"disable": true},
@@ -225,9 +225,23 @@ func TestRoutesCaddy(t *testing.T) {
 
 	f := &routesFixture{t: t, root: t.TempDir(), listen: listen}
 	f.startServices()
-	f.watch = startGracectl(t, f.root, "watch", "--interval", "1s", "--routes", "caddy://"+admin, "--routes-listen", strconv.Itoa(listen))
+	f.watch = startGracectl(t, f.root, "watch", "--interval", "1s", "--routes", "caddy://"+admin, "--routes-listen", strconv.Itoa(listen),
+		"--api", apiAddr)
 	f.checkCommon()
 	handRoute()
+
+	// The API serves the table, and the dashboard links the names with it.
+	body := httpGet(t, "http://"+apiAddr+"/api/routes")
+	if !strings.Contains(body, `"host": "flaky.localhost"`) || !strings.Contains(body, `"url": "http://flaky.localhost:`+strconv.Itoa(listen)+`"`) {
+		t.Errorf("GET /api/routes:\n%s", body)
+	}
+	flaky := readRegistry(t, f.root).OfService("flaky", "")[0].Port
+	t.Run("dashboard", func(t *testing.T) {
+		ctx := openBrowser(t, 1200, 800)
+		load(t, ctx, &dash{api: apiAddr})
+		until(t, ctx, "flaky's name to link its URL", fmt.Sprintf(
+			`(document.querySelector("#port-%d td[data-label=Service] a") || {}).href === "http://flaky.localhost:%d/"`, flaky, listen))
+	})
 
 	// Caddy restarted from its file (without gracectl's routes): back
 	// within a cycle.
@@ -335,4 +349,76 @@ func TestRoutesNginx(t *testing.T) {
 	os.Remove(f.failFile)
 	f.answers("flaky.localhost", 200, "ok", "flaky.localhost to be back while a refused name is left out")
 	t.Logf("watch's output:\n%s", f.watch.out)
+}
+
+// TestRoutesCaddyDownAndOwnServer: with no server of Caddy's on the
+// address, gracectl makes its own (and removes it when it stops); a Caddy
+// that goes away is one log line however long it stays away, and the
+// routes are back when it returns.
+func TestRoutesCaddyDownAndOwnServer(t *testing.T) {
+	caddy, err := exec.LookPath("caddy")
+	if err != nil {
+		t.Skip("caddy is not installed (apt-get install caddy): the Caddy routes test is skipped")
+	}
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("python3 is not installed")
+	}
+	b := testenv.Ports(t, 2)
+	admin, listen := b.Addr(0), b.Port(1)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "caddy.json")
+	if err := os.WriteFile(file, []byte(fmt.Sprintf(`{"admin": {"listen": %q}}`, admin)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var proc *started
+	startCaddy := func() {
+		c := testenv.Command(t, caddy, "run", "--config", file)
+		c.Env = append(c.Env, "HOME="+dir, "XDG_CONFIG_HOME="+dir, "XDG_DATA_HOME="+dir)
+		proc = startCmd(t, c)
+	}
+	startCaddy()
+	getConfig := func(path string) (int, string) {
+		resp, err := http.Get("http://" + admin + path)
+		if err != nil {
+			return 0, ""
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	waitFor(t, "caddy's admin API", 60*time.Second, func() bool { code, _ := getConfig("/config/"); return code == 200 })
+
+	f := &routesFixture{t: t, root: t.TempDir(), listen: listen}
+	startGracectlEnv(t, f.root, []string{"SERVE_QUIET=1"}, "run", "--service", "solo", "--health-path", "/health", "--", "python3", serveScript(t))
+	f.watch = startGracectl(t, f.root, "watch", "--interval", "1s", "--routes", "caddy://"+admin, "--routes-listen", strconv.Itoa(listen))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("watch's output:\n%s", f.watch.out)
+		}
+	})
+	f.answers("solo.localhost", 200, `"status": "ok"`, "solo.localhost to answer")
+	if code, body := getConfig("/id/" + "gracectl_server"); code != 200 || !strings.Contains(body, `"disable":true`) {
+		t.Errorf("gracectl's server: %d %s", code, body)
+	}
+
+	// Caddy goes away for three cycles: one line.
+	proc.cmd.Process.Signal(syscall.SIGTERM)
+	proc.wait(t, 60*time.Second)
+	before := f.cycles()
+	waitFor(t, "three cycles without caddy", 60*time.Second, func() bool { return f.cycles() >= before+3 })
+	if n := strings.Count(f.watch.out.String(), "does not answer"); n != 1 {
+		t.Errorf("caddy being away was logged %d times, want once", n)
+	}
+	startCaddy()
+	f.answers("solo.localhost", 200, `"status": "ok"`, "solo.localhost to answer once caddy is back")
+	waitFor(t, "the line saying caddy follows again", 60*time.Second, func() bool {
+		return strings.Contains(f.watch.out.String(), "follows the registry again: 1 routed")
+	})
+
+	// Stopped: gracectl's server is gone.
+	f.watch.cmd.Process.Signal(syscall.SIGTERM)
+	f.watch.wait(t, 60*time.Second)
+	if code, body := getConfig("/config/apps/http/servers"); code != 200 || strings.Contains(body, "gracectl") {
+		t.Errorf("after the watchdog stopped, Caddy's servers are: %d %s", code, body)
+	}
 }
