@@ -1,6 +1,10 @@
 // Package cmd is gracectl's command line: it parses flags, calls into
 // registry and probe, and does all the printing. Errors are printed once, by
-// Main, on stderr; data goes to stdout.
+// Main, on stderr; data goes to stdout. One file per subcommand.
+//
+// It never changes the registry but through registry.Store, and never
+// reads /proc or sockets itself: rules about ports and processes live in
+// registry, probe and their sub-packages.
 package cmd
 
 import (
@@ -332,54 +336,13 @@ func newRootCmd(stdout, stderr io.Writer, args []string) *cobra.Command {
 It hands out ports without ever giving one port to two services, records who,
 what, when and why for each in a flock-guarded registry, launches services on
 their port, watches them, and keeps a daily audit log.` + exitHelp([]int{exitOK, exitFailure, exitUsage, exitLocked, exitExhausted, exitCheckFailed, exitStartup}, nil),
-		SilenceErrors: true,
-		SilenceUsage:  true,
-		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
-			if name := cmd.Name(); name != "watch" && name != "run" {
-				// A short-lived command: collect garbage only if the heap
-				// nears 256 MiB (docs/benchmarks: the measured gain).
-				debug.SetGCPercent(-1)
-				debug.SetMemoryLimit(256 << 20)
-			}
-			wd, err := os.Getwd()
-			if err != nil {
-				return err
-			}
-			g.hostRoot = env.hostRoot
-			if g.hostRoot == "" {
-				g.hostRoot = registry.DefaultHostRoot
-			}
-			root, err := registry.ResolveRoot(registry.RootQuery{Flag: g.root, Env: env.root, WorkDir: wd,
-				HostRoot: g.hostRoot, PrivateRoot: env.privateRoot})
-			if err != nil {
-				return err
-			}
-			for _, w := range root.Warnings {
-				fmt.Fprintf(g.stderr, "gracectl: warning: %s\n", escape(w))
-			}
-			g.root, g.rootSource = root.Dir, root.Source
-			if g.lockTimeout <= 0 {
-				return usageErrorf("--lock-timeout must be positive, got %s", g.lockTimeout)
-			}
-			return nil
-		},
+		SilenceErrors:     true,
+		SilenceUsage:      true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error { return g.setUp(cmd) },
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	// Every mistake on the command line is a usageError (exit 2): flags
-	// through cobra's flag error hook, a mistyped command here (the root
-	// takes no arguments of its own), arguments through each command's
-	// Args.
-	root.SuggestionsMinimumDistance = 2
-	root.Args = func(cmd *cobra.Command, args []string) error {
-		if len(args) == 0 {
-			return nil
-		}
-		return &usageError{msg: fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath()), suggestions: cmd.SuggestionsFor(args[0])}
-	}
-	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return &usageError{msg: flagMessage(err), hint: guessedFlagHint(c, err, args)}
-	})
+	usageErrorsOnly(root, args)
 	// --version by hand: cobra's prints the version whatever follows it.
 	var showVersion bool
 	root.Flags().BoolVar(&showVersion, "version", false, "print the version")
@@ -396,21 +359,76 @@ their port, watches them, and keeps a daily audit log.` + exitHelp([]int{exitOK,
 	pf.DurationVar(&g.lockTimeout, "lock-timeout", env.lockTimeout, "how long to wait for the registry lock while no other gracectl finishes a change; $GRACECTL_LOCK_TIMEOUT sets the default")
 	root.AddCommand(newAllocateCmd(g), newReleaseCmd(g), newRegisterCmd(g), newStatusCmd(g), newRunCmd(g),
 		newCheckCmd(g), newWatchCmd(g), newAdoptCmd(g), newPortCmd(g), newEnvCmd(g), newWhoCmd(g), newWhyCmd(g), newWaitCmd(g), newFreeCmd(g), newRoutesCmd(g), newForgetCmd(g), newInitCmd(g), newExecTrampolineCmd(), newDetachCmd())
-	// An unknown shell (`completion tcsh`) is a usage error, not help.
+	strictCompletion(root)
+	return root
+}
+
+// setUp runs before every command: it finds the state root (saying why it
+// skipped any) and checks the global flags.
+func (g *globals) setUp(cmd *cobra.Command) error {
+	if name := cmd.Name(); name != "watch" && name != "run" {
+		// A short-lived command: collect garbage only if the heap nears
+		// 256 MiB (docs/benchmarks: the measured gain).
+		debug.SetGCPercent(-1)
+		debug.SetMemoryLimit(256 << 20)
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	g.hostRoot = g.env.hostRoot
+	if g.hostRoot == "" {
+		g.hostRoot = registry.DefaultHostRoot
+	}
+	root, err := registry.ResolveRoot(registry.RootQuery{Flag: g.root, Env: g.env.root, WorkDir: wd,
+		HostRoot: g.hostRoot, PrivateRoot: g.env.privateRoot})
+	if err != nil {
+		return err
+	}
+	for _, w := range root.Warnings {
+		fmt.Fprintf(g.stderr, "gracectl: warning: %s\n", escape(w))
+	}
+	g.root, g.rootSource = root.Dir, root.Source
+	if g.lockTimeout <= 0 {
+		return usageErrorf("--lock-timeout must be positive, got %s", g.lockTimeout)
+	}
+	return nil
+}
+
+// usageErrorsOnly makes every mistake on the command line a usageError
+// (exit 2): flags through cobra's flag error hook, a mistyped command
+// through the root's Args (the root takes no arguments of its own), and
+// arguments through each command's Args.
+func usageErrorsOnly(root *cobra.Command, args []string) {
+	root.SuggestionsMinimumDistance = 2
+	root.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return nil
+		}
+		return &usageError{msg: fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath()), suggestions: cmd.SuggestionsFor(args[0])}
+	}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return &usageError{msg: flagMessage(err), hint: guessedFlagHint(c, err, args)}
+	})
+}
+
+// strictCompletion adds cobra's completion command, with an unknown shell
+// (`completion tcsh`) and extra arguments as usage errors, not help.
+func strictCompletion(root *cobra.Command) {
 	root.InitDefaultCompletionCmd()
 	for _, c := range root.Commands() {
-		if c.Name() == "completion" {
-			for _, shell := range c.Commands() {
-				shell.Args = noArgs
-			}
-			c.Args = func(cmd *cobra.Command, args []string) error {
-				if len(args) > 0 {
-					return usageErrorf("no completion for shell %s: choose bash, zsh, fish or powershell", registry.Quote(args[0]))
-				}
-				return nil
-			}
-			c.RunE = func(cmd *cobra.Command, args []string) error { return cmd.Help() }
+		if c.Name() != "completion" {
+			continue
 		}
+		for _, shell := range c.Commands() {
+			shell.Args = noArgs
+		}
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageErrorf("no completion for shell %s: choose bash, zsh, fish or powershell", registry.Quote(args[0]))
+			}
+			return nil
+		}
+		c.RunE = func(cmd *cobra.Command, args []string) error { return cmd.Help() }
 	}
-	return root
 }

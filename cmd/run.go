@@ -35,12 +35,8 @@ type runOptions struct {
 
 const trampolineName = "__exec-listen"
 
-func newRunCmd(g *globals) *cobra.Command {
-	o := &runOptions{g: g}
-	c := &cobra.Command{
-		Use:   "run [flags] -- COMMAND [ARGS...]",
-		Short: "Run a service on a managed port and release the port when it ends",
-		Long: `Allocate a port, start COMMAND with it, register the command's PID as the
+// runLong is the help of `gracectl run`.
+const runLong = `Allocate a port, start COMMAND with it, register the command's PID as the
 port's owner, and release the port when the command exits.
 
 The port reaches the command as $PORT (or the variable --env names) and
@@ -86,7 +82,14 @@ EXIT STATUS
   the command's exit status, or 128+N if it died of signal N
   126  the command is not executable
   127  the command was not found
-  1, 2, 3, 4 as for every command, when no command was started`,
+  1, 2, 3, 4 as for every command, when no command was started`
+
+func newRunCmd(g *globals) *cobra.Command {
+	o := &runOptions{g: g}
+	c := &cobra.Command{
+		Use:   "run [flags] -- COMMAND [ARGS...]",
+		Short: "Run a service on a managed port and release the port when it ends",
+		Long:  runLong,
 		Example: `  gracectl run --service grace_backend --purpose "Main Grace API server" -- python serve.py
   gracectl run -- python3 -m http.server {port}
   gracectl run --health-path / -- docker run --rm --name web -p 127.0.0.1:{port}:80 nginx

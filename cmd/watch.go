@@ -43,12 +43,8 @@ type watchOptions struct {
 	routes     routesFlags
 }
 
-func newWatchCmd(g *globals) *cobra.Command {
-	o := &watchOptions{g: g, journal: readEnv().journal}
-	c := &cobra.Command{
-		Use:   "watch",
-		Short: "Run the watchdog in the foreground (every 30s)",
-		Long: `Run the watchdog in the foreground: one cycle at once, then one every
+// watchLong is the help of `gracectl watch`.
+const watchLong = `Run the watchdog in the foreground: one cycle at once, then one every
 --interval. Each cycle probes every allocation (see 'gracectl check'), records
 health statuses and request/error counts, and releases the ports of dead
 services and stale reservations. Log lines go to stderr, timestamped unless
@@ -69,7 +65,14 @@ service is active and its health check passes, a 503 while it is not, a
 404 for other names under the domain. caddy://HOST:PORT edits gracectl's
 own objects through Caddy's admin API; nginx:PATH writes an include file,
 tests it (--routes-test) and reloads nginx (--routes-reload). A proxy that
-cannot be reached at start is exit 6. See docs/routes.md.` + exitHelp([]int{exitOK, exitFailure, exitUsage, exitLocked, exitStartup}, nil),
+cannot be reached at start is exit 6. See docs/routes.md.`
+
+func newWatchCmd(g *globals) *cobra.Command {
+	o := &watchOptions{g: g, journal: readEnv().journal}
+	c := &cobra.Command{
+		Use:   "watch",
+		Short: "Run the watchdog in the foreground (every 30s)",
+		Long:  watchLong + exitHelp([]int{exitOK, exitFailure, exitUsage, exitLocked, exitStartup}, nil),
 		Example: `  gracectl watch
   gracectl watch --interval 10s --health-timeout 1s
   gracectl watch --routes caddy://127.0.0.1:2019

@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -147,7 +148,13 @@ func runWho(cmd *cobra.Command, o *whoOptions, port int) error {
 	if o.json {
 		return printJSON(o.g.stdout, w)
 	}
-	out := o.g.stdout
+	printWho(o.g.stdout, &w, ownerLive)
+	return nil
+}
+
+// printWho prints who's answer for people.
+func printWho(out io.Writer, w *Who, ownerLive probe.Liveness) {
+	port := w.Port
 	if a := w.Allocation; a != nil {
 		fmt.Fprintf(out, "port %d: allocated to %s %s, %s\n", port, escape(a.Label()), sinceText(a.AllocatedAt), escape(a.HealthStatus))
 		if c := a.Container; c != nil {
@@ -178,7 +185,6 @@ func runWho(cmd *cobra.Command, o *whoOptions, port int) error {
 	if len(w.Listeners) == 0 {
 		fmt.Fprintf(out, "  listening: nothing\n")
 	}
-	return nil
 }
 
 // containerPID says what a container's owner PID is: its main process, or

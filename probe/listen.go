@@ -12,7 +12,8 @@ import (
 const DialTimeout = 300 * time.Millisecond
 
 // Snapshot is one look at the host's listening TCP sockets. On Linux it
-// comes from /proc/net/tcp{,6}, so nothing connects to the services; the
+// comes from sock_diag netlink (else /proc/net/tcp{,6}), so nothing
+// connects to the services; the
 // PIDs behind each port are looked up lazily, since that means reading
 // every /proc/*/fd.
 type Snapshot struct {

@@ -5,8 +5,8 @@
 // changes lives in probe/watchdog.
 //
 // Linux is the first-class platform: process start times come from
-// /proc/PID/stat, listeners from /proc/net/tcp{,6} and their owners from
-// /proc/*/fd. On macOS start times come from sysctl kern.proc.pid, and a
+// /proc/PID/stat, sockets from the kernel's sock_diag netlink interface
+// (else /proc/net/tcp{,6}) and their owners from /proc/*/fd. On macOS start times come from sysctl kern.proc.pid, and a
 // port is seen as listening when a TCP connect to 127.0.0.1 or ::1 succeeds
 // (its owner is then unknown). Elsewhere the start time is unknown and a
 // process is identified by PID alone.

@@ -6,8 +6,9 @@ import (
 	"os"
 	"testing"
 
-	"github.com/gracectl/gracectl/registry/testenv"
 	"time"
+
+	"github.com/gracectl/gracectl/registry/testenv"
 )
 
 // benchStore is a store holding n allocations, written in one change.

@@ -29,7 +29,7 @@ type Store struct {
 	LockTimeout time.Duration
 	// Notice, if set, receives one-line messages for the user: a registry
 	// file created, and where.
-	Notice func(msg string)
+	Notice LogFunc
 	// Elsewhere are the state roots of other registries of this host whose
 	// ports this one never hands out (HeldElsewhere): the host registry,
 	// for a private or project registry.
@@ -124,12 +124,6 @@ func (s *Store) FileMode() fs.FileMode {
 
 // EnsureDir creates the registry folder if needed, never through a link.
 func (s *Store) EnsureDir() error { return ensureDir(s.Root, RegistryDir, 0o755) }
-
-func (s *Store) notice(format string, args ...any) {
-	if s.Notice != nil {
-		s.Notice(fmt.Sprintf(format, args...))
-	}
-}
 
 func ownedBySelf(info fs.FileInfo) bool {
 	st, ok := info.Sys().(*syscall.Stat_t)
@@ -366,7 +360,7 @@ func (c *change) write(r *Registry, tx *Tx, info fs.FileInfo) error {
 		r.src = kept.Bytes()
 	}
 	if info == nil {
-		c.s.notice("created registry %s", c.s.Path())
+		c.s.Notice.Printf("created registry %s", c.s.Path())
 	}
 	return nil
 }

@@ -13,9 +13,15 @@
 // the lock file, reads and validates the file, lets the caller change it,
 // writes it atomically (temp file, fsync, rename) and appends the audit lines
 // the change produced; then it unlocks, and returns only once the folder and
-// the log are fsynced too. Readers take a shared lock. Fields gracectl does
-// not know survive every rewrite, at the top level and in each allocation.
+// the log are fsynced too. Readers take no lock: the file is only ever
+// replaced whole (rename), so a reader sees the old one or the new one.
+// Fields gracectl does not know survive every rewrite, at the top level and
+// in each allocation.
 // All JSON goes through json.go.
+//
+// It never prints (notices go to Store.Notice) and never signals a
+// process; it looks at processes (through probe) only to tell whether an
+// owner still lives before it replaces or releases its port.
 package registry
 
 import (

@@ -11,6 +11,8 @@
 //	GET  /api/ports/events             Server-Sent Events (events.go, stream.go)
 //	GET  /api/ports/map                watchdog.PortMap: the range port by port
 //	GET  /api/ports/history            watchdog.HistoryDoc: the pool over the last hour
+//	GET  /api/fleet/status             fleet.View: every host of the fleet (etcd); 404 without --fleet, 503 when etcd does not answer in time
+//	GET  /api/fleet/services/{name}    where the service runs in the fleet (fleet.View.Services), 404 if nowhere
 //	GET  /api/routes                   routes.Table (= gracectl routes --json), 404 without watch --routes
 //	GET  /                             the dashboard page (dashboard.go)
 //	GET  /metrics                      Prometheus text format
@@ -20,6 +22,11 @@
 // or localhost get 403 (DNS rebinding), and the POST needs
 // Content-Type: application/json, which a browser cannot send cross-site
 // without a preflight.
+//
+// The API only reads: it never allocates, releases or signals, except that
+// the health-check POST runs a watchdog cycle (the same cycle the watchdog
+// runs) and an API listening inside the managed range holds its own port
+// (listen.go).
 package api
 
 import (

@@ -1,7 +1,8 @@
 // Package fleet publishes a host's registry to etcd and reads the fleet
 // from it (`watch --fleet`, `status --fleet`, …). The file registry stays
 // the truth for each host's ports: etcd holds a copy for people and tools
-// that look across hosts, and never decides a port. docs/fleet.md has the
+// that look across hosts, and never decides a port: nothing here writes
+// the registry. docs/fleet.md has the
 // key layout and the failure table.
 package fleet
 

@@ -14,6 +14,9 @@
 // keep a limited number of connections open. Ports come from a pool
 // reserved in the registry (registry.Pool), each checked under the
 // registry lock before it is handed out.
+//
+// It never hands out a port that is not the pool's, never replaces an
+// owner, and never believes a PID the kernel does not vouch for.
 package portserver
 
 import (

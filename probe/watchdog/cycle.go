@@ -347,7 +347,9 @@ func observe(ctx context.Context, a *registry.Allocation, listening bool, listen
 	}
 	if !ob.Alive {
 		ob.Supervised = a.Supervised()
-		if !ob.Supervised && !ob.OwnerUnknown && !a.Reserved() {
+		// A run's reservation (it carries the run's mark) may have an heir
+		// too: run killed before it registered its command.
+		if !ob.Supervised && !ob.OwnerUnknown && (!a.Reserved() || a.DescendantMark != "") {
 			ob.Heir, _ = a.LiveDescendant()
 		}
 	}
@@ -442,7 +444,7 @@ func decide(a *registry.Allocation, ob Observation, now time.Time, opts Options)
 		v.Status, v.Health = registry.StatusReserved, "skipped: the container engine cannot be asked"
 	case ob.Container != nil && !ob.Container.Running:
 		containerDown(&v, a, ob)
-	case a.Reserved() && ob.Container == nil:
+	case a.Reserved() && ob.Container == nil && ob.Heir.PID == 0:
 		v.Status, v.Health = registry.StatusReserved, "skipped"
 		// A reservation whose supervisor lives (the portserver's pool,
 		// held by the watchdog) has no lease.
@@ -681,6 +683,9 @@ func (r *Result) CountsKnown() bool {
 // heirReason is the audit line's reason for handing a port to a process
 // its service started.
 func heirReason(a *registry.Allocation, heir probe.Identity) string {
+	if a.Reserved() {
+		return fmt.Sprintf("pid %d, started by the service, lives on after its gracectl run ended before it registered the owner", heir.PID)
+	}
 	return fmt.Sprintf("pid %d, started by the service, lives on after owner pid %d and its gracectl run ended", heir.PID, a.PID)
 }
 

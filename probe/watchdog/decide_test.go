@@ -12,9 +12,11 @@ import (
 	"github.com/gracectl/gracectl/registry"
 )
 
-// TestDecide has a row for every row of docs/health-status.md: each
-// status, the transitions between them, the start-up grace, the
-// reservation lease, orphaned and foreign listeners and dead owners.
+// TestDecide has rows for the rules of docs/health-status.md: the
+// transitions between statuses, the start-up grace, the reservation lease,
+// orphaned and foreign listeners and dead owners. It checks that every
+// status the document names has at least one row; it cannot check that
+// every sentence of the document has one.
 func TestDecide(t *testing.T) {
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	ago := func(d time.Duration) registry.Time { return registry.Time{Time: now.Add(-d)} }
@@ -128,6 +130,14 @@ func TestDecide(t *testing.T) {
 			}},
 		{name: "owner gone, its gracectl run gone, the service's heir listens: active, the heir's", a: owned(time.Hour),
 			ob: Observation{Heir: probe.Identity{PID: 4343, Start: 9}, Listening: true, Listeners: []int{4343}}, status: registry.StatusActive, health: "skipped"},
+		{name: "a run's reservation, run killed before it registered its command, the service's heir listens: active, the heir's",
+			a:  func() registry.Allocation { r := reserved(time.Second); r.DescendantMark = "mark"; return r }(),
+			ob: Observation{Heir: probe.Identity{PID: 4343, Start: 9}, Listening: true, Listeners: []int{4343}}, status: registry.StatusActive, health: "skipped",
+			check: func(t *testing.T, v Verdict) {
+				if v.Owner == nil || v.Owner.PID != 4343 || !v.Heir || v.Release != "" || !strings.Contains(v.OwnerReason, "before it registered") {
+					t.Errorf("verdict %+v: want the heir as the owner, no release", v)
+				}
+			}},
 		{name: "owner gone, its gracectl run still supervises: left to run", a: owned(time.Hour), ob: Observation{Supervised: true},
 			status: registry.StatusStarting, health: "skipped"},
 		{name: "orphaned: owner gone, a named process listens: kept", a: owned(time.Hour),
