@@ -307,6 +307,19 @@ func TestPodmanRunAndUnmanaged(t *testing.T) {
 	if readRegistry(t, root).Get(p.Port(0)) != nil {
 		t.Fatal("port not released")
 	}
+	// Detached: run exits with the client, though conmon, which the client
+	// leaves running, would have been its to wait for as a subreaper.
+	name := fmt.Sprintf("gracectl-test-podman-detached-%d", os.Getpid())
+	t.Cleanup(func() { containertest.RemoveContainer("podman", name) })
+	args = append([]string{"run", "--range", p.Sub(2, 3), "--", "podman", "run", "-d", "--name", name}, containertest.RunFlags("podman")...)
+	dg := startGracectlEnv(t, root, env, append(append(args, "-p", "127.0.0.1:{port}:8080"), httpdArgs(img)...)...)
+	if code := dg.wait(t, 60*time.Second); code != 0 {
+		t.Fatalf("run -- podman run -d exited %d:\n%s", code, dg.out)
+	}
+	d := readRegistry(t, root).Get(p.Port(2))
+	if d == nil || d.Container == nil || !d.Container.UntilRemoved || d.PID <= 0 {
+		t.Fatalf("after run -- podman run -d: %+v\n%s", d, dg.out)
+	}
 }
 
 // A port published through NAT alone, with no process listening on it, is
@@ -490,6 +503,29 @@ func TestPodmanRootless(t *testing.T) {
 		adopted.Container.ID != other || adopted.Container.Socket != r.Sock || !adopted.Container.UntilRemoved {
 		t.Fatalf("root's adopt: exit %d, %+v %+v", code, adopted, adopted.Container)
 	}
+	// Stopped, the rootless engine is no longer believed by root (none of
+	// its user's processes runs for the container): the port is kept, as
+	// for a stopped container, not released as a dead owner's; started
+	// again, its new main process owns it.
+	if out, err := r.Command("podman", "stop", "-t", "0", other).CombinedOutput(); err != nil {
+		t.Fatalf("podman stop: %v: %s", err, out)
+	}
+	rootCheck := func() *registry.Allocation {
+		t.Helper()
+		gracectlJSON(t, root, nil, &rep, "check", "--range", p.Sub(5, 6))
+		return readRegistry(t, root).Get(p.Port(5))
+	}
+	if k := rootCheck(); k == nil || k.PID != 0 || k.HealthStatus != registry.StatusReserved {
+		t.Fatalf("root's check of the stopped rootless container: %+v, %+v", k, rep)
+	}
+	if out, err := r.Command("podman", "start", other).CombinedOutput(); err != nil {
+		t.Fatalf("podman start: %v: %s", err, out)
+	}
+	mainPID, _ = r.Command("podman", "inspect", "--format", "{{.State.Pid}}", other).Output()
+	waitFor(t, "root's check to find the restarted container's main process", 30*time.Second, func() bool {
+		k := rootCheck()
+		return k != nil && strconv.Itoa(int(k.PID)) == strings.TrimSpace(string(mainPID)) && k.HealthStatus == registry.StatusActive
+	})
 
 	g.cmd.Process.Signal(syscall.SIGTERM)
 	if code := g.wait(t, 60*time.Second); code != 137 {
@@ -497,5 +533,37 @@ func TestPodmanRootless(t *testing.T) {
 	}
 	if readRegistry(t, userRoot).Get(p.Port(0)) != nil || probeListening(p.Port(0)) {
 		t.Fatal("the rootless container's port is not released")
+	}
+
+	// Detached: run exits with the client (Podman's conmon, rootlessport
+	// and slirp4netns, which the client leaves running, are the engine's,
+	// not the service's), and the port stays the container's, kept while
+	// it is stopped, until it is removed.
+	detached := asUser(append(append(append([]string{"run", "--range", p.Sub(2, 3), "--", "podman", "run", "-d", "--name", "rootless-detached"},
+		containertest.RunFlags("podman")...), "-p", "127.0.0.1:{port}:8080"), httpdArgs(r.Image)...)...)
+	if dg := startCmd(t, detached); dg.wait(t, 60*time.Second) != 0 {
+		t.Fatalf("run -- podman run -d failed:\n%s", dg.out)
+	}
+	d := readRegistry(t, userRoot).Get(p.Port(2))
+	if d == nil || d.Container == nil || !d.Container.UntilRemoved || d.Container.Name != "rootless-detached" {
+		t.Fatalf("after run -- podman run -d: %+v", d)
+	}
+	userCheck := func(want string) {
+		t.Helper()
+		if code := runJSON(t, asUser("check", "--json"), &rep, []string{"check"}); code != 0 || len(rep.Results) != 1 || rep.Results[0].Status != want {
+			t.Fatalf("the user's check, want %s: exit %d, %+v", want, code, rep)
+		}
+	}
+	userCheck(registry.StatusActive)
+	if out, err := r.Command("podman", "stop", "-t", "0", "rootless-detached").CombinedOutput(); err != nil {
+		t.Fatalf("podman stop: %v: %s", err, out)
+	}
+	userCheck(registry.StatusReserved)
+	if out, err := r.Command("podman", "rm", "rootless-detached").CombinedOutput(); err != nil {
+		t.Fatalf("podman rm: %v: %s", err, out)
+	}
+	runJSON(t, asUser("check", "--json"), &rep, []string{"check"})
+	if readRegistry(t, userRoot).Get(p.Port(2)) != nil {
+		t.Fatalf("the removed container's port is still allocated: %+v", rep)
 	}
 }

@@ -125,6 +125,9 @@ func newRunToken() (token, mark string) {
 // keeps running short commands does not rewrite the registry for each;
 // all are when the command has just exited (all).
 func (l *launch) recordDescendants(all bool) {
+	if l.ctr != nil {
+		return // the container is the service; its client's helpers are the engine's
+	}
 	self := os.Getpid()
 	now := map[probe.Identity]bool{}
 	var procs []probe.Identity

@@ -204,7 +204,11 @@ func newLaunch(ctx context.Context, cfg Config) (*launch, error) {
 		return nil, err
 	}
 	signal.Notify(l.sigs, forwarded...)
-	if !cfg.NoWaitDescendants {
+	// A container run's service is the container: the processes its
+	// client leaves behind (Podman's conmon, rootlessport, slirp4netns,
+	// pause process) are the engine's, and go where they go without
+	// gracectl, not to run.
+	if !cfg.NoWaitDescendants && l.ctr == nil {
 		l.subreaper = becomeSubreaper()
 	}
 	return l, nil

@@ -348,8 +348,10 @@ func observe(ctx context.Context, a *registry.Allocation, listening bool, listen
 	if !ob.Alive {
 		ob.Supervised = a.Supervised()
 		// A run's reservation (it carries the run's mark) may have an heir
-		// too: run killed before it registered its command.
-		if !ob.Supervised && !ob.OwnerUnknown && (!a.Reserved() || a.DescendantMark != "") {
+		// too: run killed before it registered its command. A container's
+		// heir is no process: its engine's helpers carry its run's token
+		// too.
+		if !ob.Supervised && !ob.OwnerUnknown && (!a.Reserved() || a.DescendantMark != "") && a.Container == nil {
 			ob.Heir, _ = a.LiveDescendant()
 		}
 	}
@@ -382,10 +384,19 @@ func observe(ctx context.Context, a *registry.Allocation, listening bool, listen
 // and under which main process; it returns the owner's PID in this view.
 // When the engine cannot be asked, what the PID rules saw stands.
 func (ob *Observation) askEngine(ctx context.Context, a *registry.Allocation, local int, procs *probe.ProcessTable, lk *container.Lookup) int {
+	// A rootless engine serves the user its containers run as: the user of
+	// the container's main process or, while that is gone (the container
+	// stopped, or started again under a PID not recorded yet), of an
+	// engine's proxy listening on the port.
 	uid := container.OwnUID()
-	if ob.Alive {
-		if u, ok := probe.ProcessUID(local); ok {
-			uid = u // a rootless engine serves the user its containers run as
+	if u, ok := probe.ProcessUID(local); ok && ob.Alive {
+		uid = u
+	} else {
+		for _, pid := range ob.Listeners {
+			if u, ok := probe.ProcessUID(pid); ok && container.IsProxy(procs.Name(pid)) {
+				uid = u
+				break
+			}
 		}
 	}
 	st, err := lk.Engines().State(ctx, a.Container.Info(), uid)
@@ -442,6 +453,14 @@ func decide(a *registry.Allocation, ob Observation, now time.Time, opts Options)
 		// A stopped container kept until removed, whose engine cannot be
 		// asked now: no lease runs out on it.
 		v.Status, v.Health = registry.StatusReserved, "skipped: the container engine cannot be asked"
+	case a.Container != nil && a.Container.UntilRemoved && ob.Container == nil && !ob.Alive && !ob.OwnerUnknown:
+		// Its main process ended and its engine cannot be asked (it is
+		// down, or a rootless engine, which only its own user believes
+		// once none of its processes runs): whether the container was
+		// removed is not known, so it is kept as a stopped one is.
+		v.Status, v.Health = registry.StatusReserved, "skipped: the container engine cannot be asked"
+		v.Owner = &probe.Identity{}
+		v.OwnerReason = fmt.Sprintf("container %s: main pid %d is gone and its engine cannot be asked; its port is kept until it is removed", a.Container.Label(), a.PID)
 	case ob.Container != nil && !ob.Container.Running:
 		containerDown(&v, a, ob)
 	case a.Reserved() && ob.Container == nil && ob.Heir.PID == 0:
