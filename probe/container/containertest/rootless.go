@@ -100,6 +100,9 @@ func RootlessPodman(t testing.TB) *Rootless {
 				_ = syscall.Kill(pid, syscall.SIGKILL)
 			}
 		}
+		// Whatever is left of the user's (conmon's exit command, which
+		// would make parts of the runtime folder again) carries the tag.
+		testenv.KillTagged(strings.TrimPrefix(r.tag, testenv.TagEnv+"="))
 		if err := os.RemoveAll(r.Dir); err != nil {
 			t.Logf("the rootless test folder %s stays: %v", r.Dir, err)
 		}
