@@ -461,11 +461,15 @@ func TestPodmanRootless(t *testing.T) {
 		t.Fatal(err)
 	}
 	bin := r.Install(t, self)
-	userRoot := r.Mkdir(t, "registry")
+	userRoot, hostRoot := r.Mkdir(t, "registry"), r.Mkdir(t, "host")
 	p := testPorts(t)
 	asUser := func(args ...string) *exec.Cmd {
 		c := r.Command(bin, args...)
-		c.Env = append(c.Env, "GRACECTL_ROOT="+userRoot, "GRACECTL_WATCHDOG=off", "GRACECTL_LOCK_TIMEOUT=60s")
+		// Its own range and host registry, as every test's: the host's
+		// other listeners (8000 of the README's example) and the user's
+		// container at p.Port(5), which root adopts, are not its.
+		c.Env = append(c.Env, "GRACECTL_ROOT="+userRoot, "GRACECTL_HOST_ROOT="+hostRoot, "GRACECTL_RANGE="+p.Sub(0, 3),
+			"GRACECTL_WATCHDOG=off", "GRACECTL_LOCK_TIMEOUT=60s")
 		return c
 	}
 	args := append([]string{"run", "--range", p.Sub(0, 1), "--", "podman", "run", "--rm", "--stop-timeout", "1"}, containertest.RunFlags("podman")...)
