@@ -34,8 +34,7 @@ func ensureWatchdog(ctx context.Context, g *globals, store *registry.Store, rg r
 		return true
 	}
 	warn := func(err error) bool {
-		msg, _ := registry.PlainError(err)
-		fmt.Fprintf(g.stderr, "gracectl: warning: cannot start the watchdog: %s\n", oneLine(msg))
+		fmt.Fprintf(g.stderr, "gracectl: warning: cannot start the watchdog: %s\n", oneLine(registry.PlainText(err)))
 		return false
 	}
 	if err := store.EnsureDir(); err != nil {

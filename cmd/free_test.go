@@ -153,6 +153,14 @@ func TestFreeContainer(t *testing.T) {
 	name := fmt.Sprintf("gracectl-test-free-%d", os.Getpid())
 	id := containertest.Start(t, "docker", append([]string{"--name", name, "-p", b.Addr(5) + ":8080"}, httpdArgs(img)...)...)
 	waitFor(t, "the container's port to listen", 60*time.Second, func() bool { return probeListening(b.Port(5)) })
+	// why names the container behind its engine's proxy, under the engine.
+	d, code := why(t, root, b.Port(5))
+	if code != 1 || len(d.Sockets) == 0 || len(d.Sockets[0].Processes) == 0 {
+		t.Fatalf("why: exit %d, %+v", code, d)
+	}
+	if p := d.Sockets[0].Processes[0]; p.Container == nil || p.Container.Name != name || p.Supervisor == nil || p.Supervisor.Kind != "container" {
+		t.Errorf("why: the proxy's process %+v does not name container %s under its engine", p, name)
+	}
 	out, err := gracectlCmd(t, root, "free", b.P(5), "--dry-run").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "would stop container "+name) {
 		t.Fatalf("dry run: %v: %s", err, out)

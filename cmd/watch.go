@@ -452,8 +452,7 @@ func limitText(n int) string {
 // RestartPreventExitStatus= keeps systemd from retrying, after telling
 // systemd why (STATUS=, ERRNO=).
 func startupError(err error) *exitError {
-	msg, _ := registry.PlainError(err)
-	status := "STATUS=cannot start: " + oneLine(msg)
+	status := "STATUS=cannot start: " + oneLine(registry.PlainText(err))
 	if errno := errnoOf(err); errno != 0 {
 		status += "\nERRNO=" + strconv.Itoa(errno)
 	}

@@ -125,6 +125,7 @@ type whyProcess struct {
 		Kind string
 		PID  int
 	}
+	Container *struct{ Name string }
 }
 
 // why runs `gracectl why PORT --json` and returns the answer and the exit

@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net"
 	"os"
@@ -125,4 +126,33 @@ func TestSocketsOnPortNetlinkMatchesProc(t *testing.T) {
 	if err != nil || len(ls) != 1 || !ls[0].Listening() || ls[0].Local.String() != ports.Addr(0) || !ls[0].Loopback() {
 		t.Fatalf("ListenersOn: %+v, %v", ls, err)
 	}
+}
+
+// Whatever a sock_diag answer holds, reading it neither panics nor reads
+// past a message: walkDiag hands diagSocket whole inet_diag_msgs only.
+func FuzzWalkDiag(f *testing.F) {
+	msg := make([]byte, sizeofNlMsghdr+sizeofInetDiagMsg)
+	binary.NativeEndian.PutUint32(msg[0:], uint32(len(msg)))
+	binary.NativeEndian.PutUint16(msg[4:], unix.SOCK_DIAG_BY_FAMILY)
+	binary.NativeEndian.PutUint32(msg[8:], 7)
+	msg[16], msg[17], msg[18] = unix.AF_INET6, 6, 3 // TIME-WAIT, its timer
+	binary.BigEndian.PutUint16(msg[20:], 8000)
+	f.Add(msg, uint32(7))
+	done := make([]byte, sizeofNlMsghdr)
+	binary.NativeEndian.PutUint32(done[0:], sizeofNlMsghdr)
+	binary.NativeEndian.PutUint16(done[4:], unix.NLMSG_DONE)
+	binary.NativeEndian.PutUint32(done[8:], 7)
+	f.Add(append(append([]byte{}, msg...), done...), uint32(7))
+	f.Fuzz(func(t *testing.T, b []byte, seq uint32) {
+		_, _ = walkDiag(b, seq, func(m []byte) {
+			if len(m) < sizeofInetDiagMsg {
+				t.Fatalf("a message of %d bytes", len(m))
+			}
+			for _, proto := range []uint8{unix.IPPROTO_TCP, unix.IPPROTO_UDP} {
+				if s := diagSocket(m, proto); s.Expires < 0 {
+					t.Fatalf("negative timer: %+v", s)
+				}
+			}
+		})
+	})
 }

@@ -94,3 +94,16 @@ func TestUnitOfCgroup(t *testing.T) {
 		}
 	}
 }
+
+// A cgroup file of any content gives a unit name without a slash or a
+// newline, or none.
+func FuzzUnitOfCgroup(f *testing.F) {
+	f.Add("0::/system.slice/nginx.service\n")
+	f.Add("1:name=systemd:/user.slice/user-1000.slice/session-3.scope\n0::/\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		u := UnitOfCgroup(text)
+		if strings.ContainsAny(u, "/\n") || (u != "" && !strings.HasSuffix(u, ".service") && !strings.HasSuffix(u, ".scope")) {
+			t.Fatalf("%q: unit %q", text, u)
+		}
+	})
+}

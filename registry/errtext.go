@@ -44,6 +44,13 @@ func PlainError(err error) (msg, hint string) {
 	return msg, hint
 }
 
+// PlainText is PlainError's message alone, for a log line or a warning,
+// which have no room for a hint.
+func PlainText(err error) string {
+	msg, _ := PlainError(err)
+	return msg
+}
+
 // pathError says what went wrong with a file or folder, in words.
 func pathError(op, path string, err error) (plain, hint string) {
 	var errno syscall.Errno

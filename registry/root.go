@@ -68,7 +68,7 @@ func ResolveRoot(q RootQuery) (Root, error) {
 		for d := abs; ; {
 			if info, err := os.Lstat(filepath.Join(d, RegistryDir)); err == nil && (info.IsDir() || info.Mode()&fs.ModeSymlink != 0) {
 				if err := SafeProjectRoot(d); err != nil {
-					warnings = append(warnings, fmt.Sprintf("skipping the registry in %s: %v", d, err))
+					warnings = append(warnings, fmt.Sprintf("skipping the registry in %s: %s", d, PlainText(err)))
 				} else {
 					return Root{Dir: d, Source: RootProject, Warnings: warnings}, nil
 				}

@@ -324,12 +324,13 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 }
 
 func storeError(w http.ResponseWriter, err error) {
+	msg := registry.PlainText(err)
 	var le *registry.LockError
 	if errors.As(err, &le) {
-		writeError(w, http.StatusServiceUnavailable, err.Error())
+		writeError(w, http.StatusServiceUnavailable, msg)
 		return
 	}
-	writeError(w, http.StatusInternalServerError, err.Error())
+	writeError(w, http.StatusInternalServerError, msg)
 }
 
 // cached serves one of the answers kept in the cache.

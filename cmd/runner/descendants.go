@@ -93,7 +93,7 @@ func (l *launch) followDescendants(self int) {
 		}
 		reason := fmt.Sprintf("pid %d, a descendant of the service, owns it now (pid %d is gone or not listening)", id.PID, prev.PID)
 		if _, err := l.cfg.Store.Register(l.bg, registry.Claim{Port: a.Port, ID: a.ID, Owner: id, Reason: reason, Force: true}); err != nil {
-			l.notify(Event{Kind: EventWarning, Msg: fmt.Sprintf("could not register pid %d for port %d: %s", id.PID, a.Port, plain(err))})
+			l.notify(Event{Kind: EventWarning, Msg: fmt.Sprintf("could not register pid %d for port %d: %s", id.PID, a.Port, registry.PlainText(err))})
 			continue
 		}
 		if l.owners == nil {
@@ -148,6 +148,6 @@ func (l *launch) recordDescendants(all bool) {
 		ids[i] = a.ID
 	}
 	if err := l.cfg.Store.RecordDescendants(l.bg, ids, procs); err != nil {
-		l.notify(Event{Kind: EventWarning, Msg: fmt.Sprintf("could not record the service's processes: %s", plain(err))})
+		l.notify(Event{Kind: EventWarning, Msg: fmt.Sprintf("could not record the service's processes: %s", registry.PlainText(err))})
 	}
 }

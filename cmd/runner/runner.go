@@ -239,7 +239,7 @@ func (l *launch) start() error {
 	}
 	c, parentFiles, err := buildCommand(cfg, l.path, l.allocs, l.token)
 	if err != nil {
-		l.reason = "could not prepare the command: " + plain(err)
+		l.reason = "could not prepare the command: " + registry.PlainText(err)
 		return err
 	}
 	l.fg = prepareForeground(c, l.cfg.Stdin)
@@ -273,7 +273,7 @@ func (l *launch) register() {
 	l.owner = owner
 	for _, a := range l.allocs {
 		if _, err := l.cfg.Store.Register(l.bg, registry.Claim{Port: a.Port, ID: a.ID, Owner: owner, Reason: "started by gracectl run"}); err != nil {
-			l.notify(Event{Kind: EventWarning, Msg: fmt.Sprintf("could not register pid %d for port %d: %s", child, a.Port, plain(err))})
+			l.notify(Event{Kind: EventWarning, Msg: fmt.Sprintf("could not register pid %d for port %d: %s", child, a.Port, registry.PlainText(err))})
 		}
 	}
 	l.notify(Event{Kind: EventStarted, Alloc: l.alloc, PID: child})
@@ -386,7 +386,7 @@ func (l *launch) cleanup() {
 			ID: a.ID,
 		})
 		if err != nil {
-			l.notify(Event{Kind: EventWarning, Msg: fmt.Sprintf("could not release port %d: %s", a.Port, plain(err))})
+			l.notify(Event{Kind: EventWarning, Msg: fmt.Sprintf("could not release port %d: %s", a.Port, registry.PlainText(err))})
 			continue
 		}
 		for _, r := range rel {
@@ -503,13 +503,6 @@ func unwrapExec(err error) error {
 		return pe.Err
 	}
 	return err
-}
-
-// plain is err's message in words, without Go's layers (a warning has
-// no room for a hint).
-func plain(err error) string {
-	msg, _ := registry.PlainError(err)
-	return msg
 }
 
 // cannotRun says why the command name could not be started, and what to

@@ -16,7 +16,10 @@ requests answered in it; for the burst it is counted until every client
 has its ports, not while gracectl releases them after the clients exit
 (portserver.py does no such work). gracectl's per-user and per-client
 limits are set to the range's size: portserver.py has none, and one user
-asks for everything here. Prints a markdown table.
+asks for everything here. A client that got no reply (or could not
+connect) counts as "no port"; the lines gracectl's log has about its
+portserver (refusals, errors) are printed after the table. Prints a
+markdown table.
 """
 import argparse
 import json
@@ -136,9 +139,10 @@ def main():
     tag = "%d" % os.getpid()
     gaddr, paddr = "@gracectl-bench-" + tag, "@portserver-bench-" + tag
     env = dict(os.environ, GRACECTL_ROOT=root)
+    glog = open(os.path.join(root, "watch.log"), "w+")
     g = subprocess.Popen([os.path.abspath(a.bin), "watch", "--range", a.range, "--portserver", gaddr,
                           "--portserver-max-user-ports", size, "--portserver-max-client-ports", size],
-                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                         env=env, stdout=subprocess.DEVNULL, stderr=glog)
     p = subprocess.Popen(["portserver", "--portserver_address=" + paddr, "--portserver_static_pool=" + a.pool],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(gaddr)
@@ -172,6 +176,9 @@ def main():
     for proc in (g, p):
         proc.send_signal(signal.SIGTERM)
         proc.wait()
+    glog.seek(0)
+    # What the portserver refused or could not do, as its log says.
+    trouble = [l.split("] ", 1)[-1].strip() for l in glog if "Portserver:" in l and "listening on" not in l]
     shutil.rmtree(root, ignore_errors=True)
     print("| portserver | %d sequential requests, median per request | CPU per request | %d clients x %d ports: wall (2 runs) | CPU per port | handed out twice | no port |" %
           (a.requests, a.clients, a.per_client))
@@ -186,6 +193,12 @@ def main():
     print("ratio gracectl / portserver.py (medians): %.2f; CPU per request: %.2f" %
           (statistics.median(tg) / statistics.median(tp), seq_cpu[0] / seq_cpu[1]))
     print()
+    if trouble:
+        print("gracectl's log of its portserver (%d lines):" % len(trouble))
+        print()
+        for line in trouble[:10]:
+            print("    " + line)
+        print()
     print("At the end: " + bench.load())
 
 

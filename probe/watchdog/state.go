@@ -215,8 +215,7 @@ func ReadStatus(ctx context.Context, store *registry.Store, rg registry.Range, e
 // ElsewhereWarning says that another registry of the host could not be
 // read, so its ports are not known here.
 func ElsewhereWarning(err error) string {
-	msg, _ := registry.PlainError(err)
-	return "the ports of the host registry are not known here: " + msg
+	return "the ports of the host registry are not known here: " + registry.PlainText(err)
 }
 
 // BuildStatus assembles the status document from a registry snapshot, the

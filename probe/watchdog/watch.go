@@ -119,7 +119,7 @@ func (w *Watcher) Trigger(ctx context.Context) (*Report, error) {
 	w.mu.Unlock()
 	close(f.done)
 	if f.err != nil {
-		w.Log.Printf("[PORT-WATCHDOG] Cycle failed: %v", f.err)
+		w.Log.Printf("[PORT-WATCHDOG] Cycle failed: %s", registry.PlainText(f.err))
 		if w.OnCycleError != nil {
 			w.OnCycleError(f.err)
 		}
@@ -149,7 +149,7 @@ func (w *Watcher) record(rep *Report) {
 	w.state.LastCycleDurationMS = rep.DurationMS
 	w.state.LastSummary = rep.Summary()
 	if err := SaveState(w.Store, &w.state); err != nil {
-		w.Log.Printf("[PORT-WATCHDOG] Cannot save state: %v", err)
+		w.Log.Printf("[PORT-WATCHDOG] Cannot save state: %s", registry.PlainText(err))
 	}
 }
 
@@ -373,7 +373,7 @@ func (w *Watcher) stopped() {
 	w.state.Running = false
 	w.state.StoppedAt = registry.Now()
 	if err := SaveState(w.Store, &w.state); err != nil {
-		w.Log.Printf("[PORT-WATCHDOG] Cannot save state: %v", err)
+		w.Log.Printf("[PORT-WATCHDOG] Cannot save state: %s", registry.PlainText(err))
 	}
 	w.Log.Printf("[PORT-WATCHDOG] Stopped")
 }
