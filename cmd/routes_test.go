@@ -397,6 +397,13 @@ func TestRoutesCaddyDownAndOwnServer(t *testing.T) {
 		}
 	})
 	f.answers("solo.localhost", 200, `"status": "ok"`, "solo.localhost to answer")
+	// A service whose name has no DNS label: skipped, with one line.
+	if out, err := gracectlCmd(t, f.root, "allocate", "--service", "☃☃", "--pid", strconv.Itoa(os.Getpid())).CombinedOutput(); err != nil {
+		t.Fatalf("allocate: %v\n%s", err, out)
+	}
+	waitFor(t, "the line about the service without a name", 60*time.Second, func() bool {
+		return strings.Contains(f.watch.out.String(), "(☃☃) has no route: the service name has no DNS label")
+	})
 	if code, body := getConfig("/id/" + "gracectl_server"); code != 200 || !strings.Contains(body, `"disable":true`) {
 		t.Errorf("gracectl's server: %d %s", code, body)
 	}
@@ -408,6 +415,13 @@ func TestRoutesCaddyDownAndOwnServer(t *testing.T) {
 	waitFor(t, "three cycles without caddy", 60*time.Second, func() bool { return f.cycles() >= before+3 })
 	if n := strings.Count(f.watch.out.String(), "does not answer"); n != 1 {
 		t.Errorf("caddy being away was logged %d times, want once", n)
+	}
+	if n := strings.Count(f.watch.out.String(), "has no route"); n != 1 {
+		t.Errorf("the service without a name was logged %d times, want once", n)
+	}
+	out, _ := gracectlCmd(t, f.root, "routes").CombinedOutput()
+	if !strings.Contains(string(out), "gracectl: note: port") || !strings.Contains(string(out), "has no name") {
+		t.Errorf("gracectl routes does not name the service without a name:\n%s", out)
 	}
 	startCaddy()
 	f.answers("solo.localhost", 200, `"status": "ok"`, "solo.localhost to answer once caddy is back")

@@ -76,14 +76,17 @@ func (t *Table) Routed() []Route {
 	return out
 }
 
-// URLOf is the URL of the allocation of port, "" when it has none.
+// URLOf is the URL of the allocation of port, "" when it has none: its own
+// name's (PORTNAME.SERVICE.DOMAIN for a named port, not the service's
+// SERVICE.DOMAIN it may also answer on).
 func (t *Table) URLOf(port int) string {
+	url, labels := "", 0
 	for _, r := range t.Routes {
-		if r.Port == port {
-			return r.URL
+		if n := strings.Count(r.Host, "."); r.Port == port && n > labels {
+			url, labels = r.URL, n
 		}
 	}
-	return ""
+	return url
 }
 
 // Plan decides the routes of r. An allocation's host name is its service's

@@ -61,6 +61,9 @@ func TestPlan(t *testing.T) {
 	if u := tab.URLOf(8000); u != "http://grace-backend.localhost:8080" {
 		t.Errorf("URL %q", u)
 	}
+	if u := tab.URLOf(8002); u != "http://http.api.localhost:8080" {
+		t.Errorf("URL of a named port %q", u)
+	}
 	if u := URL("a.localhost", ":80"); u != "http://a.localhost" {
 		t.Errorf("URL on port 80: %q", u)
 	}
