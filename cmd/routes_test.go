@@ -125,6 +125,10 @@ func (f *routesFixture) checkCommon() {
 	if err != nil || !strings.Contains(string(out), "web.localhost") || !strings.Contains(string(out), "routed") {
 		t.Errorf("gracectl routes: %v\n%s", err, out)
 	}
+	out, err = gracectlCmd(t, f.root, "status").Output()
+	if err != nil || !strings.Contains(string(out), "\nRoutes: ") {
+		t.Errorf("gracectl status does not say where the routes are: %v\n%s", err, out)
+	}
 	out, err = gracectlCmd(t, f.root, "routes", "--json").Output()
 	var tab struct {
 		Routes []struct {

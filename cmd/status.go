@@ -98,6 +98,9 @@ func watchdogLines(wd *watchdog.State) []string {
 		// Said where people look: an API open to other hosts.
 		lines = append(lines, "API: "+wd.APIAccess)
 	}
+	if wd.Running && wd.Routes != nil {
+		lines = append(lines, fmt.Sprintf("Routes: %s (SERVICE.%s on %s; gracectl routes)", escape(wd.Routes.Proxy), wd.Routes.Domain, wd.Routes.Listen))
+	}
 	return lines
 }
 
