@@ -47,6 +47,7 @@ func FuzzNginxMessage(f *testing.F) {
 	f.Add([]byte("2026/12/01 11:12:30 [emerg] 30236#30236: could not build server_names_hash\nnginx: configuration file /x test failed\n"))
 	f.Add([]byte(""))
 	f.Add([]byte("[error] : \n\n"))
+	f.Add([]byte("[emerg] \n0"))
 	f.Fuzz(func(t *testing.T, out []byte) {
 		msg := lastLine(out, nil)
 		if strings.ContainsAny(msg, "\n\r") || msg == "" {

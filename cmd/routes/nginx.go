@@ -79,7 +79,9 @@ func lastLine(out []byte, err error) string {
 				if id, rest, ok := strings.Cut(msg, ": "); ok && !strings.Contains(id, " ") {
 					msg = rest
 				}
-				return oneLine(msg)
+				if msg = oneLine(msg); msg != "" {
+					return msg
+				}
 			}
 		}
 	}
