@@ -149,8 +149,8 @@ func (c *Caddy) find(cfg any) found {
 	sort.Strings(names)
 	for _, name := range names {
 		srv, _ := m[name].(map[string]any)
-		if srv == nil {
-			continue
+		if srv == nil || name == "" || strings.ContainsAny(name, "/?#") {
+			continue // a server gracectl could not name in an admin API path
 		}
 		routes, _ := srv["routes"].([]any)
 		for _, r := range routes {
