@@ -188,6 +188,24 @@ func (f *routesFixture) checkCommon() {
 // and a server of its own on the routes' address holding a route added by
 // hand and a catch-all (a Caddyfile site without a host), and a watchdog
 // with --routes caddy://.
+// startCaddy runs caddy with the configuration file, its autosave and data
+// in the file's folder, and waits for its admin API at admin.
+func startCaddy(t *testing.T, caddy, file, admin string) *started {
+	t.Helper()
+	dir := filepath.Dir(file)
+	c := testenv.Command(t, caddy, "run", "--config", file)
+	c.Env = append(c.Env, "HOME="+dir, "XDG_CONFIG_HOME="+dir, "XDG_DATA_HOME="+dir)
+	proc := startCmd(t, c)
+	waitFor(t, "caddy's admin API", 60*time.Second, func() bool {
+		resp, err := http.Get("http://" + admin + "/config/")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == 200
+	})
+	return proc
+}
+
 func TestRoutesCaddy(t *testing.T) {
 	caddy, err := exec.LookPath("caddy")
 	if err != nil {
@@ -204,21 +222,7 @@ func TestRoutesCaddy(t *testing.T) {
 	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var proc *started
-	startCaddy := func() {
-		c := testenv.Command(t, caddy, "run", "--config", file)
-		// Caddy's autosave and data stay in the test's folder.
-		c.Env = append(c.Env, "HOME="+dir, "XDG_CONFIG_HOME="+dir, "XDG_DATA_HOME="+dir)
-		proc = startCmd(t, c)
-		waitFor(t, "caddy's admin API", 60*time.Second, func() bool {
-			resp, err := http.Get("http://" + admin + "/config/")
-			if err == nil {
-				resp.Body.Close()
-			}
-			return err == nil && resp.StatusCode == 200
-		})
-	}
-	startCaddy()
+	proc := startCaddy(t, caddy, file, admin)
 	handRoute := func() {
 		t.Helper()
 		if code, body := viaProxy(listen, "hand.test", "/"); code != 200 || body != "by hand" {
@@ -251,7 +255,7 @@ func TestRoutesCaddy(t *testing.T) {
 	// within a cycle.
 	proc.cmd.Process.Signal(syscall.SIGTERM)
 	proc.wait(t, 60*time.Second)
-	startCaddy()
+	proc = startCaddy(t, caddy, file, admin)
 	before := f.cycles()
 	f.answers("flaky.localhost", 200, "ok", "the routes to be back after caddy restarted")
 	if n := f.cycles() - before; n > 1 {
@@ -374,13 +378,7 @@ func TestRoutesCaddyDownAndOwnServer(t *testing.T) {
 	if err := os.WriteFile(file, []byte(fmt.Sprintf(`{"admin": {"listen": %q}}`, admin)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var proc *started
-	startCaddy := func() {
-		c := testenv.Command(t, caddy, "run", "--config", file)
-		c.Env = append(c.Env, "HOME="+dir, "XDG_CONFIG_HOME="+dir, "XDG_DATA_HOME="+dir)
-		proc = startCmd(t, c)
-	}
-	startCaddy()
+	proc := startCaddy(t, caddy, file, admin)
 	getConfig := func(path string) (int, string) {
 		resp, err := http.Get("http://" + admin + path)
 		if err != nil {
@@ -390,7 +388,6 @@ func TestRoutesCaddyDownAndOwnServer(t *testing.T) {
 		body, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(body)
 	}
-	waitFor(t, "caddy's admin API", 60*time.Second, func() bool { code, _ := getConfig("/config/"); return code == 200 })
 
 	f := &routesFixture{t: t, root: t.TempDir(), listen: listen}
 	startGracectlEnv(t, f.root, []string{"SERVE_QUIET=1"}, "run", "--service", "solo", "--health-path", "/health", "--", "python3", serveScript(t))
@@ -427,7 +424,7 @@ func TestRoutesCaddyDownAndOwnServer(t *testing.T) {
 	if !strings.Contains(string(out), "gracectl: note: port") || !strings.Contains(string(out), "has no name") {
 		t.Errorf("gracectl routes does not name the service without a name:\n%s", out)
 	}
-	startCaddy()
+	startCaddy(t, caddy, file, admin)
 	f.answers("solo.localhost", 200, `"status": "ok"`, "solo.localhost to answer once caddy is back")
 	waitFor(t, "the line saying caddy follows again", 60*time.Second, func() bool {
 		return strings.Contains(f.watch.out.String(), "follows the registry again: 1 routed")
