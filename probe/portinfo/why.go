@@ -161,6 +161,15 @@ func Explain(ctx context.Context, q Query) *Why {
 			w.Owner = &p
 		}
 	}
+	w.addSockets(ctx, q, procs)
+	w.addRangeFacts(q)
+	Decide(w)
+	return w
+}
+
+// addSockets adds every socket on the port, in this network namespace
+// and in the others that can be seen, with the processes holding each.
+func (w *Why) addSockets(ctx context.Context, q Query, procs *probe.ProcessTable) {
 	own, _ := probe.SocketsOnPort(q.Port)
 	others := map[uint64][]probe.Socket{}
 	for ns, pid := range probe.OtherNetNamespaces() {
@@ -216,6 +225,11 @@ func Explain(ctx context.Context, q Query) *Why {
 			}
 		}
 	}
+}
+
+// addRangeFacts adds whether the port can be bound and which ranges (the
+// kernel's ephemeral range, its reserved list, the managed range) cover it.
+func (w *Why) addRangeFacts(q Query) {
 	w.Bindable = probe.Bindable(q.Port) == nil
 	if lo, hi, err := probe.EphemeralRange(); err == nil {
 		rg := registry.Range{Start: lo, End: hi}
@@ -225,8 +239,6 @@ func Explain(ctx context.Context, q Query) *Why {
 		w.Reserved = ListFact{List: l.String(), Contains: l.Contains(q.Port), Known: true}
 	}
 	w.Managed = RangeFact{Range: q.Managed, Contains: q.Managed.Contains(q.Port), Known: true}
-	Decide(w)
-	return w
 }
 
 // sortSockets puts listeners first, then TCP before UDP, IPv4 before
