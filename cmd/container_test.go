@@ -13,6 +13,7 @@ import (
 
 	"github.com/gracectl/gracectl/probe/container/containertest"
 	"github.com/gracectl/gracectl/registry"
+	"github.com/gracectl/gracectl/registry/testenv"
 )
 
 // Containers as owners, against the real engines (Debian's docker.io, and
@@ -569,5 +570,50 @@ func TestPodmanRootless(t *testing.T) {
 	runJSON(t, asUser("check", "--json"), &rep, []string{"check"})
 	if readRegistry(t, userRoot).Get(p.Port(2)) != nil {
 		t.Fatalf("the removed container's port is still allocated: %+v", rep)
+	}
+}
+
+// Where no engine can be reached (here: a mount namespace whose /run is
+// empty, so no Docker or Podman socket is there, and no DOCKER_HOST or
+// XDG_RUNTIME_DIR), the watchdog works as it does without containers:
+// it follows no engine, says nothing of one, and releases a dead owner's
+// port at once.
+func TestWatchdogWithoutEngine(t *testing.T) {
+	needRoot(t)
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Skip("no unshare(1) to make a mount namespace")
+	}
+	root := t.TempDir()
+	deadline := strconv.Itoa(int(testenv.Scale(120*time.Second).Seconds() * 10))
+	c := gracectlCmd(t, root)
+	c.Dir = root
+	c.Path, c.Args = unshare, []string{"unshare", "-m", "--propagation", "private", "sh", "-c", `set -e
+mount -t tmpfs tmpfs /run
+[ -L /var/run ] || mount -t tmpfs tmpfs /var/run
+unset DOCKER_HOST XDG_RUNTIME_DIR
+sleep 600 & owner=$!
+gracectl allocate --service plain --pid $owner
+gracectl watch --interval 1h >watch.log 2>&1 & w=$!
+i=0; until grep -q "Health check:" watch.log; do i=$((i+1)); [ $i -lt ` + deadline + ` ]; sleep 0.1; done
+kill -9 $owner
+i=0; while gracectl port plain >/dev/null 2>&1; do i=$((i+1)); [ $i -lt ` + deadline + ` ]; sleep 0.1; done
+kill $w; wait $w || true
+cat watch.log`}
+	out, err := c.CombinedOutput()
+	if err != nil {
+		if strings.Contains(string(out), "unshare failed") {
+			t.Skipf("cannot make a mount namespace here: %s", out)
+		}
+		t.Fatalf("%v\n%s", err, out)
+	}
+	log := string(out)
+	if !strings.Contains(log, "(plain): dead") {
+		t.Errorf("the dead owner's port was not released by the watchdog:\n%s", log)
+	}
+	for _, line := range strings.Split(log, "\n") {
+		if l := strings.ToLower(line); strings.Contains(l, "[port-") && (strings.Contains(l, "container") || strings.Contains(l, "engine")) {
+			t.Errorf("the watchdog spoke of containers where no engine is: %s", line)
+		}
 	}
 }
