@@ -188,3 +188,36 @@ func FuzzViewOf(f *testing.F) {
 		}
 	})
 }
+
+// ParseEndpoints: etcd://HOST:PORT[,HOST:PORT...], the scheme optional and
+// allowed on each, IPv6 in brackets, blanks skipped; a bad endpoint or
+// none at all is an error that says what to give.
+func TestParseEndpoints(t *testing.T) {
+	for _, tc := range []struct {
+		spec string
+		want []string
+		err  string
+	}{
+		{spec: "etcd://127.0.0.1:2379", want: []string{"127.0.0.1:2379"}},
+		{spec: "127.0.0.1:2379", want: []string{"127.0.0.1:2379"}},
+		{spec: " etcd://a:1, etcd://b:2 ,c:3,", want: []string{"a:1", "b:2", "c:3"}},
+		{spec: "etcd://[::1]:2379", want: []string{"[::1]:2379"}},
+		{spec: "", err: "no etcd endpoint given"},
+		{spec: "etcd://", err: "no etcd endpoint given"},
+		{spec: " , ", err: "no etcd endpoint given"},
+		{spec: "etcd://host", err: `fleet endpoint "host": want HOST:PORT`},
+		{spec: "a:1,:2379", err: `fleet endpoint ":2379"`},
+		{spec: "a:0", err: `fleet endpoint "a:0"`},
+		{spec: "a:70000", err: `fleet endpoint "a:70000"`},
+		{spec: "::1:2379", err: `fleet endpoint "::1:2379"`},
+		{spec: "http://a:2379", err: `fleet endpoint "http://a:2379"`},
+	} {
+		got, err := ParseEndpoints(tc.spec)
+		switch {
+		case tc.err == "" && (err != nil || strings.Join(got, " ") != strings.Join(tc.want, " ")):
+			t.Errorf("ParseEndpoints(%q) = %q, %v; want %q", tc.spec, got, err, tc.want)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("ParseEndpoints(%q) = %q, %v; want an error with %q", tc.spec, got, err, tc.err)
+		}
+	}
+}
