@@ -125,8 +125,8 @@ func TestFreeManagedNeedsForce(t *testing.T) {
 	checkAuditMatchesRegistry(t, root)
 }
 
-// A service under gracectl run: free --force stops it, and the port is
-// released once, whoever of run and free gets there first.
+// A service under gracectl run: free --force stops it, and run, which
+// supervises it, releases the port (free leaves the allocation to it), once.
 func TestFreeUnderRun(t *testing.T) {
 	root := t.TempDir()
 	b := testPorts(t)
@@ -140,6 +140,17 @@ func TestFreeUnderRun(t *testing.T) {
 	r.wait(t, 60*time.Second)
 	if readRegistry(t, root).Get(b.Port(4)) != nil {
 		t.Error("the port is still allocated")
+	}
+	if strings.Contains(r.out.String(), "could not release") {
+		t.Errorf("free released the port run supervises:\n%s", r.out)
+	}
+	for _, ev := range auditLog(t, root) {
+		if ev.Action == "release" && !strings.Contains(ev.Line, `"by":"run"`) {
+			t.Errorf("released by another than run: %s", ev.Line)
+		}
+	}
+	if lines := freeLines(t, root); len(lines) != 1 || strings.Contains(lines[0], `"released":true`) {
+		t.Errorf("free's audit line: %q", lines)
 	}
 	checkAuditMatchesRegistry(t, root)
 }

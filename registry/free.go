@@ -47,7 +47,7 @@ func (s *Store) RecordFree(ctx context.Context, ev *FreeEvent, id string) error 
 	return s.Update(ctx, func(r *Registry, tx *Tx) error {
 		ev.Timestamp, ev.Action, ev.ByPID = tx.Now(), "free", ownPID()
 		a := r.Get(ev.Port)
-		if id != "" && a != nil && a.ID == id && a.Container == nil && heldBy(a, nil) == 0 {
+		if id != "" && a != nil && a.ID == id && a.Container == nil && heldBy(a, nil) == 0 && !a.Supervised() {
 			ev.Released = true
 			tx.Log(ev)
 			tx.Release(r, a, "free", ev.ByUser, ev.Reason)
