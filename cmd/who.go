@@ -9,6 +9,7 @@ import (
 	"github.com/gracectl/gracectl/cmd/fleet"
 	"github.com/gracectl/gracectl/probe"
 	"github.com/gracectl/gracectl/probe/container"
+	"github.com/gracectl/gracectl/probe/portinfo"
 	"github.com/gracectl/gracectl/registry"
 	"github.com/spf13/cobra"
 )
@@ -172,7 +173,7 @@ func printWho(out io.Writer, w *Who, ownerLive probe.Liveness) {
 			continue
 		}
 		if l.PID == 0 {
-			fmt.Fprintf(out, "  listening: a process this user cannot see (run as root to name it)\n")
+			fmt.Fprintf(out, "  listening: %s\n", portinfo.Unseen())
 			continue
 		}
 		if l.Container != nil {

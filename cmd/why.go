@@ -149,7 +149,7 @@ func writeSocket(out io.Writer, label string, s portinfo.Socket) {
 	}
 	fmt.Fprintln(out, b.String())
 	if len(s.Processes) == 0 && s.State != "TIME-WAIT" {
-		fmt.Fprintf(out, "  held by a process this user cannot see (run as root to name it)\n")
+		fmt.Fprintf(out, "  held by %s\n", portinfo.Unseen())
 	}
 	for _, p := range s.Processes {
 		fmt.Fprintf(out, "  %s\n", processText(p))

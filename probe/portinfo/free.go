@@ -115,8 +115,7 @@ func DecideFree(obs FreeObservation) (FreePlan, error) {
 		return plan, nil
 	}
 	if obs.Unseen > 0 || len(obs.Holders) == 0 {
-		return plan, &RefusedError{Msg: fmt.Sprintf("a process this user cannot see listens on port %d; gracectl stops only what it can identify", obs.Port),
-			Hint: "run as root to see and stop it"}
+		return plan, &RefusedError{Msg: fmt.Sprintf("port %d is held by %s; gracectl stops only what it can identify", obs.Port, Unseen())}
 	}
 	for _, h := range obs.Holders {
 		switch {

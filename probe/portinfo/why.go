@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -381,7 +382,7 @@ func (s Socket) Sentence() string {
 
 func (s Socket) who() string {
 	if len(s.Processes) == 0 {
-		return "a process this user cannot see (run as root to name it)"
+		return Unseen()
 	}
 	var names []string
 	for _, p := range s.Processes {
@@ -400,4 +401,15 @@ func (s Socket) where() string {
 		return "loopback only"
 	}
 	return "this address only"
+}
+
+// Unseen names the holder of a socket that no process this user can look
+// into holds: another user's process, when not root; as root, one of
+// another PID namespace's (a container's, a VM agent's) or none (the
+// kernel's).
+func Unseen() string {
+	if os.Geteuid() == 0 {
+		return "no process that root can see here (the kernel's, or one in another PID namespace)"
+	}
+	return "a process this user cannot see (run as root to name it)"
 }

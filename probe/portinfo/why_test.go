@@ -26,7 +26,7 @@ func TestDecide(t *testing.T) {
 		{"another namespace's listener does not either", Why{Bindable: true, OtherNamespaces: []Socket{listener}}, true, nil},
 		{"an allocation", Why{Bindable: true, Allocation: &registry.Allocation{ServiceName: "api", HealthStatus: "reserved"}}, false, []string{"gracectl allocated it to api (reserved)"}},
 		{"a listener", Why{Sockets: []Socket{listener, tw}}, false, []string{"pid 42 (python3) listens on 0.0.0.0:8000 (TCP, every IPv4 address)"}},
-		{"a UDP socket", Why{Bindable: true, Sockets: []Socket{udp}}, false, []string{"a process this user cannot see (run as root to name it) is bound to [::]:8000 (UDP, every IPv6 address, and IPv4 unless it is IPv6-only)"}},
+		{"a UDP socket", Why{Bindable: true, Sockets: []Socket{udp}}, false, []string{Unseen() + " is bound to [::]:8000 (UDP, every IPv6 address, and IPv4 unless it is IPv6-only)"}},
 		{"an outgoing connection", Why{Sockets: []Socket{conn}}, false, []string{"pid 7 (curl) has a TCP connection 10.0.0.5:8000 → 10.0.0.9:443 (ESTAB)"}},
 		{"more connections", Why{Sockets: []Socket{conn, conn, conn, conn}, Omitted: 3}, false, []string{"pid 7 (curl) has a TCP connection 10.0.0.5:8000 → 10.0.0.9:443 (ESTAB)",
 			"pid 7 (curl) has a TCP connection 10.0.0.5:8000 → 10.0.0.9:443 (ESTAB)", "pid 7 (curl) has a TCP connection 10.0.0.5:8000 → 10.0.0.9:443 (ESTAB)", "4 more connections use it"}},
@@ -60,7 +60,7 @@ func TestDecideFree(t *testing.T) {
 		{"nothing listens", FreeObservation{}, nil, ""},
 		{"one listener", FreeObservation{Sockets: 1, Holders: []Holder{srv}}, []int{100}, ""},
 		{"a pre-fork server: its parent only", FreeObservation{Sockets: 1, Holders: []Holder{srv, worker}}, []int{100}, ""},
-		{"unseen", FreeObservation{Sockets: 2, Unseen: 1, Holders: []Holder{srv}}, nil, "a process this user cannot see listens"},
+		{"unseen", FreeObservation{Sockets: 2, Unseen: 1, Holders: []Holder{srv}}, nil, "port 0 is held by " + Unseen()},
 		{"pid 1", FreeObservation{Sockets: 1, Holders: []Holder{{PID: 1, Start: 1, Command: "systemd"}}}, nil, "pid 1 (systemd), which gracectl never stops"},
 		{"itself", FreeObservation{Sockets: 1, Self: 100, Holders: []Holder{srv}}, nil, "held by this gracectl (pid 100) itself"},
 		{"a kernel thread", FreeObservation{Sockets: 1, Holders: []Holder{{PID: 9, Start: 1, Kernel: true, Command: "nfsd"}}}, nil, "kernel thread 9"},
@@ -83,5 +83,13 @@ func TestDecideFree(t *testing.T) {
 				t.Errorf("got %v (nothing %v), %v; want %v", got, plan.Nothing, err, tc.stop)
 			}
 		})
+	}
+}
+
+// Root is never told to run as root: what root cannot see is the kernel's
+// or another PID namespace's.
+func TestUnseenForRoot(t *testing.T) {
+	if got := Unseen(); (os.Geteuid() == 0) == strings.Contains(got, "run as root") {
+		t.Errorf("euid %d: %q", os.Geteuid(), got)
 	}
 }
