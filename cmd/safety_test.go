@@ -341,4 +341,16 @@ func TestPrivateRegistryKeepsOffTheHostRegistrysPorts(t *testing.T) {
 	if want := fmt.Sprintf("Held by the host registry: 1 (%d grace_backend; in %s, skipped by allocate here)", testPorts(t).Port(0), host); err != nil || !strings.Contains(string(b), want) {
 		t.Errorf("status as nobody (%v) does not say %q:\n%s", err, want, b)
 	}
+	// why and who say so too: the port is busy for this registry.
+	for _, tc := range []struct{ cmd, want string }{
+		{"why", fmt.Sprintf("because the host registry %s allocated it to grace_backend, and this registry does not hand it out", host)},
+		{"who", fmt.Sprintf("port %d: allocated to grace_backend in the host registry %s (skipped by allocate here)", testPorts(t).Port(0), host)},
+	} {
+		c = asNobody(bin, tc.cmd, testPorts(t).P(0))
+		c.Dir, c.Env = openDir(t, 0o755), rootEnv(t, host, home)
+		b, err := c.CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); !strings.Contains(string(b), tc.want) || (tc.cmd == "why") != (ok && ee.ExitCode() == 1) {
+			t.Errorf("%s as nobody (%v) does not say %q:\n%s", tc.cmd, err, tc.want, b)
+		}
+	}
 }

@@ -29,8 +29,11 @@ type Who struct {
 	// (another than the recorded one when it runs in another PID
 	// namespace), its command and user; absent when it does not run or
 	// cannot be looked at.
-	Owner     *WhoProcess  `json:"owner,omitzero"`
-	Listeners []WhoProcess `json:"listeners"`
+	Owner *WhoProcess `json:"owner,omitzero"`
+	// HeldElsewhere is the host registry's allocation of the port, seen
+	// from a private, project or --root registry.
+	HeldElsewhere *registry.Held `json:"held_elsewhere,omitzero"`
+	Listeners     []WhoProcess   `json:"listeners"`
 }
 
 // WhoProcess is a process `who` names: the allocation's owner, or one
@@ -119,6 +122,9 @@ func runWho(cmd *cobra.Command, o *whoOptions, port int) error {
 		return err
 	}
 	w := Who{Port: port, Allocation: r.Get(port), Listeners: []WhoProcess{}}
+	if held, _ := o.g.store().HeldElsewhere(cmd.Context(), registry.Range{Start: port, End: port}); len(held) > 0 {
+		w.HeldElsewhere = &held[0]
+	}
 	var ownerLive probe.Liveness
 	if a := w.Allocation; a != nil && a.PID > 0 {
 		// The recorded PID is its own namespace's: the process is looked
@@ -143,7 +149,7 @@ func runWho(cmd *cobra.Command, o *whoOptions, port int) error {
 	} else if in, ok := lk.Published(cmd.Context())[port]; ok {
 		w.Listeners = append(w.Listeners, WhoProcess{Container: &in, NAT: true})
 	}
-	if w.Allocation == nil && len(w.Listeners) == 0 {
+	if w.Allocation == nil && w.HeldElsewhere == nil && len(w.Listeners) == 0 {
 		return &exitError{code: exitFailure, err: fmt.Errorf("nobody holds or listens on port %d", port)}
 	}
 	if o.json {
@@ -163,6 +169,11 @@ func printWho(out io.Writer, w *Who, ownerLive probe.Liveness) {
 			fmt.Fprintf(out, "  owner: %s, id %s, %s\n", escape(in.Describe()), in.Short(), containerPID(int(a.PID)))
 		} else {
 			fmt.Fprintf(out, "  owner: %s\n", ownerText(a, w.Owner, ownerLive))
+		}
+	} else if h := w.HeldElsewhere; h != nil {
+		fmt.Fprintf(out, "port %d: allocated to %s in the host registry %s (skipped by allocate here)\n", port, escape(registry.Label(h.ServiceName, h.PortName)), escape(h.Registry))
+		if h.PID > 0 {
+			fmt.Fprintf(out, "  owner: pid %d\n", h.PID)
 		}
 	} else {
 		fmt.Fprintf(out, "port %d: not allocated by gracectl\n", port)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gracectl/gracectl/probe/portinfo"
+	"github.com/gracectl/gracectl/registry"
 	"github.com/spf13/cobra"
 )
 
@@ -61,7 +62,8 @@ func runWhy(cmd *cobra.Command, o *whyOptions) error {
 	if err != nil {
 		return err
 	}
-	w := portinfo.Explain(cmd.Context(), portinfo.Query{Port: o.port, Registry: r, Managed: rg, Engines: o.g.engines()})
+	held, _ := o.g.store().HeldElsewhere(cmd.Context(), registry.Range{Start: o.port, End: o.port})
+	w := portinfo.Explain(cmd.Context(), portinfo.Query{Port: o.port, Registry: r, Managed: rg, Engines: o.g.engines(), HeldElsewhere: held})
 	if o.json {
 		err = printJSON(o.g.stdout, w)
 	} else {
@@ -95,6 +97,9 @@ func writeWhy(out io.Writer, w *portinfo.Why) {
 		fmt.Fprintf(out, "allocation: %s %s, %s; owner %s\n", escape(a.Label()), sinceText(a.AllocatedAt), escape(a.HealthStatus), owner)
 	} else {
 		fmt.Fprintf(out, "allocation: none\n")
+	}
+	if h := w.HeldElsewhere; h != nil {
+		fmt.Fprintf(out, "host registry: %s\n", heldList([]registry.Held{*h}))
 	}
 	if len(w.Sockets) == 0 {
 		fmt.Fprintf(out, "sockets: none\n")

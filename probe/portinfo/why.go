@@ -27,6 +27,9 @@ type Why struct {
 	// free; empty when it is.
 	Reasons    []string             `json:"reasons"`
 	Allocation *registry.Allocation `json:"allocation,omitzero"`
+	// HeldElsewhere is the host registry's allocation of the port, seen
+	// from a private, project or --root registry: allocation here skips it.
+	HeldElsewhere *registry.Held `json:"held_elsewhere,omitzero"`
 	// Owner is the allocation's owner as found here; absent when it does
 	// not run or cannot be looked at.
 	Owner *Process `json:"owner,omitzero"`
@@ -148,6 +151,9 @@ type Query struct {
 	Registry *registry.Registry
 	Managed  registry.Range
 	Engines  *container.Engines // nil: no engine is asked
+	// HeldElsewhere is what the host registry holds of the port, when the
+	// registry is another one (Store.HeldElsewhere).
+	HeldElsewhere []registry.Held
 }
 
 // Explain gathers every fact about the port and decides whether it is
@@ -155,6 +161,11 @@ type Query struct {
 func Explain(ctx context.Context, q Query) *Why {
 	w := &Why{Port: q.Port, Sockets: []Socket{}, OtherNamespaces: []Socket{}, Reasons: []string{}}
 	w.Allocation = q.Registry.Get(q.Port)
+	for _, h := range q.HeldElsewhere {
+		if h.Port == q.Port {
+			w.HeldElsewhere = &h
+		}
+	}
 	procs := probe.TakeProcessTable()
 	if a := w.Allocation; a != nil && a.PID > 0 {
 		if local, l := probe.Resolve(a.Owner()); l == probe.Running {
@@ -317,6 +328,9 @@ func Decide(w *Why) {
 	w.Reasons = []string{}
 	if a := w.Allocation; a != nil {
 		w.Reasons = append(w.Reasons, fmt.Sprintf("gracectl allocated it to %s (%s)", a.Label(), a.HealthStatus))
+	}
+	if h := w.HeldElsewhere; h != nil {
+		w.Reasons = append(w.Reasons, fmt.Sprintf("the host registry %s allocated it to %s, and this registry does not hand it out", h.Registry, registry.Label(h.ServiceName, h.PortName)))
 	}
 	// Listeners first; connections are reasons of their own only where
 	// nothing listens (a server's accepted connections say nothing more),
