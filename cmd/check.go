@@ -77,7 +77,7 @@ func runCheck(cmd *cobra.Command, o *checkOptions) error {
 	o.probe.Range = rg
 	o.probe.Engines = o.g.engines()
 	store := o.g.store()
-	if err := o.g.lookForRegistry(store); err != nil {
+	if _, err := o.g.lookForRegistry(store); err != nil {
 		var ee *exitError
 		if errors.As(err, &ee) {
 			ee.code = exitCheckFailed // the check could not run

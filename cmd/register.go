@@ -27,12 +27,13 @@ to its owner. The owner is recorded by PID and start time, so a later process
 that reuses the PID is never taken for it.
 
 The claim names the allocation it is for: --service NAME (the allocation must
-be that service's) or --id ALLOCATION_ID (allocate --json prints it). A port
-that changed hands since it was allocated to you (your reservation ran out
-and another service got the port) is refused, as is an owner that is still
+be that service's) or --id ALLOCATION_ID (allocate --json prints it). An
+allocation that is not the one named (a wrong name or ID, or a port that
+changed hands since it was allocated to you: your reservation ran out and
+another service got the port) is refused, as is an owner that is still
 running; --force does both anyway, and the audit log says so.` + exitHelp(writerExits, nil),
 		Example: `  PORT=$(gracectl allocate --service api)
-  python serve.py --port "$PORT" & gracectl register "$PORT" --pid $! --service api`,
+  PORT="$PORT" python3 docs/examples/serve.py & gracectl register "$PORT" --pid $! --service api`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			p, err := portArg("register", args)
 			if err != nil {

@@ -44,12 +44,17 @@ func TestLateRegisterIsRefused(t *testing.T) {
 	}
 	t.Cleanup(func() { x.Process.Kill(); x.Wait() })
 	pid := strconv.Itoa(x.Process.Pid)
-	for _, claim := range [][]string{{"--service", "svcA"}, {"--id", idA}} {
-		out, err := gracectlCmd(t, root, append([]string{"register", port, "--pid", pid}, claim...)...).CombinedOutput()
-		if err == nil || !strings.Contains(string(out), "port "+port+" is now allocation "+idC+` of service "svcC"`) ||
-			!strings.Contains(string(out), "it changed hands since") {
-			t.Errorf("register %v after the port changed hands: %v\n%s", claim, err, out)
-		}
+	out, err := gracectlCmd(t, root, "register", port, "--pid", pid, "--service", "svcA").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "port "+port+" is now allocation "+idC+` of service "svcC"`) ||
+		!strings.Contains(string(out), "it changed hands since") {
+		t.Errorf("register --service svcA after the port changed hands: %v\n%s", err, out)
+	}
+	// Allocation IDs are not remembered: the message says whose the port
+	// is and to check the ID, without saying it changed hands.
+	out, err = gracectlCmd(t, root, "register", port, "--pid", pid, "--id", idA).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "port "+port+` is allocated to service "svcC" (allocation `+idC) ||
+		!strings.Contains(string(out), `not to allocation "`+idA+`": check the ID you gave`) || strings.Contains(string(out), "changed hands") {
+		t.Errorf("register --id idA after the port changed hands: %v\n%s", err, out)
 	}
 	if a := readRegistry(t, root).Get(testPorts(t).Port(0)); a == nil || a.ServiceName != "svcC" || a.PID != 0 {
 		t.Fatalf("svcC's allocation was changed: %+v", a)
@@ -64,5 +69,40 @@ func TestLateRegisterIsRefused(t *testing.T) {
 	evs := auditLog(t, root)
 	if last := evs[len(evs)-1]; last.Action != "register" || !strings.Contains(last.Line, `"forced":true`) {
 		t.Errorf("the forced claim's line: %s", last.Line)
+	}
+}
+
+// A claim naming a service or allocation ID that is simply not the
+// port's (nothing changed hands) says whose the port is and to check the
+// name or ID given, not that the port changed hands.
+func TestRegisterWrongClaim(t *testing.T) {
+	root := t.TempDir()
+	port := testPorts(t).P(0)
+	out, err := gracectlCmd(t, root, "allocate", "--service", "svcA", "--preferred", port, "--json").Output()
+	if err != nil {
+		t.Fatalf("allocate: %v", err)
+	}
+	var a struct {
+		ID string `json:"allocation_id"`
+	}
+	if err := json.Unmarshal(out, &a); err != nil || a.ID == "" {
+		t.Fatalf("allocate: %v %s", err, out)
+	}
+	x := exec.Command("sleep", "600")
+	if err := x.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { x.Process.Kill(); x.Wait() })
+	pid := strconv.Itoa(x.Process.Pid)
+	for _, c := range []struct{ claim, want string }{
+		{"--service=other", `not to service "other": check the service name you gave`},
+		{"--id=deadbeef", `not to allocation "deadbeef": check the ID you gave`},
+	} {
+		out, err := gracectlCmd(t, root, "register", port, "--pid", pid, c.claim).CombinedOutput()
+		s := string(out)
+		if err == nil || !strings.Contains(s, "port "+port+` is allocated to service "svcA" (allocation `+a.ID) ||
+			!strings.Contains(s, c.want) || strings.Contains(s, "changed hands") || strings.Count(s, "\n") != 1 {
+			t.Errorf("register %s: %v\n%s", c.claim, err, out)
+		}
 	}
 }

@@ -28,7 +28,8 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Use:   "status",
 		Short: "Show the port manager status report (check_ports.py)",
 		Long: `Print the port manager status report: the range, every allocation sorted by
-port, and the watchdog's state. The registry file read is named on stderr.
+port, and the watchdog's state. The registry file read is named on stderr
+(where there is none yet, a note says so instead).
 --json prints the same facts as one document, the one GET /api/ports/status
 returns (see docs/json.md).
 
@@ -61,7 +62,8 @@ func runStatus(cmd *cobra.Command, o *statusOptions) error {
 		return err
 	}
 	store := o.g.store()
-	if err := o.g.lookForRegistry(store); err != nil {
+	noted, err := o.g.lookForRegistry(store)
+	if err != nil {
 		return err
 	}
 	st, err := watchdog.ReadStatus(cmd.Context(), store, rg, o.g.engines())
@@ -74,7 +76,11 @@ func runStatus(cmd *cobra.Command, o *statusOptions) error {
 	if o.json {
 		return printJSON(o.g.stdout, st)
 	}
-	fmt.Fprintf(o.g.stderr, "gracectl: registry %s\n", escape(st.Registry))
+	if !noted {
+		// Not after the note that there is no registry yet: the file it
+		// would name does not exist.
+		fmt.Fprintf(o.g.stderr, "gracectl: registry %s\n", escape(st.Registry))
+	}
 	return writeStatusReport(o.g.stdout, st)
 }
 
@@ -216,16 +222,16 @@ func seconds(s float64) string {
 // when no registry is where it looks. A folder named by --root or
 // $GRACECTL_ROOT that does not exist is an error (a mistyped path, not an
 // empty registry); a registry not made yet is a note on stderr, and the
-// command goes on with an empty one.
-func (g *globals) lookForRegistry(s *registry.Store) error {
+// command goes on with an empty one. noted says the note was printed.
+func (g *globals) lookForRegistry(s *registry.Store) (noted bool, err error) {
 	if _, err := os.Stat(s.Path()); err == nil || !errors.Is(err, fs.ErrNotExist) {
-		return nil // there, or a problem the read itself reports
+		return false, nil // there, or a problem the read itself reports
 	}
 	if _, err := os.Stat(g.root); errors.Is(err, fs.ErrNotExist) && (g.rootSource == registry.RootFlag || g.rootSource == registry.RootEnv) {
-		return &exitError{code: exitFailure,
+		return false, &exitError{code: exitFailure,
 			err:  fmt.Errorf("no registry in %s: the folder does not exist", escape(g.root)),
 			hint: fmt.Sprintf("check the path given to %s; the first allocate or run there creates a registry, as does 'gracectl init --root DIR'", g.rootSource)}
 	}
 	fmt.Fprintf(g.stderr, "gracectl: no registry in %s yet (the first allocate or run creates %s); nothing is allocated\n", escape(g.root), escape(s.Path()))
-	return nil
+	return true, nil
 }

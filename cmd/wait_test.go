@@ -70,3 +70,19 @@ func TestWaitTimeout(t *testing.T) {
 		t.Errorf("--healthy without a path: %v: %s", err, out)
 	}
 }
+
+// wait --json has healthy only with --healthy (docs/json.md): absent for a
+// port waited for to listen, false for one that does not answer yet.
+func TestWaitJSONHealthyOnlyWithHealthy(t *testing.T) {
+	root := t.TempDir()
+	b := testPorts(t)
+	startListener(t, nil, "tcp4,127.0.0.1,"+b.P(5))
+	out, err := gracectlCmd(t, root, "wait", b.P(5), "--timeout", "60s", "--json").Output()
+	if err != nil || !strings.Contains(string(out), `"ready": true`) || strings.Contains(string(out), `"healthy"`) {
+		t.Errorf("without --healthy: %v\n%s", err, out)
+	}
+	out, err = gracectlCmd(t, root, "wait", b.P(6), "--healthy", "--path", "/health", "--timeout", "300ms", "--json").Output()
+	if err == nil || !strings.Contains(string(out), `"ready": false`) || !strings.Contains(string(out), `"healthy": false`) {
+		t.Errorf("with --healthy, nothing listening: %v\n%s", err, out)
+	}
+}

@@ -427,7 +427,7 @@ func (s *Store) Register(ctx context.Context, c Claim) (*Allocation, error) {
 		forced := false
 		if (c.ID != "" && a.ID != c.ID) || (c.Service != "" && a.ServiceName != c.Service) {
 			if !c.TakeOver {
-				return &ChangedHandsError{Claim: c, Now: a.Clone()}
+				return &ChangedHandsError{Claim: c, Now: a.Clone(), Changed: c.Service != "" && r.heldBefore(c.Service, c.Port)}
 			}
 			forced = true
 		}
@@ -463,19 +463,40 @@ func (s *Store) Register(ctx context.Context, c Claim) (*Allocation, error) {
 }
 
 // ChangedHandsError refuses a claim on a port whose allocation is not the
-// one claimed: it was released and allocated again since.
+// one claimed: it was released and allocated again since (Changed), or the
+// claim names another service or allocation ID than the port's.
 type ChangedHandsError struct {
 	Claim Claim
 	Now   *Allocation
+	// Changed: the registry remembers the claimed service holding this
+	// port before, so the port really changed hands since.
+	Changed bool
 }
 
 func (e *ChangedHandsError) Error() string {
-	claimed := "service " + Quote(e.Claim.Service)
-	if e.Claim.ID != "" {
-		claimed = "allocation " + Quote(e.Claim.ID)
+	if e.Changed {
+		return fmt.Sprintf("port %d is now allocation %s of service %s (allocated %s), not service %s: it changed hands since; allocate a port again, or use --force to take this one anyway",
+			e.Claim.Port, e.Now.ID, Quote(e.Now.ServiceName), e.Now.AllocatedAt, Quote(e.Claim.Service))
 	}
-	return fmt.Sprintf("port %d is now allocation %s of service %s (allocated %s), not %s: it changed hands since; allocate a port again, or use --force to take this one anyway",
-		e.Claim.Port, e.Now.ID, Quote(e.Now.ServiceName), e.Now.AllocatedAt, claimed)
+	if e.Claim.ID != "" {
+		// Allocation IDs are not remembered: it may be a wrong ID, or the
+		// ID of a reservation that ran out.
+		return fmt.Sprintf("port %d is allocated to service %s (allocation %s, allocated %s), not to allocation %s: check the ID you gave (allocate --json prints allocation_id); if it is yours and its reservation ran out, allocate a port again; --force takes this one anyway",
+			e.Claim.Port, Quote(e.Now.ServiceName), e.Now.ID, e.Now.AllocatedAt, Quote(e.Claim.ID))
+	}
+	return fmt.Sprintf("port %d is allocated to service %s (allocation %s, allocated %s), not to service %s: check the service name you gave, or use --force to take this one anyway",
+		e.Claim.Port, Quote(e.Now.ServiceName), e.Now.ID, e.Now.AllocatedAt, Quote(e.Claim.Service))
+}
+
+// heldBefore says whether the registry remembers service (under any port
+// name) holding port last.
+func (r *Registry) heldBefore(service string, port int) bool {
+	for k, lp := range r.LastPorts {
+		if lp.Port == port && (k == service || strings.HasPrefix(k, service+"/")) {
+			return true
+		}
+	}
+	return false
 }
 
 // OwnerAliveError refuses to release, or register another owner for, a

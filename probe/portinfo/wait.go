@@ -32,7 +32,9 @@ type Seen struct {
 	// Addresses are the addresses it listens on, loopback or not.
 	Addresses  []string `json:"addresses"`
 	HealthPath string   `json:"health_path,omitzero"`
-	Healthy    bool     `json:"healthy"`
+	// Healthy is set with WaitSpec.Healthy alone (false until the
+	// health path answers 2xx); nil, and absent from the JSON, otherwise.
+	Healthy *bool `json:"healthy,omitzero"`
 	// Health is the last health answer's fault ("HTTP 503", "connection
 	// refused"); empty when it answered 2xx or was not asked.
 	Health string `json:"health,omitzero"`
@@ -158,19 +160,23 @@ func look(ctx context.Context, spec WaitSpec, targets []Seen) (seen []Seen, read
 	var notes []string
 	for _, s := range targets {
 		s.Addresses, s.Listening = listeningOn(ctx, s.Port)
+		healthy := false
 		if s.Listening && spec.Healthy {
 			h := probe.CheckHealth(ctx, s.Port, s.HealthPath, probe.DefaultHealthTimeout)
-			s.Healthy, s.Health = h.OK, h.Err
+			healthy, s.Health = h.OK, h.Err
+		}
+		if spec.Healthy {
+			s.Healthy = &healthy
 		}
 		switch {
 		case !s.Listening && len(s.Addresses) > 0:
 			notes = append(notes, fmt.Sprintf("port %d listens on %s only, not on 127.0.0.1 or ::1", s.Port, strings.Join(s.Addresses, ", ")))
 		case !s.Listening:
 			notes = append(notes, fmt.Sprintf("nothing listens on port %d", s.Port))
-		case spec.Healthy && !s.Healthy:
+		case spec.Healthy && !healthy:
 			notes = append(notes, fmt.Sprintf("port %d listens, but %s answers %s", s.Port, s.HealthPath, orUnknown(s.Health)))
 		}
-		ready = ready && s.Listening && (!spec.Healthy || s.Healthy)
+		ready = ready && s.Listening && (!spec.Healthy || healthy)
 		seen = append(seen, s)
 	}
 	return seen, ready, strings.Join(notes, "; ")
