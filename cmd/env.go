@@ -66,6 +66,9 @@ func runEnv(cmd *cobra.Command, o *envOptions, services []string) error {
 		}
 		return printEnv(o, vars)
 	}
+	if err := o.g.rootMissing(); err != nil {
+		return err
+	}
 	r, err := o.g.store().Read(cmd.Context())
 	if err != nil {
 		return err

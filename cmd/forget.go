@@ -18,6 +18,9 @@ service's, and other services may take that port freely.` + exitHelp(writerExits
 			if len(args) != 1 {
 				return usageErrorf("forget takes one service name, got %d arguments", len(args))
 			}
+			if err := g.rootMissing(); err != nil {
+				return err
+			}
 			n, err := g.store().Forget(cmd.Context(), args[0])
 			if err != nil {
 				return err

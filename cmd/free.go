@@ -87,6 +87,9 @@ Nothing listening is not an error: it says so and exits 0.` + exitHelp(writerExi
 }
 
 func runFree(cmd *cobra.Command, o *freeOptions) error {
+	if err := o.g.rootMissing(); err != nil {
+		return err
+	}
 	ctx := cmd.Context()
 	store := o.g.store()
 	r, err := store.Read(ctx)

@@ -44,6 +44,9 @@ func runPort(cmd *cobra.Command, o *portOptions, service string) error {
 	if o.fleet.enabled() {
 		return fleetPort(cmd, o.g, &o.fleet, service, o.name, o.json)
 	}
+	if err := o.g.rootMissing(); err != nil {
+		return err
+	}
 	r, err := o.g.store().Read(cmd.Context())
 	if err != nil {
 		return err

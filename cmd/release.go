@@ -60,6 +60,9 @@ func runRelease(cmd *cobra.Command, o *releaseOptions) error {
 	if err := registry.CheckText("reason", o.reason, registry.MaxPurpose); err != nil {
 		return &usageError{msg: err.Error()}
 	}
+	if err := o.g.rootMissing(); err != nil {
+		return err
+	}
 	released, err := o.g.store().Release(cmd.Context(), registry.ReleaseRequest{
 		Port: o.port, Service: o.service, Force: o.force,
 		Callers: append([]int{os.Getpid()}, probe.Ancestors(os.Getpid())...),

@@ -218,6 +218,22 @@ func seconds(s float64) string {
 	return watchdog.FormatInterval(time.Duration(s * float64(time.Second)))
 }
 
+// rootMissing is the error of a command that reads or changes what is
+// allocated (not one that makes a registry: allocate, run, adopt, init,
+// watch) when the folder named by --root or $GRACECTL_ROOT does not
+// exist: a mistyped path, not an empty registry.
+func (g *globals) rootMissing() error {
+	if g.rootSource != registry.RootFlag && g.rootSource != registry.RootEnv {
+		return nil
+	}
+	if _, err := os.Stat(g.root); !errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return &exitError{code: exitFailure,
+		err:  fmt.Errorf("no registry in %s: the folder does not exist", escape(g.root)),
+		hint: fmt.Sprintf("check the path given to %s; the first allocate or run there creates a registry, as does 'gracectl init --root DIR'", g.rootSource)}
+}
+
 // lookForRegistry is what a command that only reads (status, check) says
 // when no registry is where it looks. A folder named by --root or
 // $GRACECTL_ROOT that does not exist is an error (a mistyped path, not an
@@ -227,10 +243,8 @@ func (g *globals) lookForRegistry(s *registry.Store) (noted bool, err error) {
 	if _, err := os.Stat(s.Path()); err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return false, nil // there, or a problem the read itself reports
 	}
-	if _, err := os.Stat(g.root); errors.Is(err, fs.ErrNotExist) && (g.rootSource == registry.RootFlag || g.rootSource == registry.RootEnv) {
-		return false, &exitError{code: exitFailure,
-			err:  fmt.Errorf("no registry in %s: the folder does not exist", escape(g.root)),
-			hint: fmt.Sprintf("check the path given to %s; the first allocate or run there creates a registry, as does 'gracectl init --root DIR'", g.rootSource)}
+	if err := g.rootMissing(); err != nil {
+		return false, err
 	}
 	fmt.Fprintf(g.stderr, "gracectl: no registry in %s yet (the first allocate or run creates %s); nothing is allocated\n", escape(g.root), escape(s.Path()))
 	return true, nil

@@ -79,6 +79,9 @@ func isDigits(s string) bool {
 }
 
 func runWait(cmd *cobra.Command, o *waitOptions) error {
+	if err := o.g.rootMissing(); err != nil {
+		return err
+	}
 	o.spec.Store = o.g.store()
 	ctx := cmd.Context()
 	if o.timeout > 0 {

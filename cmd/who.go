@@ -117,6 +117,9 @@ func fleetWho(cmd *cobra.Command, o *whoOptions, arg string) error {
 }
 
 func runWho(cmd *cobra.Command, o *whoOptions, port int) error {
+	if err := o.g.rootMissing(); err != nil {
+		return err
+	}
 	r, err := o.g.store().Read(cmd.Context())
 	if err != nil {
 		return err

@@ -58,6 +58,9 @@ func runWhy(cmd *cobra.Command, o *whyOptions) error {
 	if err != nil {
 		return err
 	}
+	if err := o.g.rootMissing(); err != nil {
+		return err
+	}
 	r, err := o.g.store().Read(cmd.Context())
 	if err != nil {
 		return err
