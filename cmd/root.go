@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -136,6 +137,8 @@ type globals struct {
 	rangeSpec   string
 	lockTimeout time.Duration
 	rootSource  string // registry.Root* constants
+	// rangeFromEnv: the range is $GRACECTL_RANGE's, not --range's.
+	rangeFromEnv bool
 	hostRoot    string
 	env         environment
 	stdout      io.Writer
@@ -172,6 +175,11 @@ func (g *globals) store() *registry.Store {
 func (g *globals) portRange() (registry.Range, error) {
 	rg, err := registry.ParseRange(g.rangeSpec)
 	if err != nil {
+		if g.rangeFromEnv {
+			msg := strings.TrimPrefix(err.Error(), "port range "+strconv.Quote(g.rangeSpec))
+			msg = strings.TrimPrefix(strings.TrimPrefix(msg, ":"), " ")
+			return rg, envError("GRACECTL_RANGE", g.rangeSpec, msg)
+		}
 		return rg, &usageError{msg: err.Error()}
 	}
 	return rg, nil
@@ -389,8 +397,12 @@ func (g *globals) setUp(cmd *cobra.Command) error {
 		fmt.Fprintf(g.stderr, "gracectl: warning: %s\n", escape(w))
 	}
 	g.root, g.rootSource = root.Dir, root.Source
+	g.rangeFromEnv = !cmd.Flags().Changed("range") && g.env.rangeSpec != registry.DefaultRange.String()
+	if err := g.env.envProblem("GRACECTL_LOCK_TIMEOUT", cmd.Flags().Changed("lock-timeout")); err != nil {
+		return err
+	}
 	if g.lockTimeout <= 0 {
-		return usageErrorf("--lock-timeout must be positive, got %s", g.lockTimeout)
+		return usageErrorf("--lock-timeout %s: must be positive", g.lockTimeout)
 	}
 	return nil
 }
