@@ -139,11 +139,11 @@ type globals struct {
 	rootSource  string // registry.Root* constants
 	// rangeFromEnv: the range is $GRACECTL_RANGE's, not --range's.
 	rangeFromEnv bool
-	hostRoot    string
-	env         environment
-	stdout      io.Writer
-	stderr      io.Writer
-	eng         *container.Engines
+	hostRoot     string
+	env          environment
+	stdout       io.Writer
+	stderr       io.Writer
+	eng          *container.Engines
 }
 
 // engines are the container engines of this host, asked only when a

@@ -99,6 +99,21 @@ func newWatchCmd(g *globals) *cobra.Command {
 			if err := o.routes.check(cmd); err != nil {
 				return err
 			}
+			if o.idle < 0 {
+				return usageErrorf("--exit-when-idle %s: must not be negative", o.idle)
+			}
+			if o.hostID != "" {
+				if _, err := fleet.HostID(o.hostID); err != nil {
+					return &usageError{msg: err.Error()}
+				}
+			}
+			// The API's address too, before a running watchdog is looked
+			// for: a usage error is exit 2 whatever runs.
+			if o.api != "" {
+				if err := api.Check(api.ListenConfig{Addr: o.api, AllowRemote: o.remote, WebConfig: o.webConfig}); err != nil {
+					return &usageError{msg: err.Error()}
+				}
+			}
 			return runWatch(cmd, o)
 		},
 	}
