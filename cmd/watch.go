@@ -88,10 +88,10 @@ func newWatchCmd(g *globals) *cobra.Command {
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.interval < 100*time.Millisecond {
-				return usageErrorf("--interval must be at least 100ms, got %s", o.interval)
+				return usageErrorf("--interval %s: must be at least 100ms", o.interval)
 			}
 			if o.heartbeat < 100*time.Millisecond {
-				return usageErrorf("--event-heartbeat must be at least 100ms, got %s", o.heartbeat)
+				return usageErrorf("--event-heartbeat %s: must be at least 100ms", o.heartbeat)
 			}
 			if err := checkProbeFlags(&o.checks); err != nil {
 				return err
