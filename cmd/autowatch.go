@@ -28,8 +28,8 @@ const detachName = "__detach"
 
 // ensureWatchdog starts a background watchdog for the registry unless one
 // runs, and says whether one runs now. It never fails the run: problems are
-// said on stderr.
-func ensureWatchdog(ctx context.Context, g *globals, store *registry.Store, rg registry.Range) bool {
+// said on stderr. quiet leaves out the notice that one was started.
+func ensureWatchdog(ctx context.Context, g *globals, store *registry.Store, rg registry.Range, quiet bool) bool {
 	if st, err := watchdog.LoadState(store); err == nil && st.Running {
 		return true
 	}
@@ -55,7 +55,7 @@ func ensureWatchdog(ctx context.Context, g *globals, store *registry.Store, rg r
 		return warn(err)
 	}
 	if !held {
-		if err := spawnWatchdog(g, store, rg); err != nil {
+		if err := spawnWatchdog(g, store, rg, quiet); err != nil {
 			return warn(err)
 		}
 		deadline := time.Now().Add(5 * time.Second)
@@ -83,7 +83,7 @@ func waitRunning(ctx context.Context, store *registry.Store) bool {
 // starts it in a session of its own and exits at once: the watchdog is then
 // nobody's child (its parent is init), so it outlives this run and is never
 // taken for a descendant of the service.
-func spawnWatchdog(g *globals, store *registry.Store, rg registry.Range) error {
+func spawnWatchdog(g *globals, store *registry.Store, rg registry.Range, quiet bool) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -115,7 +115,9 @@ func spawnWatchdog(g *globals, store *registry.Store, rg registry.Range) error {
 	if err := c.Run(); err != nil {
 		return fmt.Errorf("%s: %w", detachName, err)
 	}
-	fmt.Fprintf(g.stderr, "gracectl: started the watchdog in the background (log: %s)\n", escape(logPath))
+	if !quiet {
+		fmt.Fprintf(g.stderr, "gracectl: started the watchdog in the background (log: %s)\n", escape(logPath))
+	}
 	return nil
 }
 

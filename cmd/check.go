@@ -30,9 +30,26 @@ func addProbeFlags(f *pflag.FlagSet, o *watchdog.Options) {
 	f.IntVar(&o.Concurrency, "concurrency", watchdog.DefaultConcurrency, "probes run at once")
 }
 
+// portCount is "1 port" or "N ports".
+func portCount(n int) string {
+	if n == 1 {
+		return "1 port"
+	}
+	return strconv.Itoa(n) + " ports"
+}
+
 func checkProbeFlags(o *watchdog.Options) error {
-	if o.HealthTimeout <= 0 || o.StartupGrace < 0 || o.ReservationLease <= 0 || o.UnhealthyAfter < 1 || o.Concurrency < 1 {
-		return usageErrorf("--health-timeout, --lease, --unhealthy-after and --concurrency must be positive")
+	switch {
+	case o.HealthTimeout <= 0:
+		return usageErrorf("--health-timeout %s: must be positive", o.HealthTimeout)
+	case o.StartupGrace < 0:
+		return usageErrorf("--startup-grace %s: must not be negative", o.StartupGrace)
+	case o.ReservationLease <= 0:
+		return usageErrorf("--lease %s: must be positive", o.ReservationLease)
+	case o.UnhealthyAfter < 1:
+		return usageErrorf("--unhealthy-after %d: must be positive", o.UnhealthyAfter)
+	case o.Concurrency < 1:
+		return usageErrorf("--concurrency %d: must be positive", o.Concurrency)
 	}
 	return nil
 }
@@ -45,9 +62,7 @@ func newCheckCmd(g *globals) *cobra.Command {
 		Long: `Probe every allocation once, as the watchdog does: is the owner alive (PID and
 start time), is the port listening, does the health endpoint answer. Print a
 table, apply the new health statuses, and release the ports of dead services
-and stale reservations. --dry-run reports without changing anything.
-
-` + exitHelp([]int{exitOK, exitFailure, exitUsage, exitLocked, exitCheckFailed}, map[int]string{
+and stale reservations. --dry-run reports without changing anything.` + exitHelp([]int{exitOK, exitFailure, exitUsage, exitLocked, exitCheckFailed}, map[int]string{
 			exitOK:      "every port is fine",
 			exitFailure: "an issue was found (crashed process, non-responsive port, failed health check, stale reservation, orphaned, foreign or unmanaged listener)",
 		}),
@@ -168,7 +183,7 @@ func writeCheckTable(w io.Writer, rep *watchdog.Report) {
 		fmt.Fprintf(w, "kernel reserved: %s\n", reserveText(*k))
 	}
 	if len(rep.HeldElsewhere) > 0 {
-		fmt.Fprintf(w, "held by the host registry: %d ports (%s)\n", len(rep.HeldElsewhere), heldList(rep.HeldElsewhere))
+		fmt.Fprintf(w, "held by the host registry: %s (%s)\n", portCount(len(rep.HeldElsewhere)), heldList(rep.HeldElsewhere))
 	}
 	for _, r := range rep.Results {
 		if r.Action != "" {

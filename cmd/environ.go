@@ -27,10 +27,14 @@ type environment struct {
 	// fleet is GRACECTL_FLEET: the etcd endpoints of the fleet view.
 	fleet string
 	// fleetTimeout is GRACECTL_FLEET_TIMEOUT: how long a read of the fleet
-	// waits for etcd (-1 when it does not parse: a usage error).
+	// waits for etcd.
 	fleetTimeout time.Duration
 	// noWatchdog is GRACECTL_WATCHDOG=off: run starts no watchdog.
 	noWatchdog bool
+	// invalid holds, by variable name, the usage error of each variable
+	// set to a value gracectl cannot use; the default stands in for it,
+	// and the error is given only where the variable is used (envProblem).
+	invalid map[string]error
 	// watchdogIdle is GRACECTL_WATCHDOG_IDLE: how long a watchdog run
 	// started waits with an empty registry before it exits.
 	watchdogIdle time.Duration
@@ -50,21 +54,19 @@ func readEnv() environment {
 		journal:      stderrIsJournal(os.Getenv("JOURNAL_STREAM")),
 		hostRoot:     os.Getenv("GRACECTL_HOST_ROOT"),
 		noWatchdog:   os.Getenv("GRACECTL_WATCHDOG") == "off",
+		invalid:      map[string]error{},
 		fleet:        os.Getenv("GRACECTL_FLEET"),
 		watchdogIdle: DefaultAutoWatchIdle,
 		fleetTimeout: fleet.ReadTimeout,
 		dockerHost:   os.Getenv("DOCKER_HOST"),
 		runtimeDir:   os.Getenv("XDG_RUNTIME_DIR"),
 	}
-	if v := os.Getenv("GRACECTL_FLEET_TIMEOUT"); v != "" {
-		if d, err := time.ParseDuration(v); err == nil {
-			e.fleetTimeout = d
-		} else {
-			e.fleetTimeout = -1
-		}
-	}
-	if d, err := time.ParseDuration(os.Getenv("GRACECTL_WATCHDOG_IDLE")); err == nil && d > 0 {
-		e.watchdogIdle = d
+	e.envDuration("GRACECTL_FLEET_TIMEOUT", &e.fleetTimeout)
+	e.envDuration("GRACECTL_WATCHDOG_IDLE", &e.watchdogIdle)
+	switch v := os.Getenv("GRACECTL_WATCHDOG"); v {
+	case "", "on", "off":
+	default:
+		e.invalid["GRACECTL_WATCHDOG"] = envError("GRACECTL_WATCHDOG", v, "want on or off")
 	}
 	if v := os.Getenv("XDG_STATE_HOME"); v != "" {
 		e.privateRoot = filepath.Join(v, "gracectl")
@@ -74,14 +76,40 @@ func readEnv() environment {
 	if v := os.Getenv("GRACECTL_RANGE"); v != "" {
 		e.rangeSpec = v
 	}
-	if v := os.Getenv("GRACECTL_LOCK_TIMEOUT"); v != "" {
-		if d, err := time.ParseDuration(v); err == nil {
-			e.lockTimeout = d
-		} else {
-			e.lockTimeout = -1 // reported as a usage error
-		}
-	}
+	e.envDuration("GRACECTL_LOCK_TIMEOUT", &e.lockTimeout)
 	return e
+}
+
+// envDuration reads the duration variable name into d, which keeps its
+// default if the variable is unset or invalid (then recorded in invalid).
+func (e *environment) envDuration(name string, d *time.Duration) {
+	v := os.Getenv(name)
+	if v == "" {
+		return
+	}
+	switch got, err := time.ParseDuration(v); {
+	case err != nil:
+		e.invalid[name] = envError(name, v, "not a duration (like 10s)")
+	case got <= 0:
+		e.invalid[name] = envError(name, v, "must be positive")
+	default:
+		*d = got
+	}
+}
+
+// envError is the usage error of a variable set to a value gracectl
+// cannot use: `$NAME "value": what is wrong`.
+func envError(name, value, problem string) error {
+	return usageErrorf("$%s %s: %s", name, registry.Quote(value), problem)
+}
+
+// envProblem is the usage error of variable name if its value is invalid
+// and the flag that stands in for it was not given (overridden).
+func (e environment) envProblem(name string, overridden bool) error {
+	if overridden {
+		return nil
+	}
+	return e.invalid[name]
 }
 
 // stderrIsJournal: systemd sets JOURNAL_STREAM to the device and inode of

@@ -21,6 +21,7 @@ type fleetFlags struct {
 	spec              string
 	cacert, cert, key string
 	timeout           time.Duration
+	flags             *pflag.FlagSet // the command's, to see if --fleet-timeout was given
 }
 
 const fleetFromEnv = "$GRACECTL_FLEET"
@@ -30,6 +31,7 @@ const fleetFromEnv = "$GRACECTL_FLEET"
 // come from $GRACECTL_FLEET) or be --fleet=etcd://…; for watch it takes its
 // value.
 func addFleetFlags(f *pflag.FlagSet, g *globals, o *fleetFlags, what string, bare bool) {
+	o.flags = f
 	if bare {
 		f.StringVar(&o.spec, "fleet", "", what+" (endpoints from $GRACECTL_FLEET, or --fleet=etcd://HOST:PORT[,HOST:PORT...])")
 		f.Lookup("fleet").NoOptDefVal = fleetFromEnv
@@ -46,11 +48,11 @@ func (o *fleetFlags) enabled() bool { return o.spec != "" }
 
 // connect opens the etcd client.
 func (o *fleetFlags) connect(g *globals) (*etcd.Client, error) {
-	switch {
-	case o.timeout < 0 && o.timeout == g.env.fleetTimeout:
-		return nil, usageErrorf("$GRACECTL_FLEET_TIMEOUT is not a duration such as 5s")
-	case o.timeout <= 0:
-		return nil, usageErrorf("--fleet-timeout must be positive, got %s", o.timeout)
+	if err := g.env.envProblem("GRACECTL_FLEET_TIMEOUT", o.flags.Changed("fleet-timeout")); err != nil {
+		return nil, err
+	}
+	if o.timeout <= 0 {
+		return nil, usageErrorf("--fleet-timeout %s: must be positive", o.timeout)
 	}
 	spec := o.spec
 	if spec == fleetFromEnv {

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -40,17 +41,32 @@ const (
 	exitFleet       = 7 // --fleet: etcd did not answer within --fleet-timeout, or refused the read
 )
 
-// exitMeanings are the codes' lines in the help.
+// exitMeanings are the codes' lines in the help, in README's words
+// ("Exit codes"), less the names of the commands a code belongs to, which
+// rootExitMeanings adds for the root's help.
 var exitMeanings = map[int]string{
 	exitOK:          "success",
-	exitFailure:     "failure (the message says what went wrong)",
-	exitUsage:       "usage error (a wrong flag or argument)",
-	exitLocked:      "the registry lock could not be taken in time",
+	exitFailure:     "failure, with a one-line message",
+	exitUsage:       "usage error: a wrong flag or argument",
+	exitLocked:      "the registry lock could not be taken: its holder finished no change for --lock-timeout",
 	exitExhausted:   "no free port in the range",
 	exitCheckFailed: "the check could not run (the registry could not be read or written)",
-	exitStartup:     "the watchdog could not start: another one watches this registry, or the API's address is in use",
-	exitFleet:       "with --fleet: the fleet could not be read (no etcd endpoint answered within --fleet-timeout, or etcd refused the read; the message names the endpoints tried)",
+	exitStartup:     "the watchdog could not start: another one watches this registry, the API's address is in use, or the --routes proxy cannot be reached",
+	exitFleet:       "the fleet could not be read: no etcd endpoint answered within --fleet-timeout, or etcd refused the read; the message names the endpoints tried",
 }
+
+// rootExitMeanings are the root help's lines: README's table whole.
+var rootExitMeanings = map[int]string{
+	exitOK:          exitMeanings[exitOK] + " (check: every port fine)",
+	exitFailure:     exitMeanings[exitFailure] + " (check: an issue was found; why: the port is busy)",
+	exitExhausted:   exitMeanings[exitExhausted] + " (allocate, run)",
+	exitCheckFailed: "check: " + exitMeanings[exitCheckFailed] + "; 1 means an issue was found",
+	exitStartup:     "watch: " + exitMeanings[exitStartup],
+	exitFleet:       "--fleet (status, port, who, env): " + exitMeanings[exitFleet],
+}
+
+// runExitLine is what run exits with when it started its command.
+const runExitLine = "\n  run  the child's status; 128+N for signal N; 126 not executable; 127 not found"
 
 // exitHelp is the EXIT STATUS section of a command's help: the codes it can
 // return, with overrides for those it means differently.
@@ -136,11 +152,13 @@ type globals struct {
 	rangeSpec   string
 	lockTimeout time.Duration
 	rootSource  string // registry.Root* constants
-	hostRoot    string
-	env         environment
-	stdout      io.Writer
-	stderr      io.Writer
-	eng         *container.Engines
+	// rangeFromEnv: the range is $GRACECTL_RANGE's, not --range's.
+	rangeFromEnv bool
+	hostRoot     string
+	env          environment
+	stdout       io.Writer
+	stderr       io.Writer
+	eng          *container.Engines
 }
 
 // engines are the container engines of this host, asked only when a
@@ -172,6 +190,11 @@ func (g *globals) store() *registry.Store {
 func (g *globals) portRange() (registry.Range, error) {
 	rg, err := registry.ParseRange(g.rangeSpec)
 	if err != nil {
+		if g.rangeFromEnv {
+			msg := strings.TrimPrefix(err.Error(), "port range "+strconv.Quote(g.rangeSpec))
+			msg = strings.TrimPrefix(strings.TrimPrefix(msg, ":"), " ")
+			return rg, envError("GRACECTL_RANGE", g.rangeSpec, msg)
+		}
 		return rg, &usageError{msg: err.Error()}
 	}
 	return rg, nil
@@ -335,7 +358,7 @@ func newRootCmd(stdout, stderr io.Writer, args []string) *cobra.Command {
 		Long: `gracectl owns a TCP port range (default 8000-8100) for every service on a host.
 It hands out ports without ever giving one port to two services, records who,
 what, when and why for each in a flock-guarded registry, launches services on
-their port, watches them, and keeps a daily audit log.` + exitHelp([]int{exitOK, exitFailure, exitUsage, exitLocked, exitExhausted, exitCheckFailed, exitStartup}, nil),
+their port, watches them, and keeps a daily audit log.` + exitHelp([]int{exitOK, exitFailure, exitUsage, exitLocked, exitExhausted, exitCheckFailed, exitStartup, exitFleet}, rootExitMeanings) + runExitLine,
 		SilenceErrors:     true,
 		SilenceUsage:      true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error { return g.setUp(cmd) },
@@ -360,7 +383,31 @@ their port, watches them, and keeps a daily audit log.` + exitHelp([]int{exitOK,
 	root.AddCommand(newAllocateCmd(g), newReleaseCmd(g), newRegisterCmd(g), newStatusCmd(g), newRunCmd(g),
 		newCheckCmd(g), newWatchCmd(g), newAdoptCmd(g), newPortCmd(g), newEnvCmd(g), newWhoCmd(g), newWhyCmd(g), newWaitCmd(g), newFreeCmd(g), newRoutesCmd(g), newForgetCmd(g), newInitCmd(g), newExecTrampolineCmd(), newDetachCmd())
 	strictCompletion(root)
+	strictHelp(root)
 	return root
+}
+
+// strictHelp makes `help NOSUCH` a usage error naming the unknown command,
+// as `gracectl NOSUCH` is, not the root's help and exit 0.
+func strictHelp(root *cobra.Command) {
+	root.InitDefaultHelpCmd()
+	for _, c := range root.Commands() {
+		if c.Name() != "help" {
+			continue
+		}
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			target, rest, err := root.Find(args)
+			if err != nil || target == nil {
+				target, rest = root, args
+			}
+			if len(rest) > 0 {
+				return &usageError{msg: fmt.Sprintf("unknown command %q for %q", rest[0], target.CommandPath()),
+					suggestions: target.SuggestionsFor(rest[0]), hint: fmt.Sprintf("see '%s --help'", target.CommandPath())}
+			}
+			target.InitDefaultHelpFlag()
+			return target.Help()
+		}
+	}
 }
 
 // setUp runs before every command: it finds the state root (saying why it
@@ -389,8 +436,12 @@ func (g *globals) setUp(cmd *cobra.Command) error {
 		fmt.Fprintf(g.stderr, "gracectl: warning: %s\n", escape(w))
 	}
 	g.root, g.rootSource = root.Dir, root.Source
+	g.rangeFromEnv = !cmd.Flags().Changed("range") && g.env.rangeSpec != registry.DefaultRange.String()
+	if err := g.env.envProblem("GRACECTL_LOCK_TIMEOUT", cmd.Flags().Changed("lock-timeout")); err != nil {
+		return err
+	}
 	if g.lockTimeout <= 0 {
-		return usageErrorf("--lock-timeout must be positive, got %s", g.lockTimeout)
+		return usageErrorf("--lock-timeout %s: must be positive", g.lockTimeout)
 	}
 	return nil
 }

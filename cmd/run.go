@@ -122,7 +122,7 @@ func newRunCmd(g *globals) *cobra.Command {
 	f.StringArrayVar(&o.ports, "port", nil, "a named port for the service (repeat for several: --port http --port admin); each in $PORT_NAME and {port.NAME}, the first also in $PORT")
 	f.BoolVar(&o.noWatchdog, "no-watchdog", false, "do not start a watchdog when none runs ($GRACECTL_WATCHDOG=off)")
 	f.BoolVar(&o.noWait, "no-wait-descendants", false, "exit when the command exits, even if processes it started live on (they keep the port only while they listen)")
-	f.BoolVarP(&o.quiet, "quiet", "q", false, "print nothing")
+	f.BoolVarP(&o.quiet, "quiet", "q", false, "print none of gracectl's own progress and notices (the allocation banner, the release line, notes, a watchdog or registry created); warnings and errors are still printed on stderr")
 	return c
 }
 
@@ -134,14 +134,21 @@ func runRun(cmd *cobra.Command, o *runOptions) error {
 	if !validEnvName(o.envName) {
 		return usageErrorf("--env %s is not a valid environment variable name", registry.Quote(o.envName))
 	}
-	if !cmd.Flags().Changed("service") {
+	watch := !o.noWatchdog && !o.g.env.noWatchdog
+	if err := o.g.env.envProblem("GRACECTL_WATCHDOG", o.noWatchdog); err != nil {
+		return err
+	}
+	if err := o.g.env.envProblem("GRACECTL_WATCHDOG_IDLE", !watch); err != nil {
+		return err
+	}
+	store := o.g.store()
+	if o.quiet {
+		store.Notice = nil // "created registry ...": information, not a warning
+	} else if !cmd.Flags().Changed("service") {
 		noteSameName(cmd.Context(), o.g, o.service)
 	}
-	if !o.noWatchdog && !o.g.env.noWatchdog {
-		ensureWatchdog(cmd.Context(), o.g, o.g.store(), rg)
-	}
 	cfg := runner.Config{
-		Store: o.g.store(),
+		Store: store,
 		Request: registry.Request{
 			Service: o.service, Purpose: o.purpose, StartedBy: o.startedBy,
 			Preferred: o.preferred, Range: rg, HealthPath: o.healthPath, PortNames: o.ports,
@@ -156,10 +163,15 @@ func runRun(cmd *cobra.Command, o *runOptions) error {
 		}
 		cfg.Trampoline = []string{self, trampolineName, "--"}
 	}
-	if !o.quiet {
-		b := &banner{w: o.g.stderr, emoji: isTerminal(o.g.stderr), store: cfg.Store, rg: rg,
-			purpose: o.purpose, api: o.printsURL()}
-		cfg.Notify = b.event
+	b := &banner{w: o.g.stderr, emoji: isTerminal(o.g.stderr), store: cfg.Store, rg: rg,
+		purpose: o.purpose, api: o.printsURL(), quiet: o.quiet}
+	cfg.Notify = func(ev runner.Event) {
+		// The watchdog is started once the port is taken: a run that gets
+		// no port (a full range, a bad name) leaves nothing behind.
+		if watch && ev.Kind == runner.EventAllocated && b.allocated == 0 {
+			ensureWatchdog(cmd.Context(), o.g, store, rg, o.quiet)
+		}
+		b.event(ev)
 	}
 	code, err := runner.Run(cmd.Context(), cfg)
 	if err != nil {
@@ -211,6 +223,8 @@ type banner struct {
 	// api: the service's URL is worth a line (runOptions.printsURL).
 	api       bool
 	allocated int // allocation events seen
+	// quiet (run -q): only warnings, and a port left unreleased.
+	quiet bool
 }
 
 func (b *banner) mark(emoji string) string {
@@ -221,9 +235,15 @@ func (b *banner) mark(emoji string) string {
 }
 
 func (b *banner) event(ev runner.Event) {
+	if ev.Kind == runner.EventAllocated {
+		b.allocated++
+	}
+	if b.quiet && ev.Kind != runner.EventWarning && ev.Kind != runner.EventStillInUse {
+		return
+	}
 	switch ev.Kind {
 	case runner.EventAllocated:
-		if b.allocated++; b.allocated > 1 {
+		if b.allocated > 1 {
 			fmt.Fprintf(b.w, "%sAllocated port %d (%s)\n", b.mark("✅"), ev.Alloc.Port, escape(ev.Alloc.PortName))
 			return
 		}

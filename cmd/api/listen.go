@@ -83,6 +83,31 @@ func apiPortTaken(port int, err error) error {
 	return fmt.Errorf("port %d is in use by another program (gracectl who %d); choose another address", port, port)
 }
 
+// Check finds, without listening or logging, the mistakes in cfg's address
+// and web config that Listen refuses with an AddrError: a caller finds
+// usage errors before it takes locks or starts anything.
+func Check(cfg ListenConfig) error {
+	cfg.Log = nil
+	spec := cfg.Addr
+	if path, ok := strings.CutPrefix(spec, "unix:"); ok {
+		_, err := unixPath(path)
+		return err
+	}
+	host, _, err := parseTCPAddr(spec)
+	if err != nil {
+		return err
+	}
+	_, err = cfg.access(spec, host)
+	return err
+}
+
+func unixPath(path string) (string, error) {
+	if path == "" {
+		return "", &AddrError{"--api unix: needs a path"}
+	}
+	return path, nil
+}
+
 // Listen parses the address and listens there.
 func Listen(ctx context.Context, cfg ListenConfig) (*Listener, error) {
 	spec := cfg.Addr
@@ -124,8 +149,8 @@ func Listen(ctx context.Context, cfg ListenConfig) (*Listener, error) {
 // listenUnix listens on the Unix socket path, replacing a stale socket of
 // an earlier run (the watchdog lock says none runs).
 func listenUnix(spec, path string) (*Listener, error) {
-	if path == "" {
-		return nil, &AddrError{"--api unix: needs a path"}
+	if _, err := unixPath(path); err != nil {
+		return nil, err
 	}
 	if info, err := os.Lstat(path); err == nil && info.Mode()&os.ModeSocket != 0 {
 		os.Remove(path)

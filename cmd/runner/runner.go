@@ -153,6 +153,15 @@ func Run(ctx context.Context, cfg Config) (code int, err error) {
 	if err := l.allocate(ctx); err != nil {
 		return 1, err
 	}
+	// Only now, before the child starts: what Notify started on
+	// allocation (run's background watchdog) is not the service's.
+	// A container run's service is the container: the processes its
+	// client leaves behind (Podman's conmon, rootlessport, slirp4netns,
+	// pause process) are the engine's, and go where they go without
+	// gracectl, not to run.
+	if !cfg.NoWaitDescendants && l.ctr == nil {
+		l.subreaper = becomeSubreaper()
+	}
 	if err := l.start(); err != nil {
 		return startCode(err), err
 	}
@@ -189,9 +198,11 @@ func newLaunch(ctx context.Context, cfg Config) (*launch, error) {
 	}
 	path, err := exec.LookPath(cfg.Argv[0])
 	if err != nil {
-		code := ExitNotFound
-		if errors.Is(err, fs.ErrPermission) {
-			code = ExitNotExecutable
+		// As a shell: 127 when there is no such command, 126 when there
+		// is one that cannot be run (not executable, a directory).
+		code := ExitNotExecutable
+		if why := unwrapExec(err); errors.Is(why, exec.ErrNotFound) || errors.Is(why, fs.ErrNotExist) {
+			code = ExitNotFound
 		}
 		return nil, &StartError{Code: code, Err: cannotRun(cfg.Argv[0], err)}
 	}
@@ -204,13 +215,6 @@ func newLaunch(ctx context.Context, cfg Config) (*launch, error) {
 		return nil, err
 	}
 	signal.Notify(l.sigs, forwarded...)
-	// A container run's service is the container: the processes its
-	// client leaves behind (Podman's conmon, rootlessport, slirp4netns,
-	// pause process) are the engine's, and go where they go without
-	// gracectl, not to run.
-	if !cfg.NoWaitDescendants && l.ctr == nil {
-		l.subreaper = becomeSubreaper()
-	}
 	return l, nil
 }
 
@@ -253,6 +257,12 @@ func (l *launch) start() error {
 		code := ExitNotExecutable
 		if errors.Is(startErr, os.ErrNotExist) {
 			code = ExitNotFound
+			if interp := missingInterpreter(l.path); interp != "" {
+				// The file is there; its #! line names what is not.
+				l.reason = "command could not be started"
+				return &StartError{Code: code, Err: fmt.Errorf("cannot run %s: its interpreter %s (the #! line) was not found",
+					registry.Quote(l.cfg.Argv[0]), registry.Quote(interp))}
+			}
 		}
 		l.reason = "command could not be started"
 		return &StartError{Code: code, Err: cannotRun(l.cfg.Argv[0], startErr)}
@@ -505,6 +515,32 @@ func unwrapExec(err error) error {
 	return err
 }
 
+// missingInterpreter is the interpreter a script's #! line names when the
+// script exists and that interpreter does not ("" otherwise): what the
+// kernel's ENOENT meant.
+func missingInterpreter(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	buf := make([]byte, 256)
+	n, _ := io.ReadFull(f, buf)
+	line, _, _ := strings.Cut(string(buf[:n]), "\n")
+	rest, ok := strings.CutPrefix(line, "#!")
+	if !ok {
+		return ""
+	}
+	fields := strings.Fields(rest)
+	if len(fields) == 0 {
+		return "(none)"
+	}
+	if _, err := os.Stat(fields[0]); err == nil {
+		return ""
+	}
+	return fields[0]
+}
+
 // cannotRun says why the command name could not be started, and what to
 // do, in one sentence: not "executable file not found in $PATH".
 func cannotRun(name string, err error) error {
@@ -519,6 +555,8 @@ func cannotRun(name string, err error) error {
 		return fmt.Errorf("cannot run %s: it is not executable (chmod +x it, or run it through its interpreter: sh %s)", q, q)
 	case errors.Is(why, syscall.ENOEXEC):
 		return fmt.Errorf("cannot run %s: it is not a program this system can start (a script needs a #! line)", q)
+	case errors.Is(why, syscall.EISDIR):
+		return fmt.Errorf("cannot run %s: it is a directory, not a program", q)
 	case errors.Is(why, exec.ErrDot):
 		return fmt.Errorf("cannot run %s: it is found only in the working folder, which $PATH names relatively; give it as ./%s", q, name)
 	}
