@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -190,10 +189,9 @@ func (g *globals) store() *registry.Store {
 func (g *globals) portRange() (registry.Range, error) {
 	rg, err := registry.ParseRange(g.rangeSpec)
 	if err != nil {
-		if g.rangeFromEnv {
-			msg := strings.TrimPrefix(err.Error(), "port range "+strconv.Quote(g.rangeSpec))
-			msg = strings.TrimPrefix(strings.TrimPrefix(msg, ":"), " ")
-			return rg, envError("GRACECTL_RANGE", g.rangeSpec, msg)
+		var re *registry.RangeError
+		if g.rangeFromEnv && errors.As(err, &re) {
+			return rg, envError("GRACECTL_RANGE", g.rangeSpec, re.Problem)
 		}
 		return rg, &usageError{msg: err.Error()}
 	}

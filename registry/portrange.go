@@ -42,11 +42,17 @@ func ParsePort(s string) (int, error) {
 	return n, nil
 }
 
+// RangeError is a port range that cannot be read: Spec as it was given,
+// Problem what is wrong with it.
+type RangeError struct{ Spec, Problem string }
+
+func (e *RangeError) Error() string { return fmt.Sprintf("port range %q: %s", e.Spec, e.Problem) }
+
 // ParseRange parses "START-END" (inclusive). A single port "N" is the range N-N.
 func ParseRange(s string) (Range, error) {
 	t := strings.TrimSpace(s)
 	if t == "" {
-		return Range{}, fmt.Errorf("port range is empty (want START-END, e.g. 8000-8100)")
+		return Range{}, &RangeError{Spec: s, Problem: "empty (want START-END, e.g. 8000-8100)"}
 	}
 	lo, hi, found := strings.Cut(t, "-")
 	if !found {
@@ -54,14 +60,14 @@ func ParseRange(s string) (Range, error) {
 	}
 	start, err := ParsePort(lo)
 	if err != nil {
-		return Range{}, fmt.Errorf("port range %q: %v", s, err)
+		return Range{}, &RangeError{Spec: s, Problem: err.Error()}
 	}
 	end, err := ParsePort(hi)
 	if err != nil {
-		return Range{}, fmt.Errorf("port range %q: %v", s, err)
+		return Range{}, &RangeError{Spec: s, Problem: err.Error()}
 	}
 	if end < start {
-		return Range{}, fmt.Errorf("port range %q is reversed (start %d is above end %d)", s, start, end)
+		return Range{}, &RangeError{Spec: s, Problem: fmt.Sprintf("reversed (start %d is above end %d)", start, end)}
 	}
 	return Range{Start: start, End: end}, nil
 }
