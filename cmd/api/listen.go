@@ -90,8 +90,7 @@ func Check(cfg ListenConfig) error {
 	cfg.Log = nil
 	spec := cfg.Addr
 	if path, ok := strings.CutPrefix(spec, "unix:"); ok {
-		_, err := unixPath(path)
-		return err
+		return checkUnixPath(path)
 	}
 	host, _, err := parseTCPAddr(spec)
 	if err != nil {
@@ -101,11 +100,11 @@ func Check(cfg ListenConfig) error {
 	return err
 }
 
-func unixPath(path string) (string, error) {
+func checkUnixPath(path string) error {
 	if path == "" {
-		return "", &AddrError{"--api unix: needs a path"}
+		return &AddrError{"--api unix: needs a path"}
 	}
-	return path, nil
+	return nil
 }
 
 // Listen parses the address and listens there.
@@ -149,7 +148,7 @@ func Listen(ctx context.Context, cfg ListenConfig) (*Listener, error) {
 // listenUnix listens on the Unix socket path, replacing a stale socket of
 // an earlier run (the watchdog lock says none runs).
 func listenUnix(spec, path string) (*Listener, error) {
-	if _, err := unixPath(path); err != nil {
+	if err := checkUnixPath(path); err != nil {
 		return nil, err
 	}
 	if info, err := os.Lstat(path); err == nil && info.Mode()&os.ModeSocket != 0 {
