@@ -87,32 +87,8 @@ func newWatchCmd(g *globals) *cobra.Command {
 			return noArgs(cmd, args)
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.interval < 100*time.Millisecond {
-				return usageErrorf("--interval %s: must be at least 100ms", o.interval)
-			}
-			if o.heartbeat < 100*time.Millisecond {
-				return usageErrorf("--event-heartbeat %s: must be at least 100ms", o.heartbeat)
-			}
-			if err := checkProbeFlags(&o.checks); err != nil {
+			if err := o.validate(cmd); err != nil {
 				return err
-			}
-			if err := o.routes.check(cmd); err != nil {
-				return err
-			}
-			if o.idle < 0 {
-				return usageErrorf("--exit-when-idle %s: must not be negative", o.idle)
-			}
-			if o.hostID != "" {
-				if _, err := fleet.HostID(o.hostID); err != nil {
-					return &usageError{msg: err.Error()}
-				}
-			}
-			// The API's address too, before a running watchdog is looked
-			// for: a usage error is exit 2 whatever runs.
-			if o.api != "" {
-				if err := api.Check(api.ListenConfig{Addr: o.api, AllowRemote: o.remote, WebConfig: o.webConfig}); err != nil {
-					return &usageError{msg: err.Error()}
-				}
 			}
 			return runWatch(cmd, o)
 		},
@@ -139,6 +115,38 @@ func newWatchCmd(g *globals) *cobra.Command {
 	addProbeFlags(f, &o.checks)
 	addRoutesFlags(f, &o.routes)
 	return c
+}
+
+// validate finds the usage mistakes of watch's flags, all before a
+// running watchdog is looked for: a usage error is exit 2 whatever runs.
+func (o *watchOptions) validate(cmd *cobra.Command) error {
+	if o.interval < 100*time.Millisecond {
+		return usageErrorf("--interval %s: must be at least 100ms", o.interval)
+	}
+	if o.heartbeat < 100*time.Millisecond {
+		return usageErrorf("--event-heartbeat %s: must be at least 100ms", o.heartbeat)
+	}
+	if err := checkProbeFlags(&o.checks); err != nil {
+		return err
+	}
+	if err := o.routes.check(cmd); err != nil {
+		return err
+	}
+	if o.idle < 0 {
+		return usageErrorf("--exit-when-idle %s: must not be negative", o.idle)
+	}
+	if o.hostID != "" {
+		if _, err := fleet.HostID(o.hostID); err != nil {
+			return &usageError{msg: err.Error()}
+		}
+	}
+	// The API's address too (its syntax and web config).
+	if o.api != "" {
+		if err := api.Check(api.ListenConfig{Addr: o.api, AllowRemote: o.remote, WebConfig: o.webConfig}); err != nil {
+			return &usageError{msg: err.Error()}
+		}
+	}
+	return nil
 }
 
 func runWatch(cmd *cobra.Command, o *watchOptions) error {
