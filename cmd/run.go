@@ -243,26 +243,7 @@ func (b *banner) event(ev runner.Event) {
 	}
 	switch ev.Kind {
 	case runner.EventAllocated:
-		if b.allocated > 1 {
-			fmt.Fprintf(b.w, "%sAllocated port %d (%s)\n", b.mark("✅"), ev.Alloc.Port, escape(ev.Alloc.PortName))
-			return
-		}
-		fmt.Fprintf(b.w, "Allocating port from managed range (%s)...\n", b.rg)
-		if ev.Alloc.PortName != "" {
-			fmt.Fprintf(b.w, "%sAllocated port %d (%s)\n", b.mark("✅"), ev.Alloc.Port, escape(ev.Alloc.PortName))
-		} else {
-			fmt.Fprintf(b.w, "%sAllocated port %d\n", b.mark("✅"), ev.Alloc.Port)
-		}
-		fmt.Fprintf(b.w, "   Service: %s\n", escape(ev.Alloc.ServiceName))
-		if b.purpose != "" {
-			fmt.Fprintf(b.w, "   Purpose: %s\n", escape(b.purpose))
-		}
-		wd, err := watchdog.LoadState(b.store)
-		if err == nil && wd.Running {
-			fmt.Fprintf(b.w, "   Watchdog: Active (monitors health every %s)\n", seconds(wd.IntervalSeconds))
-		} else {
-			fmt.Fprintf(b.w, "   Watchdog: Not running (start one with: gracectl watch)\n")
-		}
+		b.announce(ev)
 	case runner.EventUp:
 		if b.api {
 			fmt.Fprintf(b.w, "%s is up\n%sAPI: %s\n", escape(ev.Alloc.Label()), b.mark("📡"), ev.URL)
@@ -297,6 +278,32 @@ func (b *banner) event(ev runner.Event) {
 		}
 	case runner.EventWarning:
 		fmt.Fprintf(b.w, "gracectl: warning: %s\n", oneLine(ev.Msg))
+	}
+}
+
+// announce prints an allocation: the first as the seed's banner (port,
+// service, purpose, whether a watchdog runs), each named port after it in
+// one line.
+func (b *banner) announce(ev runner.Event) {
+	if b.allocated > 1 {
+		fmt.Fprintf(b.w, "%sAllocated port %d (%s)\n", b.mark("✅"), ev.Alloc.Port, escape(ev.Alloc.PortName))
+		return
+	}
+	fmt.Fprintf(b.w, "Allocating port from managed range (%s)...\n", b.rg)
+	if ev.Alloc.PortName != "" {
+		fmt.Fprintf(b.w, "%sAllocated port %d (%s)\n", b.mark("✅"), ev.Alloc.Port, escape(ev.Alloc.PortName))
+	} else {
+		fmt.Fprintf(b.w, "%sAllocated port %d\n", b.mark("✅"), ev.Alloc.Port)
+	}
+	fmt.Fprintf(b.w, "   Service: %s\n", escape(ev.Alloc.ServiceName))
+	if b.purpose != "" {
+		fmt.Fprintf(b.w, "   Purpose: %s\n", escape(b.purpose))
+	}
+	wd, err := watchdog.LoadState(b.store)
+	if err == nil && wd.Running {
+		fmt.Fprintf(b.w, "   Watchdog: Active (monitors health every %s)\n", seconds(wd.IntervalSeconds))
+	} else {
+		fmt.Fprintf(b.w, "   Watchdog: Not running (start one with: gracectl watch)\n")
 	}
 }
 
