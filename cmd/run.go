@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -43,7 +44,8 @@ The port reaches the command as $PORT (or the variable --env names) and
 $GRACECTL_PORT, and every {port} in its arguments is replaced by it. With
 --port NAME (repeatable) the service gets one port per name, all or none:
 each in $PORT_NAME and {port.NAME}, the first also in $PORT and {port}; all
-are owned by the command and released when it ends. With
+are owned by the command and released when it ends. A {port.NAME} whose NAME
+no --port gives is a usage error. With
 --listen-fd gracectl binds the port itself and passes the listening socket as
 fd 3 (systemd socket activation: LISTEN_FDS=1, LISTEN_PID), so nothing can take
 the port between allocation and bind.
@@ -126,6 +128,29 @@ func newRunCmd(g *globals) *cobra.Command {
 	return c
 }
 
+// checkPortPlaceholders refuses a {port.NAME} in the command whose NAME
+// no --port gives: it would reach the command as written, not as a port.
+func (o *runOptions) checkPortPlaceholders() error {
+	for _, a := range o.argv {
+		for rest := a; ; {
+			_, after, ok := strings.Cut(rest, "{port.")
+			if !ok {
+				break
+			}
+			name, tail, closed := strings.Cut(after, "}")
+			if closed && !slices.Contains(o.ports, name) {
+				given := "no --port was given"
+				if len(o.ports) > 0 {
+					given = "the --port names are " + strings.Join(o.ports, ", ")
+				}
+				return usageErrorf("the command names {port.%s}, but %s", escape(name), given)
+			}
+			rest = tail
+		}
+	}
+	return nil
+}
+
 func runRun(cmd *cobra.Command, o *runOptions) error {
 	rg, err := o.g.portRange()
 	if err != nil {
@@ -133,6 +158,9 @@ func runRun(cmd *cobra.Command, o *runOptions) error {
 	}
 	if !validEnvName(o.envName) {
 		return usageErrorf("--env %s is not a valid environment variable name", registry.Quote(o.envName))
+	}
+	if err := o.checkPortPlaceholders(); err != nil {
+		return err
 	}
 	watch := !o.noWatchdog && !o.g.env.noWatchdog
 	if err := o.g.env.envProblem("GRACECTL_WATCHDOG", o.noWatchdog); err != nil {
