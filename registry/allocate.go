@@ -488,17 +488,6 @@ func (e *ChangedHandsError) Error() string {
 		e.Claim.Port, Quote(e.Now.ServiceName), e.Now.ID, e.Now.AllocatedAt, Quote(e.Claim.Service))
 }
 
-// heldBefore says whether the registry remembers service (under any port
-// name) holding port last.
-func (r *Registry) heldBefore(service string, port int) bool {
-	for k, lp := range r.LastPorts {
-		if lp.Port == port && (k == service || strings.HasPrefix(k, service+"/")) {
-			return true
-		}
-	}
-	return false
-}
-
 // OwnerAliveError refuses to release, or register another owner for, a
 // port whose owner still runs.
 type OwnerAliveError struct {

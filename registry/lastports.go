@@ -25,6 +25,12 @@ func lastPortKey(service, portName string) string {
 	return service + "/" + portName
 }
 
+// keyOf says whether key (lastPortKey's) is one of service's, under any
+// port name.
+func keyOf(key, service string) bool {
+	return key == service || strings.HasPrefix(key, service+"/")
+}
+
 // PortserverStartedBy is the started_by of the portserver's allocations:
 // test suites' throw-away ports, never remembered.
 const PortserverStartedBy = "portserver"
@@ -56,7 +62,7 @@ func (r *Registry) remember(a *Allocation, now Time) {
 func (r *Registry) rememberedForOthers(service string) map[int]bool {
 	out := map[int]bool{}
 	for k, lp := range r.LastPorts {
-		if k != service && !strings.HasPrefix(k, service+"/") {
+		if !keyOf(k, service) {
 			out[lp.Port] = true
 		}
 	}
@@ -68,10 +74,21 @@ func (r *Registry) rememberedForOthers(service string) map[int]bool {
 func (r *Registry) Forget(service string) int {
 	n := 0
 	for k := range r.LastPorts {
-		if k == service || strings.HasPrefix(k, service+"/") {
+		if keyOf(k, service) {
 			delete(r.LastPorts, k)
 			n++
 		}
 	}
 	return n
+}
+
+// heldBefore says whether the registry remembers service (under any port
+// name) holding port last.
+func (r *Registry) heldBefore(service string, port int) bool {
+	for k, lp := range r.LastPorts {
+		if lp.Port == port && keyOf(k, service) {
+			return true
+		}
+	}
+	return false
 }
