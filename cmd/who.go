@@ -120,12 +120,13 @@ func runWho(cmd *cobra.Command, o *whoOptions, port int) error {
 	if err := o.g.rootMissing(); err != nil {
 		return err
 	}
-	r, err := o.g.store().Read(cmd.Context())
+	store := o.g.store()
+	r, err := store.Read(cmd.Context())
 	if err != nil {
 		return err
 	}
 	w := Who{Port: port, Allocation: r.Get(port), Listeners: []WhoProcess{}}
-	if held, _ := o.g.store().HeldElsewhere(cmd.Context(), registry.Range{Start: port, End: port}); len(held) > 0 {
+	if held, _ := store.HeldElsewhere(cmd.Context(), registry.Range{Start: port, End: port}); len(held) > 0 {
 		w.HeldElsewhere = &held[0]
 	}
 	var ownerLive probe.Liveness

@@ -61,11 +61,12 @@ func runWhy(cmd *cobra.Command, o *whyOptions) error {
 	if err := o.g.rootMissing(); err != nil {
 		return err
 	}
-	r, err := o.g.store().Read(cmd.Context())
+	store := o.g.store()
+	r, err := store.Read(cmd.Context())
 	if err != nil {
 		return err
 	}
-	held, _ := o.g.store().HeldElsewhere(cmd.Context(), registry.Range{Start: o.port, End: o.port})
+	held, _ := store.HeldElsewhere(cmd.Context(), registry.Range{Start: o.port, End: o.port})
 	w := portinfo.Explain(cmd.Context(), portinfo.Query{Port: o.port, Registry: r, Managed: rg, Engines: o.g.engines(), HeldElsewhere: held})
 	if o.json {
 		err = printJSON(o.g.stdout, w)
